@@ -1,0 +1,303 @@
+"""Deployment configuration: one YAML file, validated with pydantic.
+
+Every problem is reported with the file and its key path (``models[0].experiments[0].split``),
+so that a bad config fails the first task of a run with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelwatch.metric_names import OPERATIONAL_METRICS
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "modelwatch.yaml"
+CONFIG_ENV_VAR = "MODELWATCH_CONFIG"
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT = re.compile(r"^(metadata|features)\.[A-Za-z0-9_.-]+$|^variant$|^status$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem list, one line per problem, each naming its key path."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"invalid modelwatch config {path}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Strict):
+    logs_uri: str = "s3://ml-logs/inference"
+    reports_uri: str = "s3://ml-monitoring/reports"
+    labels_uri: str = "s3://ml-logs/labels"
+    aws_conn_id: str = "aws_default"
+    max_invalid_share: float = Field(0.05, ge=0.0, le=1.0)
+
+    @field_validator("logs_uri", "reports_uri", "labels_uri")
+    @classmethod
+    def _s3_uri(cls, value: str) -> str:
+        if not value.startswith("s3://") or len(value) <= len("s3://"):
+            raise ValueError(f"expected an s3://bucket/prefix URI, got {value!r}")
+        return value.rstrip("/")
+
+
+class Window(_Strict):
+    start: str
+    end: str
+
+
+class Baseline(_Strict):
+    version: str | None = None
+    window: Window | None = None
+
+
+class DriftSettings(_Strict):
+    features: list[str] = []
+    text: list[str] = []
+    embedding_sample: int = Field(4000, ge=50, le=200_000)
+
+
+class JudgeSettings(_Strict):
+    backend: Literal["heuristic", "anthropic", "openai"] = "heuristic"
+    rubric: str = "default"
+    daily_budget_usd: float = Field(5.0, ge=0)
+    max_samples: int = Field(400, ge=0)
+    stratify_by: list[str] = []
+
+
+def _check_metric(name: str) -> str:
+    if name.startswith(("judge.", "quality.")):
+        return name
+    if name not in OPERATIONAL_METRICS:
+        close = difflib.get_close_matches(name, OPERATIONAL_METRICS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(OPERATIONAL_METRICS))}"
+        raise ValueError(f"unknown metric {name!r}{hint}")
+    return name
+
+
+class _MetricRef(_Strict):
+    metric: str
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return _check_metric(value)
+
+
+class MetricGoal(_MetricRef):
+    direction: Literal["increase", "decrease"]
+    mde: float | None = Field(None, gt=0)
+    margin: float | None = Field(None, ge=0)
+    absolute: bool = False
+
+
+class HardLimit(_MetricRef):
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "HardLimit":
+        if self.max is None and self.min is None:
+            raise ValueError("a hard limit needs max or min")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}: no value can pass")
+        if self.metric.endswith("_rate") and self.max is not None and not 0 <= self.max <= 1:
+            raise ValueError(f"{self.metric} is a share between 0 and 1; max {self.max} is impossible")
+        return self
+
+
+class Experiment(_Strict):
+    id: str
+    control: str = "control"
+    treatment: str = "treatment"
+    split: dict[str, float] = {"treatment": 0.5}
+    primary: list[MetricGoal] = []
+    guardrails: list[MetricGoal] = []
+    hard_limits: list[HardLimit] = []
+
+    @field_validator("split")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(not 0 < w < 1 for w in value.values()) or sum(value.values()) > 1 + 1e-9:
+            raise ValueError(f"split weights must lie in (0, 1) and sum to at most 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _arms(self) -> "Experiment":
+        if self.control == self.treatment:
+            raise ValueError("control and treatment must be different variants")
+        arms = {self.control, self.treatment}
+        unknown = set(self.split) - arms
+        if unknown:
+            raise ValueError(f"split names unknown arm(s) {sorted(unknown)}; arms are {sorted(arms)}")
+        return self
+
+    def weights(self) -> dict[str, float]:
+        """Planned share of experiment traffic per arm; the control takes the remainder."""
+        given = dict(self.split)
+        given.setdefault(self.control, 1.0 - sum(w for a, w in given.items() if a != self.control))
+        given.setdefault(self.treatment, 1.0 - given[self.control])
+        return given
+
+
+class Rollback(_Strict):
+    action: Literal["routing_document"] = "routing_document"
+    uri: str
+
+    @field_validator("uri")
+    @classmethod
+    def _s3(cls, value: str) -> str:
+        if not value.startswith("s3://"):
+            raise ValueError(f"expected an s3:// URI for the routing document, got {value!r}")
+        return value
+
+
+class ValidationSettings(_Strict):
+    suite: str | None = None  # file name under include/config/gx/, applied after the contract suite
+    max_invalid_share: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class Model(_Strict):
+    id: str
+    kind: Literal["llm", "classifier", "regressor"]
+    cadence: list[Literal["daily", "hourly"]] = ["daily"]
+    segments: list[str] = []
+    baseline: Baseline = Baseline()
+    drift: DriftSettings = DriftSettings()
+    judge: JudgeSettings | None = None
+    experiments: list[Experiment] = []
+    rollback: Rollback | None = None
+    validation: ValidationSettings = ValidationSettings()
+    variants: list[str] = []  # extra variant names allowed besides production, shadow and experiment arms
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _MODEL_ID.match(value):
+            raise ValueError(f"model id {value!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _SEGMENT.match(s)]
+        if bad:
+            raise ValueError(f"segment keys must look like metadata.<key> or features.<name>, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _rollback_needed(self) -> "Model":
+        if any(e.hard_limits or e.guardrails for e in self.experiments) and self.rollback is None:
+            raise ValueError("experiments with guardrails or hard limits need a rollback: {uri: s3://...} section")
+        return self
+
+    def allowed_variants(self) -> list[str]:
+        arms = {a for e in self.experiments for a in (e.control, e.treatment)}
+        return sorted({"production", "shadow", *arms, *self.variants})
+
+
+class MonitoringConfig(_Strict):
+    defaults: Defaults = Defaults()
+    models: list[Model]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "MonitoringConfig":
+        ids = [m.id for m in self.models]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"model ids must be unique, repeated: {dupes}")
+        return self
+
+    def model(self, model_id: str) -> Model:
+        for m in self.models:
+            if m.id == model_id:
+                return m
+        raise KeyError(f"model {model_id!r} is not configured; configured: {[m.id for m in self.models]}")
+
+    def models_for(self, cadence: str) -> list[str]:
+        return [m.id for m in self.models if cadence in m.cadence]
+
+    def max_invalid_share(self, model_id: str) -> float:
+        own = self.model(model_id).validation.max_invalid_share
+        return self.defaults.max_invalid_share if own is None else own
+
+
+def _key_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith(("function-", "model-")):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """Field names valid at the parent of ``loc``, to suggest a fix for a typo."""
+    model: type[BaseModel] | None = MonitoringConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return list(model.model_fields) if model else []
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = _key_path(err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            close = difflib.get_close_matches(key, _known_keys(err["loc"]), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}: unknown key{hint}")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+    return problems
+
+
+def parse_config(data: object, source: str = "<config>") -> MonitoringConfig:
+    """Validate already-loaded YAML data; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping with 'models', got {type(data).__name__}"])
+    try:
+        return MonitoringConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _describe_errors(exc)) from None
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The config file: explicit path, else $MODELWATCH_CONFIG, else the bundled default."""
+    return Path(explicit or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike | None = None) -> MonitoringConfig:
+    """Read and validate the YAML config file."""
+    resolved = config_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(resolved), [f"cannot read the file: {exc.strerror}; set {CONFIG_ENV_VAR} or pass a path"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(resolved), [f"not valid YAML: {exc}"]) from None
+    return parse_config(data, str(resolved))

@@ -1,0 +1,214 @@
+"""The inference-log contract: one definition used by the reader, the validator and the generator.
+
+A serving layer emits one JSON object per request (a JSON line or a Parquet row).
+``FIELDS`` is the single source of truth; from it come the canonical Arrow schema
+(``CANONICAL_SCHEMA``), the per-value coercion rules (``coerce_record``) and the
+list of columns the Great Expectations suite checks.
+
+Nested objects (``features``, ``metadata``, ``probability`` as a class map) and
+unknown extra fields are kept losslessly as JSON text in the canonical table, so
+that any partition fits one schema; ``flatten`` turns ``metadata.topic`` style
+paths into real columns when a stage needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+
+Kind = Literal["string", "timestamp", "number", "integer", "feedback", "object", "scalar", "probability"]
+Requirement = Literal["always", "llm", "classic", "optional"]
+
+STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "refused_by_filter")
+BASE_VARIANTS: tuple[str, ...] = ("production", "shadow")
+FEEDBACK_VALUES: tuple[int, ...] = (-1, 0, 1)
+
+# Lineage columns added by the reader: where each row came from.
+ROW_ID = "_row_id"
+SOURCE = "_source"
+LINE = "_line"
+TYPE_ERRORS = "_type_errors"
+EXTRA = "extra"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the log contract."""
+
+    name: str
+    kind: Kind
+    required: Requirement
+    meaning: str
+    minimum: float | None = None
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("request_id", "string", "always", "unique per model and day"),
+    Field("timestamp", "timestamp", "always", "ISO-8601 UTC arrival time, inside its partition"),
+    Field("model_id", "string", "always", "deployed model (or checkpoint) id"),
+    Field("variant", "string", "always", "production, an experiment arm, or shadow"),
+    Field("experiment_id", "string", "optional", "set when an experiment routed the request"),
+    Field("status", "string", "always", "ok, error, timeout or refused_by_filter"),
+    Field("latency_ms", "number", "always", "end-to-end latency in milliseconds", minimum=0.0),
+    Field("prompt", "string", "llm", "text in"),
+    Field("response", "string", "optional", "text out; may be null when status is not ok"),
+    Field("prompt_tokens", "integer", "llm", "prompt token count", minimum=0.0),
+    Field("completion_tokens", "integer", "llm", "completion token count", minimum=0.0),
+    Field("cost_usd", "number", "optional", "cost of this request in USD", minimum=0.0),
+    Field("reference", "string", "optional", "known good answer (golden-set traffic)"),
+    Field("features", "object", "classic", "model inputs: name -> number or string"),
+    Field("prediction", "scalar", "classic", "model output: class label or number"),
+    Field("probability", "probability", "optional", "confidence: number, or class -> number"),
+    Field("quality_score", "number", "optional", "any online quality signal"),
+    Field("feedback", "feedback", "optional", "-1, 0 or 1 (thumbs down / none / up)"),
+    Field("metadata", "object", "optional", "segment keys and anything else"),
+)
+FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+KNOWN_FIELDS: frozenset[str] = frozenset(FIELD_BY_NAME)
+
+_ARROW_TYPE: dict[Kind, pa.DataType] = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "number": pa.float64(),
+    "integer": pa.int64(),
+    "feedback": pa.int8(),
+    "object": pa.string(),  # JSON text
+    "scalar": pa.string(),  # class labels as given; numbers rendered with repr()
+    "probability": pa.float64(),
+}
+
+CANONICAL_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(ROW_ID, pa.int64(), nullable=False), pa.field(SOURCE, pa.string()), pa.field(LINE, pa.int64())]
+    + [pa.field(f.name, _ARROW_TYPE[f.kind]) for f in FIELDS]
+    + [
+        pa.field("class_probabilities", pa.string()),  # JSON text when probability was a class map
+        pa.field(EXTRA, pa.string()),  # JSON text of unknown fields, kept not rejected
+        pa.field(TYPE_ERRORS, pa.string()),  # "; "-joined coercion problems, null when clean
+    ]
+)
+CANONICAL_COLUMNS: list[str] = CANONICAL_SCHEMA.names
+
+
+def required_fields(model_kind: str) -> list[str]:
+    """Fields that must be non-null for a model of this kind (``llm``, ``classifier``, ``regressor``)."""
+    wanted = {"always", "llm" if model_kind == "llm" else "classic"}
+    return [f.name for f in FIELDS if f.required in wanted]
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
+    """Return (canonical value, problem). JSON numbers are numbers: "12" is not a latency."""
+    if value is None:
+        return None, None
+    kind = field.kind
+    if kind == "string":
+        return (value, None) if isinstance(value, str) else (None, f"{field.name}: expected string, got {_describe(value)}")
+    if kind == "timestamp":
+        from datetime import datetime, timezone
+
+        if not isinstance(value, str):
+            if hasattr(value, "tzinfo"):  # Parquet timestamps arrive as datetime
+                ts = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+                return ts.astimezone(timezone.utc), None
+            return None, f"timestamp: expected ISO-8601 string, got {_describe(value)}"
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None, f"timestamp: not ISO-8601: {value[:40]!r}"
+        if ts.tzinfo is None:
+            return None, f"timestamp: no UTC offset in {value[:40]!r} (write e.g. 2026-11-01T10:00:00Z)"
+        return ts.astimezone(timezone.utc), None
+    if kind in ("number", "integer"):
+        if not _is_number(value):
+            return None, f"{field.name}: expected {kind}, got {_describe(value)}"
+        if kind == "integer" and not float(value).is_integer():
+            return None, f"{field.name}: expected integer, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            # Kept as a value so that the range expectation reports it with the row.
+            return float(value), None
+        return (int(value) if kind == "integer" else float(value)), None
+    if kind == "feedback":
+        if _is_number(value) and float(value).is_integer():
+            return int(value), None
+        return None, f"feedback: expected -1, 0 or 1, got {_describe(value)}"
+    if kind == "object":
+        if isinstance(value, dict):
+            return json.dumps(value, sort_keys=True, default=str), None
+        return None, f"{field.name}: expected object, got {_describe(value)}"
+    if kind == "scalar":
+        if isinstance(value, str):
+            return value, None
+        if _is_number(value) or isinstance(value, bool):
+            return repr(value), None
+        return None, f"{field.name}: expected number or string, got {_describe(value)}"
+    raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover
+
+
+def _probability(value: Any, prediction: Any) -> tuple[float | None, str | None, str | None]:
+    """(confidence, class map as JSON, problem). A class map's confidence is that of the prediction."""
+    if value is None:
+        return None, None, None
+    if _is_number(value):
+        return float(value), None, None
+    if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
+        probs = {str(k): float(v) for k, v in value.items()}
+        confidence = probs.get(str(prediction), max(probs.values()))
+        return confidence, json.dumps(probs, sort_keys=True), None
+    return None, None, f"probability: expected number or object class -> number, got {_describe(value)}"
+
+
+def coerce_record(record: Any) -> dict[str, Any]:
+    """Map one raw log object onto the canonical columns (without lineage columns).
+
+    Never raises: values of the wrong type become null and their problems are joined
+    into ``_type_errors`` so the validator can quarantine the row with that reason.
+    """
+    if not isinstance(record, dict):
+        return {TYPE_ERRORS: f"row: expected a JSON object, got {_describe(record)}"}
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in FIELDS:
+        if field.kind == "probability":
+            continue
+        value, problem = _coerce(field, record.get(field.name))
+        out[field.name] = value
+        if problem:
+            problems.append(problem)
+    confidence, class_map, problem = _probability(record.get("probability"), record.get("prediction"))
+    out["probability"], out["class_probabilities"] = confidence, class_map
+    if problem:
+        problems.append(problem)
+    extra = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+    out[EXTRA] = json.dumps(extra, sort_keys=True, default=str) if extra else None
+    out[TYPE_ERRORS] = "; ".join(problems) if problems else None
+    return out
+
+
+def flatten(objects_json: list[str | None], keys: list[str]) -> dict[str, list[Any]]:
+    """Pull ``keys`` out of a column of JSON objects: ``{"topic": [...], "locale": [...]}``."""
+    columns: dict[str, list[Any]] = {k: [] for k in keys}
+    for text in objects_json:
+        obj = json.loads(text) if text else {}
+        for k in keys:
+            value = obj.get(k)
+            columns[k].append(value if isinstance(value, (str, int, float, bool)) or value is None else json.dumps(value))
+    return columns
+
+
+def contract_markdown() -> str:
+    """The contract as a Markdown table (used by the docs and `modelwatch contract`)."""
+    lines = ["| field | type | required | meaning |", "|---|---|---|---|"]
+    lines += [f"| {f.name} | {f.kind} | {f.required} | {f.meaning} |" for f in FIELDS]
+    return "\n".join(lines)

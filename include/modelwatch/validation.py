@@ -1,0 +1,249 @@
+"""Row-level validation of a partition with Great Expectations (GX Core 1.x, ephemeral context).
+
+The contract's expectations live as suite files under ``include/config/gx/`` (common,
+then per model kind, then the model's own suite); the rules that depend on the run
+(allowed variants, the model id, the partition's time window) are added here. GX maps
+each failure back to its row through the ``_row_id`` column, so every failing row is
+quarantined with every reason that applies to it.
+
+Two rules are checked outside GX because GX cannot express them as wanted: values of
+the wrong JSON type (found while reading, before a typed frame exists), and duplicate
+request ids, where the first occurrence is kept and later ones are quarantined
+(GX's uniqueness expectation would reject every copy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from modelwatch.config import Model
+from modelwatch.contract import LINE, ROW_ID, SOURCE, TYPE_ERRORS
+from modelwatch.readers import RAW_LIMIT, REJECT_SCHEMA
+from modelwatch.storage import Partition
+
+SUITES_DIR = Path(__file__).resolve().parents[1] / "config" / "gx"
+EPOCH_COLUMN = "_epoch_s"
+_GX_COLUMNS = [
+    ROW_ID, "request_id", "timestamp", "model_id", "variant", "status", "latency_ms", "prompt", "response",
+    "prompt_tokens", "completion_tokens", "cost_usd", "features", "prediction", "probability", "feedback",
+]
+
+
+class ContractViolation(RuntimeError):
+    """Too large a share of a partition broke the contract; the run must stop."""
+
+
+@dataclass
+class ValidationOutcome:
+    valid: pa.Table
+    rejects: pa.Table
+    rows_in: int
+    failures: dict[str, int] = field(default_factory=dict)  # rule -> rows failing it
+    examples: dict[str, list[str]] = field(default_factory=dict)  # rule -> a few offending values
+
+    @property
+    def rows_valid(self) -> int:
+        return self.valid.num_rows
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.rejects.num_rows
+
+    @property
+    def invalid_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+
+def load_suite_file(name: str, suites_dir: Path = SUITES_DIR) -> dict[str, Any]:
+    path = suites_dir / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"GX suite {path} does not exist; add it or fix validation.suite in the config") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"GX suite {path} is not valid JSON: {exc}") from None
+
+
+def partition_window(partition: Partition) -> tuple[datetime, datetime]:
+    """[start, end) of the partition in UTC."""
+    start = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=timezone.utc)
+    if partition.hour is None:
+        return start, start + timedelta(days=1)
+    start += timedelta(hours=partition.hour)
+    return start, start + timedelta(hours=1)
+
+
+def expectations_for(model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> list[dict[str, Any]]:
+    """The ordered expectation list for one model and partition, as GX expectation dicts."""
+    files = ["log_contract.json", "log_contract_llm.json" if model.kind == "llm" else "log_contract_classic.json"]
+    if model.validation.suite:
+        files.append(model.validation.suite)
+    expectations: list[dict[str, Any]] = []
+    for name in files:
+        expectations += load_suite_file(name, suites_dir)["expectations"]
+    start, end = partition_window(partition)
+    expectations += [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "variant", "value_set": model.allowed_variants()}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "model_id", "value_set": [model.id]}},
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": EPOCH_COLUMN, "min_value": start.timestamp(), "max_value": end.timestamp(), "strict_max": True},
+            "meta": {"label": f"timestamp inside the partition [{start.isoformat()}, {end.isoformat()})"},
+        },
+    ]
+    return expectations
+
+
+def rule_label(expectation: dict[str, Any]) -> str:
+    """A short human name for an expectation: what the row must satisfy."""
+    kw = expectation["kwargs"]
+    column = kw.get("column", "")
+    label = (expectation.get("meta") or {}).get("label")
+    if label:
+        return label
+    kind = expectation["type"]
+    when = f" when {kw['row_condition']}" if kw.get("row_condition") else ""
+    if kind == "expect_column_values_to_not_be_null":
+        return f"{column} is required{when}"
+    if kind == "expect_column_values_to_be_in_set":
+        return f"{column} must be one of {kw['value_set']}"
+    if kind == "expect_column_values_to_be_between":
+        return f"{column} must be within [{kw.get('min_value')}, {kw.get('max_value')}]"
+    if kind == "expect_column_value_lengths_to_be_between":
+        return f"length of {column} must be within [{kw.get('min_value')}, {kw.get('max_value')}]"
+    return f"{kind}({column}){when}"
+
+
+def _quiet_gx() -> None:
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def _run_gx(frame, expectations: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int], list[Any]]]:
+    """Validate a pandas frame; return (expectation, failing row ids, offending values) per expectation."""
+    _quiet_gx()
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+
+    context = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False),
+            analytics_enabled=False,
+        ),
+    )
+    batch = (
+        context.data_sources.add_pandas("modelwatch")
+        .add_dataframe_asset("partition")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    tagged = [{"type": e["type"], "kwargs": e["kwargs"], "meta": {"mw_index": i}} for i, e in enumerate(expectations)]
+    suite = context.suites.add(ExpectationSuite(name="run", expectations=tagged))
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]})
+    out = []
+    for res in result.results:  # GX does not keep the suite's order: map back through the tag
+        expectation = expectations[int(res.expectation_config.meta["mw_index"])]
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            raise RuntimeError(f"GX could not evaluate {rule_label(expectation)}: {res.exception_info.get('exception_message')}")
+        indices = res.result.get("unexpected_index_list") or []
+        ids = [int(item[ROW_ID]) for item in indices]
+        values = res.result.get("unexpected_list") or []
+        out.append((expectation, ids, values))
+    return out
+
+
+def _gx_frame(table: pa.Table):
+    frame = table.select(_GX_COLUMNS).to_pandas()
+    epoch = pc.divide(pc.cast(pc.cast(table["timestamp"], pa.timestamp("us")), pa.int64()), 1_000_000.0)
+    frame[EPOCH_COLUMN] = epoch.to_numpy(zero_copy_only=False)
+    return frame
+
+
+def _duplicates(table: pa.Table) -> dict[int, str]:
+    """Row id -> reason for every repeat of an earlier request_id (first occurrence kept)."""
+    seen: dict[str, str] = {}
+    out: dict[int, str] = {}
+    for rid, request_id, source, line in zip(
+        table[ROW_ID].to_pylist(), table["request_id"].to_pylist(), table[SOURCE].to_pylist(), table[LINE].to_pylist()
+    ):
+        if request_id is None:
+            continue
+        first = seen.get(request_id)
+        if first is None:
+            seen[request_id] = f"{source}:{line}"
+        else:
+            out[rid] = f"duplicate request_id {request_id!r} (first seen at {first})"
+    return out
+
+
+def _raw_json(row: dict[str, Any]) -> str:
+    clean = {k: v for k, v in row.items() if k not in (ROW_ID, SOURCE, LINE, TYPE_ERRORS) and v is not None}
+    return json.dumps(clean, default=str, sort_keys=True)[:RAW_LIMIT]
+
+
+def validate_partition(table: pa.Table, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> ValidationOutcome:
+    """Split canonical rows into valid rows and rejects (stage ``validate``) with their reasons."""
+    reasons: dict[int, list[str]] = defaultdict(list)
+    failures: Counter[str] = Counter()
+    examples: dict[str, list[str]] = defaultdict(list)
+
+    def fail(rule: str, row_id: int, reason: str, value: Any = None) -> None:
+        reasons[row_id].append(reason)
+        failures[rule] += 1
+        if len(examples[rule]) < 3:
+            examples[rule].append(repr(value)[:80] if value is not None else reason[:80])
+
+    typed_ok = pc.is_null(table[TYPE_ERRORS])
+    for row_id, problem in zip(table.filter(pc.invert(typed_ok))[ROW_ID].to_pylist(), table.filter(pc.invert(typed_ok))[TYPE_ERRORS].to_pylist()):
+        for part in problem.split("; "):
+            fail(f"type: {part.split(':')[0]}", row_id, part, part.split(": ", 1)[-1])
+    checked = table.filter(typed_ok)
+    if checked.num_rows:
+        for expectation, ids, values in _run_gx(_gx_frame(checked), expectations_for(model, partition, suites_dir)):
+            label = rule_label(expectation)
+            padded = list(values) + [None] * (len(ids) - len(values))
+            for row_id, value in zip(ids, padded):
+                if expectation["kwargs"].get("column") == EPOCH_COLUMN and value is not None:
+                    value = datetime.fromtimestamp(value, tz=timezone.utc).isoformat()
+                shown = "missing or NaN" if value is None or value != value else repr(value)[:80]
+                fail(label, row_id, f"{label}; got {shown}", value)
+        for row_id, reason in _duplicates(checked).items():
+            fail("request_id unique per model and day", row_id, reason, reason.split(" ")[2])
+
+    bad = pa.array(sorted(reasons), type=pa.int64())
+    is_bad = pc.is_in(table[ROW_ID], value_set=bad)
+    rejected_rows = table.filter(is_bad).to_pylist()
+    rejects = pa.Table.from_pylist(
+        [
+            {ROW_ID: r[ROW_ID], SOURCE: r[SOURCE], LINE: r[LINE], "stage": "validate", "reasons": "; ".join(reasons[r[ROW_ID]]), "raw": _raw_json(r)}
+            for r in rejected_rows
+        ],
+        schema=REJECT_SCHEMA,
+    )
+    valid = table.filter(pc.invert(is_bad)).drop_columns([TYPE_ERRORS])
+    return ValidationOutcome(valid, rejects, table.num_rows, dict(failures), dict(examples))
+
+
+def enforce_invalid_share(rows_in: int, rows_quarantined: int, failures: dict[str, int], examples: dict[str, list[str]], limit: float, where: str) -> None:
+    """Raise ContractViolation naming the partition, the rules and example values above the limit."""
+    share = rows_quarantined / rows_in if rows_in else 0.0
+    if share <= limit:
+        return
+    top = sorted(failures.items(), key=lambda kv: -kv[1])[:5]
+    detail = "\n".join(f"  - {rule}: {n} rows, e.g. {', '.join(examples.get(rule, []))}" for rule, n in top)
+    raise ContractViolation(
+        f"{where}: {rows_quarantined} of {rows_in} rows ({share:.1%}) broke the log contract, above the allowed "
+        f"{limit:.1%} (defaults.max_invalid_share or models[].validation.max_invalid_share).\n{detail}\n"
+        f"The rows are in the quarantine prefix with their reasons; fix the producer, or raise the limit if this is expected."
+    )
