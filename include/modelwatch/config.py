@@ -104,6 +104,7 @@ class MetricGoal(_MetricRef):
 class HardLimit(_MetricRef):
     max: float | None = None
     min: float | None = None
+    min_requests: int = Field(100, ge=1)  # below this many requests in the arm the check abstains
 
     @model_validator(mode="after")
     def _bounds(self) -> "HardLimit":

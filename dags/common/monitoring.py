@@ -1,0 +1,149 @@
+"""Task wiring shared by modelwatch_daily and modelwatch_hourly: thin wrappers around modelwatch.pipeline.
+
+Heavy imports (pandas, pyarrow, great_expectations) happen inside the tasks, so that
+parsing a DAG file stays fast. Tasks exchange small dicts through XCom; data moves
+through S3 under keys fixed by model and partition, so retries and re-runs overwrite.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Metadata, Param, get_current_context, task, task_group
+
+GUARDRAIL_BREACH = Asset(name="guardrail_breach", uri="modelwatch://guardrail_breach", group="modelwatch")
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+PARAMS = {
+    "target_date": Param(None, type=["null", "string"], format="date", description="Partition day (YYYY-MM-DD) for manual runs; scheduled runs use the data interval."),
+    "target_hour": Param(None, type=["null", "integer"], minimum=0, maximum=23, description="Hour of target_date (hourly DAG only)."),
+    "models": Param([], type="array", description="Restrict the run to these model ids (default: every model with this cadence)."),
+}
+
+
+def _config():
+    """The validated config, or a non-retried failure whose message lists every problem."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from modelwatch.config import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
+def _s3(cfg):
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
+
+
+def _run_info() -> dict[str, Any]:
+    ctx = get_current_context()
+    return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}
+
+
+@task(retries=0)
+def plan_partitions(cadence: str) -> list[dict[str, Any]]:
+    """Validate the config and name the partition each configured model processes in this run."""
+    from modelwatch.pipeline import resolve_partition
+
+    cfg = _config()
+    ctx = get_current_context()
+    params = ctx["params"]
+    models = cfg.models_for(cadence)
+    if params.get("models"):
+        unknown = sorted(set(params["models"]) - set(models))
+        if unknown:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"models param names {unknown}, which have no {cadence} cadence in the config; choose from {models}")
+        models = [m for m in models if m in params["models"]]
+    interval_start = ctx.get("data_interval_start")
+    return [resolve_partition(m, cadence, interval_start, params.get("target_date"), params.get("target_hour")).to_dict() for m in models]
+
+
+@task
+def extract(partition: dict[str, Any]) -> dict[str, Any]:
+    from modelwatch.pipeline import extract as run
+    from modelwatch.storage import Partition
+
+    cfg = _config()
+    result = run(_s3(cfg), cfg, Partition.from_dict(partition))
+    print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files ({result['outcome']})")
+    return result
+
+
+@task
+def validate(extracted: dict[str, Any]) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from modelwatch.pipeline import validate as run
+    from modelwatch.validation import ContractViolation
+
+    if extracted["outcome"] == "no_traffic":
+        return {"partition": extracted["partition"], "outcome": "no_traffic"}
+    cfg = _config()
+    try:
+        result = run(_s3(cfg), cfg, extracted)
+    except ContractViolation as exc:
+        raise AirflowFailException(str(exc)) from None  # bad data does not get better on retry
+    print(f"rows read {result['rows_read']} = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
+    return result
+
+
+def profile_task(cadence: str):
+    @task(task_id="profile")
+    def profile(validated: dict[str, Any]) -> dict[str, Any]:
+        from modelwatch.pipeline import profile as run
+
+        if validated.get("outcome") == "no_traffic":
+            return validated
+        cfg = _config()
+        return run(_s3(cfg), cfg, validated, cadence)
+
+    return profile
+
+
+@task
+def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+    from modelwatch.pipeline import publish as run
+
+    cfg = _config()
+    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info())
+    print(f"summary {result['summary_uri']} outcome={result['outcome']}")
+    return result
+
+
+@task(outlets=[GUARDRAIL_BREACH], retries=0)
+def signal_breach(published: dict[str, Any]):
+    """Emit a guardrail_breach asset event when a hard limit broke; skip (no event) otherwise."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not published["breaches"]:
+        raise AirflowSkipException("no guardrail breach in this partition")
+    for b in published["breaches"]:
+        print(f"BREACH {b['model_id']} {b['experiment_id']}: {b['reason']}")
+    yield Metadata(GUARDRAIL_BREACH, extra={"breaches": published["breaches"]})
+
+
+def monitor_models(cadence: str):
+    """Plan the run's partitions, then one mapped branch of stages per model."""
+
+    @task_group(group_id="monitor")
+    def monitor(partition: dict[str, Any]):
+        extracted = extract(partition)
+        validated = validate(extracted)
+        profiled = profile_task(cadence)(validated)
+        signal_breach(publish(extracted, validated, profiled))
+
+    return monitor.expand(partition=plan_partitions(cadence))

@@ -1,0 +1,29 @@
+"""modelwatch_daily: the previous day's traffic of every daily-monitored model.
+
+One mapped branch per model: extract (S3) -> validate (GX, quarantine) -> profile
+(operational metrics, hard limits) -> publish (summary.json, index.html) -> signal_breach
+(a ``guardrail_breach`` asset event that starts modelwatch_rollback).
+"""
+
+from datetime import datetime, timezone
+
+from airflow.sdk import CronDataIntervalTimetable, dag
+from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
+
+
+@dag(
+    dag_id="modelwatch_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # data interval = one UTC day
+    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=2,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["modelwatch", "monitoring", "daily"],
+    doc_md=__doc__,
+)
+def modelwatch_daily():
+    monitor_models("daily")
+
+
+modelwatch_daily()

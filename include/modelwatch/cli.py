@@ -1,0 +1,148 @@
+"""The ``modelwatch`` command line: check configs, generate traffic, run the local S3 server, mirror reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+
+def _client(args):
+    from modelwatch.storage import make_client
+
+    return make_client(endpoint_url=args.endpoint_url or os.environ.get("MODELWATCH_S3_ENDPOINT"))
+
+
+def cmd_validate_config(args) -> int:
+    from modelwatch.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok ({len(cfg.models)} models: {', '.join(m.id for m in cfg.models)})")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from modelwatch.config import load_config
+    from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
+    from modelwatch.storage import ensure_bucket, split_uri
+
+    cfg = load_config(args.config)
+    start = date.fromisoformat(args.start)
+    scenario = Scenario(
+        drift_from=date.fromisoformat(args.drift_from) if args.drift_from else None,
+        regression=args.regression,
+        regression_from=date.fromisoformat(args.regression_from) if args.regression_from else None,
+        toxic_burst_on=date.fromisoformat(args.toxic_burst_on) if args.toxic_burst_on else None,
+        broken_rows_on={date.fromisoformat(d): args.broken_rows for d in (args.broken_on or [])},
+        labels=not args.no_labels,
+    )
+    llm = cfg.model(args.llm_model)
+    exp = llm.experiments[0] if llm.experiments else None
+    plan = ExperimentPlan(exp.id, exp.weights()) if exp else None
+    client = _client(args)
+    for uri in (cfg.defaults.logs_uri, cfg.defaults.labels_uri, cfg.defaults.reports_uri):
+        ensure_bucket(client, split_uri(uri)[0])
+    if llm.rollback:
+        ensure_bucket(client, split_uri(llm.rollback.uri)[0])
+
+    def progress(day, written):
+        print(f"  {day}: " + ", ".join(f"{m} {n:,} rows" for m, n in written.items()), flush=True)
+
+    written = generate_traffic(
+        client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, start, args.days, seed=args.seed, scenario=scenario,
+        llm_model=args.llm_model, classic_model=args.classic_model, llm_rows=args.llm_rows, classic_rows=args.classic_rows,
+        plan=plan, progress=progress,
+    )
+    print(f"wrote {sum(written.values()):,} rows under {cfg.defaults.logs_uri}")
+    return 0
+
+
+def cmd_s3_server(args) -> int:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    print(f"S3-compatible server on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def cmd_mirror(args) -> int:
+    from modelwatch.config import load_config
+    from modelwatch.mirror import mirror_reports
+
+    cfg = load_config(args.config)
+    index = mirror_reports(_client(args), cfg.defaults.reports_uri, Path(args.dest))
+    print(f"reports mirrored to {index}")
+    return 0
+
+
+def cmd_contract(args) -> int:
+    from modelwatch.contract import contract_markdown
+
+    print(contract_markdown())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelwatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate-config", help="check a config file and print every problem with its key path")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_validate_config)
+
+    p = sub.add_parser("generate", help="write synthetic traffic to the S3 partition layout")
+    p.add_argument("--config", default=None)
+    p.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: $MODELWATCH_S3_ENDPOINT, else AWS)")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--days", type=int, default=10)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--llm-model", default="support-bot-v3")
+    p.add_argument("--classic-model", default="churn-classifier-v2")
+    p.add_argument("--llm-rows", type=int, default=3000, help="LLM requests per day")
+    p.add_argument("--classic-rows", type=int, default=1500, help="classifier requests per day")
+    p.add_argument("--drift-from", help="day from which inputs drift (topic mix, longer prompts, new vocabulary)")
+    p.add_argument("--regression", choices=["latency", "errors"], help="what the treatment arm regresses")
+    p.add_argument("--regression-from", help="day from which the treatment regresses")
+    p.add_argument("--toxic-burst-on", help="day with a burst of toxic answers")
+    p.add_argument("--broken-on", nargs="*", help="days that get broken rows")
+    p.add_argument("--broken-rows", type=int, default=16)
+    p.add_argument("--no-labels", action="store_true", help="do not write delayed labels")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("s3-server", help="run the embedded S3-compatible server (moto)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5055)
+    p.set_defaults(func=cmd_s3_server)
+
+    p = sub.add_parser("mirror", help="copy the reports prefix to a local folder and write a site index")
+    p.add_argument("--config", default=None)
+    p.add_argument("--endpoint-url", default=None)
+    p.add_argument("--dest", default="demo_output/reports")
+    p.set_defaults(func=cmd_mirror)
+
+    p = sub.add_parser("contract", help="print the log contract as a Markdown table")
+    p.set_defaults(func=cmd_contract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The stages of a monitoring run, as plain functions: extract, validate, profile, publish.
+
+Each stage reads its inputs from S3, writes its outputs to S3 under keys fixed by the
+model and partition (so a retry or a re-run overwrites, never doubles), and returns a
+small JSON-able dict for the next stage. DAG tasks are thin wrappers around these.
+
+Layout under ``reports_uri``::
+
+    _work/model_id=M/dt=D[/hour=H]/        rows.parquet, read_rejects.parquet, valid.parquet
+    _quarantine/model_id=M/dt=D[/hour=H]/  quarantine.parquet (every rejected row, its reasons and raw text)
+    model_id=M/dt=D[/hour=H]/              metrics.parquet, summary.json, index.html
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from modelwatch.config import MonitoringConfig
+from modelwatch.storage import Partition, get_table, list_objects, put_bytes, put_json, put_table, get_bytes
+
+SPAN_SECONDS = {"daily": 86_400.0, "hourly": 3_600.0}
+
+
+def work_uri(cfg: MonitoringConfig, partition: Partition, name: str) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri + '/_work')}/{name}"
+
+
+def quarantine_uri(cfg: MonitoringConfig, partition: Partition) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri + '/_quarantine')}/quarantine.parquet"
+
+
+def report_uri(cfg: MonitoringConfig, partition: Partition, name: str) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri)}/{name}"
+
+
+def resolve_partition(model_id: str, cadence: str, interval_start: datetime | None, target_date: str | None, target_hour: int | None) -> Partition:
+    """The closed partition a run processes: the ``target_date`` Param if given, else the data interval's start."""
+    if target_date:
+        day = date.fromisoformat(target_date)
+        hour = None if cadence == "daily" else (target_hour if target_hour is not None else 0)
+        return Partition(model_id, day, hour)
+    if interval_start is None:
+        raise ValueError("a manual run needs the target_date param (YYYY-MM-DD): Airflow 3 manual runs have no data interval")
+    start = interval_start.astimezone(timezone.utc)
+    return Partition(model_id, start.date(), None if cadence == "daily" else start.hour)
+
+
+def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, Any]:
+    """Read every log file of the partition into canonical rows and read-stage rejects."""
+    from modelwatch.readers import assemble, read_file
+
+    reads, files = [], []
+    prefix = partition.path(cfg.defaults.logs_uri)
+    for uri, size in list_objects(client, prefix):
+        read = read_file(get_bytes(client, uri), uri) if size else None
+        if read is None:
+            files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
+            continue
+        reads.append(read)
+        files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem})
+    rows, rejects = assemble(reads)
+    put_table(client, work_uri(cfg, partition, "rows.parquet"), rows)
+    put_table(client, work_uri(cfg, partition, "read_rejects.parquet"), rejects)
+    rows_read = rows.num_rows + rejects.num_rows
+    return {
+        "partition": partition.to_dict(),
+        "source_prefix": prefix,
+        "files": files,
+        "rows_read": rows_read,
+        "read_rejects": rejects.num_rows,
+        "outcome": "no_traffic" if rows_read == 0 else "ok",
+    }
+
+
+def _ran(stage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stage's result, or None when the stage had nothing to do (no traffic)."""
+    return None if not stage or stage.get("outcome") == "no_traffic" else stage
+
+
+def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[str, Any]:
+    """GX validation; writes valid rows and the quarantine, then enforces the invalid-share limit."""
+    import pyarrow as pa
+
+    from modelwatch.validation import enforce_invalid_share, validate_partition
+
+    partition = Partition.from_dict(extracted["partition"])
+    model = cfg.model(partition.model_id)
+    rows = get_table(client, work_uri(cfg, partition, "rows.parquet"))
+    read_rejects = get_table(client, work_uri(cfg, partition, "read_rejects.parquet"))
+    outcome = validate_partition(rows, model, partition)
+    quarantine = pa.concat_tables([read_rejects, outcome.rejects]).sort_by("_row_id")
+    put_table(client, work_uri(cfg, partition, "valid.parquet"), outcome.valid)
+    put_table(client, quarantine_uri(cfg, partition), quarantine)
+    rows_in = extracted["rows_read"]
+    if rows_in != outcome.rows_valid + quarantine.num_rows:
+        raise AssertionError(f"{partition.label}: rows read {rows_in} != valid {outcome.rows_valid} + quarantined {quarantine.num_rows}")
+    failures = dict(outcome.failures)
+    examples = dict(outcome.examples)
+    for reason in read_rejects["reasons"].to_pylist():
+        rule = "readable JSON line: " + reason.split(" (")[0]
+        failures[rule] = failures.get(rule, 0) + 1
+        examples.setdefault(rule, [])
+    result = {
+        "partition": partition.to_dict(),
+        "rows_read": rows_in,
+        "rows_valid": outcome.rows_valid,
+        "rows_quarantined": quarantine.num_rows,
+        "invalid_share": quarantine.num_rows / rows_in if rows_in else 0.0,
+        "failures": failures,
+        "examples": examples,
+        "quarantine_uri": quarantine_uri(cfg, partition),
+    }
+    enforce_invalid_share(rows_in, quarantine.num_rows, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}")
+    return result
+
+
+def profile(client, cfg: MonitoringConfig, validated: dict[str, Any], cadence: str) -> dict[str, Any]:
+    """Operational metrics and hard-limit checks for the partition's valid rows."""
+    from modelwatch.limits import check_hard_limits
+    from modelwatch.metrics import ALL, compute_metrics, metrics_table, to_frame, token_histogram
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    valid = get_table(client, work_uri(cfg, partition, "valid.parquet"))
+    frame = to_frame(valid, model.segments)
+    metrics = compute_metrics(frame, model.id, partition.dt.isoformat(), partition.hour, model.segments, SPAN_SECONDS[cadence])
+    uri = put_table(client, report_uri(cfg, partition, "metrics.parquet"), metrics_table(metrics))
+    overall = metrics[(metrics.segment == ALL)]
+    headline = {v: dict(zip(g.metric, g.value)) for v, g in overall.groupby("variant")}
+    checks = [c.to_dict() for c in check_hard_limits(model, metrics)]
+    return {
+        "partition": partition.to_dict(),
+        "metrics_uri": uri,
+        "headline": headline,
+        "segments": _segment_rows(metrics),
+        "prompt_token_histogram": token_histogram(frame),
+        "hard_limits": checks,
+    }
+
+
+def _segment_rows(metrics) -> list[dict[str, Any]]:
+    from modelwatch.metrics import ALL
+
+    wanted = ["requests", "error_rate", "latency_p95_ms", "prompt_tokens_mean", "cost_usd_total"]
+    seg = metrics[(metrics.segment != ALL) & (metrics.variant == ALL) & metrics.metric.isin(wanted)]
+    out = []
+    for (segment, value), group in seg.groupby(["segment", "segment_value"], sort=True):
+        out.append({"segment": segment, "value": value, **dict(zip(group.metric, group.value))})
+    return out
+
+
+def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Breach events (asset-event extras) from the hard-limit checks, with everything a rollback needs."""
+    from modelwatch.limits import breach_id
+
+    if not _ran(profiled):
+        return []
+    partition = Partition.from_dict(profiled["partition"])
+    model = cfg.model(partition.model_id)
+    out = []
+    for check in profiled["hard_limits"]:
+        if check["state"] != "breach":
+            continue
+        exp = next(e for e in model.experiments if e.id == check["experiment_id"])
+        out.append(
+            {
+                "model_id": model.id,
+                "experiment_id": exp.id,
+                "control": exp.control,
+                "treatment": exp.treatment,
+                "metric": check["metric"],
+                "value": check["value"],
+                "limit": {"max": check["max"], "min": check["min"]},
+                "requests": check["requests"],
+                "reason": check["reason"],
+                "partition": partition.label,
+                "breach_id": breach_id(model.id, exp.id, partition.label, check["metric"]),
+                "routing_uri": model.rollback.uri if model.rollback else None,
+                "reports_uri": cfg.defaults.reports_uri,
+                "detected_at": datetime.now(timezone.utc).isoformat(),
+            }
+        )
+    return out
+
+
+def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+    """Write summary.json and the readable index.html for the partition; returns the summary."""
+    from modelwatch.report import render_partition_page
+
+    validated, profiled = _ran(validated), _ran(profiled)
+    partition = Partition.from_dict(extracted["partition"])
+    found = breaches(cfg, profiled)
+    outcome = extracted["outcome"] if extracted["outcome"] == "no_traffic" else ("breach" if found else "ok")
+    summary = {
+        "model_id": partition.model_id,
+        "partition": partition.to_dict(),
+        "outcome": outcome,
+        "rows": {
+            "read": extracted["rows_read"],
+            "valid": validated["rows_valid"] if validated else 0,
+            "quarantined": validated["rows_quarantined"] if validated else 0,
+        },
+        "files": extracted["files"],
+        "validation": {k: validated[k] for k in ("invalid_share", "failures", "examples", "quarantine_uri")} if validated else None,
+        "metrics": profiled["headline"] if profiled else {},
+        "segments": profiled["segments"] if profiled else [],
+        "prompt_token_histogram": profiled["prompt_token_histogram"] if profiled else [],
+        "hard_limits": profiled["hard_limits"] if profiled else [],
+        "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
+        "outputs": {
+            "metrics": profiled["metrics_uri"] if profiled else None,
+            "summary": report_uri(cfg, partition, "summary.json"),
+            "page": report_uri(cfg, partition, "index.html"),
+        },
+        "run": run,
+    }
+    put_json(client, summary["outputs"]["summary"], summary)
+    put_bytes(client, summary["outputs"]["page"], render_partition_page(summary).encode(), "text/html; charset=utf-8")
+    return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"]}

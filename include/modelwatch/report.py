@@ -1,0 +1,127 @@
+"""Readable HTML pages: one per model and partition, and a site index over them.
+
+Plain HTML with inline CSS (no scripts, no external assets) so a page opens from S3,
+a local mirror, or an email attachment alike.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Iterable
+
+from modelwatch.metric_names import OPERATIONAL_METRICS
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2933;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d9e2ec;padding-bottom:.3rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.5rem 0}th,td{padding:.35rem .6rem;border-bottom:1px solid #e4e7eb;text-align:left}
+th{background:#f5f7fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;font-weight:600;font-size:.85rem}
+.ok{background:#e3f9e5;color:#1f6f2b}.breach{background:#ffe3e3;color:#a61b1b}.no_traffic,.abstain{background:#fff3c4;color:#8d6b00}
+.bar{background:#5a8dee;height:.8rem;display:inline-block;border-radius:2px}.muted{color:#7b8794;font-size:.85rem}
+"""
+_HEADLINE = ["requests", "error_rate", "timeout_rate", "refusal_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+             "prompt_tokens_mean", "completion_tokens_mean", "throughput_rps", "cost_usd_total", "cost_per_request_usd", "feedback_negative_rate"]
+
+
+def fmt(value: Any) -> str:
+    """A number as a person reads it: rates as percentages, money with $, counts with separators."""
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return escape(value)
+    v = float(value)
+    if v != v:
+        return "–"
+    return f"{v:,.0f}" if v.is_integer() and abs(v) >= 1 else f"{v:,.4g}"
+
+
+def _metric_cell(metric: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    unit = OPERATIONAL_METRICS.get(metric, ("", ""))[0]
+    if unit == "ratio":
+        return f"{float(value):.2%}"
+    if unit == "USD":
+        return f"${float(value):,.4f}" if float(value) < 1 else f"${float(value):,.2f}"
+    return fmt(value)
+
+
+def table(headers: list[str], rows: Iterable[list[str]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(title: str, body: str) -> str:
+    return f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>'
+
+
+def badge(state: str) -> str:
+    return f'<span class="badge {escape(state)}">{escape(state.replace("_", " "))}</span>'
+
+
+def render_partition_page(summary: dict[str, Any]) -> str:
+    p = summary["partition"]
+    where = f"{p['dt']}" + ("" if p.get("hour") is None else f" {p['hour']:02d}:00 UTC")
+    rows = summary["rows"]
+    parts = [
+        f"<h1>{escape(summary['model_id'])} · {escape(where)} {badge(summary['outcome'])}</h1>",
+        f'<p class="muted">rows read {fmt(rows["read"])} = valid {fmt(rows["valid"])} + quarantined {fmt(rows["quarantined"])}'
+        f" · run {escape(str(summary.get('run', {}).get('run_id', '')))}</p>",
+    ]
+    if summary["outcome"] == "no_traffic":
+        parts.append("<p>No traffic was logged for this partition. Nothing else was computed.</p>")
+    if summary["breaches"]:
+        parts.append("<h2>Guardrail breaches</h2>")
+        parts.append(table(["experiment", "metric", "value", "requests", "reason"],
+                           [[escape(b["experiment_id"]), escape(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), escape(b["reason"])] for b in summary["breaches"]], numeric_from=2))
+    metrics = summary["metrics"]
+    if metrics:
+        variants = ["__all__"] + sorted(v for v in metrics if v != "__all__")
+        parts.append("<h2>Operational metrics</h2>")
+        parts.append(table(["metric"] + ["all traffic" if v == "__all__" else v for v in variants],
+                           [[escape(m)] + [_metric_cell(m, metrics[v].get(m)) for v in variants] for m in _HEADLINE if any(m in metrics[v] for v in variants)]))
+    if summary["hard_limits"]:
+        parts.append("<h2>Hard limits</h2>")
+        parts.append(table(["experiment", "arm", "metric", "value", "limit", "state", "reason"],
+                           [[escape(c["experiment_id"]), escape(c["arm"]), escape(c["metric"]), _metric_cell(c["metric"], c["value"]),
+                             escape(f"max {c['max']}" if c["max"] is not None else f"min {c['min']}"), badge(c["state"]), escape(c["reason"])] for c in summary["hard_limits"]], numeric_from=3))
+    if summary["segments"]:
+        parts.append("<h2>Segments</h2>")
+        parts.append(table(["segment", "value", "requests", "error rate", "latency p95 ms", "prompt tokens", "cost"],
+                           [[escape(s["segment"]), escape(s["value"]), fmt(s.get("requests")), _metric_cell("error_rate", s.get("error_rate")),
+                             fmt(s.get("latency_p95_ms")), fmt(s.get("prompt_tokens_mean")), _metric_cell("cost_usd_total", s.get("cost_usd_total"))] for s in summary["segments"]], numeric_from=2))
+    hist = summary["prompt_token_histogram"]
+    if hist:
+        top = max(h["count"] for h in hist) or 1
+        parts.append("<h2>Prompt length (tokens)</h2>")
+        parts.append(table(["tokens", "requests", ""], [[f"{h['from']}–{h['to'] if h['to'] is not None else '∞'}", fmt(h["count"]),
+                                                          f'<span class="bar" style="width:{300 * h["count"] / top:.0f}px"></span>'] for h in hist]))
+    validation = summary.get("validation")
+    if validation and validation["failures"]:
+        parts.append("<h2>Quarantined rows by rule</h2>")
+        parts.append(table(["rule", "rows", "examples"], [[escape(rule), fmt(n), escape(", ".join(validation["examples"].get(rule, [])))]
+                                                          for rule, n in sorted(validation["failures"].items(), key=lambda kv: -kv[1])], numeric_from=1))
+        parts.append(f'<p class="muted">Rows with their reasons: {escape(validation["quarantine_uri"])}</p>')
+    files = summary["files"]
+    if files:
+        parts.append("<h2>Files read</h2>")
+        parts.append(table(["file", "format", "rows", "problem"], [[escape(f["uri"]), escape(f["format"]), fmt(f["rows_read"]), escape(f.get("problem") or "")] for f in files], numeric_from=2))
+    return page(f"{summary['model_id']} {where}", "\n".join(parts))
+
+
+def render_site_index(summaries: list[dict[str, Any]], links: dict[str, str]) -> str:
+    """Index over partitions: one row per model and partition, newest first, linking each page."""
+    rows = []
+    for s in sorted(summaries, key=lambda s: (s["model_id"], s["partition"]["dt"], s["partition"].get("hour") or -1), reverse=True):
+        p = s["partition"]
+        key = s["outputs"]["page"]
+        overall = s["metrics"].get("__all__", {})
+        label = p["dt"] + ("" if p.get("hour") is None else f" {p['hour']:02d}h")
+        rows.append([escape(s["model_id"]), f'<a href="{escape(links.get(key, key))}">{escape(label)}</a>', badge(s["outcome"]), fmt(s["rows"]["read"]),
+                     fmt(s["rows"]["quarantined"]), _metric_cell("error_rate", overall.get("error_rate")), fmt(overall.get("latency_p99_ms"))])
+    body = "<h1>modelwatch reports</h1>" + table(["model", "partition", "outcome", "rows read", "quarantined", "error rate", "latency p99 ms"], rows, numeric_from=3)
+    return page("modelwatch reports", body)
