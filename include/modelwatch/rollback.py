@@ -47,7 +47,12 @@ def routed_to_control(routing: dict[str, Any], breach: dict[str, Any]) -> dict[s
 
 
 def apply_rollback(client, reports_uri: str, routing_uri: str, breach: dict[str, Any], claimant: str) -> dict[str, Any]:
-    """Apply one breach's rollback; returns the outcome: rolled_back, already_applied or claimed_elsewhere."""
+    """Apply one breach's rollback.
+
+    Outcomes: ``rolled_back`` (the routing document changed), ``already_rolled_back`` (an
+    earlier breach of the same experiment acted), ``already_applied`` (this breach was
+    handled before) or ``claimed_elsewhere`` (another run holds this breach).
+    """
     prefix = audit_prefix(reports_uri, breach["model_id"], breach["experiment_id"])
     audit_uri = f"{prefix}/{breach['breach_id']}.json"
     claim_uri = f"{prefix}/{breach['breach_id']}.claim.json"
@@ -58,9 +63,14 @@ def apply_rollback(client, reports_uri: str, routing_uri: str, breach: dict[str,
         holder = get_json(client, claim_uri).get("claimant")
         if holder != claimant:
             return {"outcome": "claimed_elsewhere", "claimant": holder, "audit_uri": audit_uri, "breach_id": breach["breach_id"]}
-    routing = routed_to_control(_read_routing(client, routing_uri), breach)
-    put_json(client, routing_uri, routing)
-    record = {"breach": breach, "action": "routing_document", "routing_uri": routing_uri, "routing": routing,
+    current = _read_routing(client, routing_uri)
+    state = current.get("experiments", {}).get(breach["experiment_id"], {}).get("state")
+    if state == "rolled_back":
+        outcome, routing = "already_rolled_back", current  # an earlier breach already acted; record the decision only
+    else:
+        outcome, routing = "rolled_back", routed_to_control(current, breach)
+        put_json(client, routing_uri, routing)
+    record = {"breach": breach, "outcome": outcome, "action": "routing_document", "routing_uri": routing_uri, "routing": routing,
               "claimant": claimant, "applied_at": datetime.now(timezone.utc).isoformat()}
     put_if_absent(client, audit_uri, json.dumps(record, indent=2, sort_keys=True).encode())
-    return {"outcome": "rolled_back", "audit_uri": audit_uri, "routing_uri": routing_uri, "breach_id": breach["breach_id"]}
+    return {"outcome": outcome, "audit_uri": audit_uri, "routing_uri": routing_uri, "breach_id": breach["breach_id"]}

@@ -1,0 +1,42 @@
+# modelwatch: `make demo` runs the whole thing locally; `make test` runs the test suite.
+# Both create .venv and install the locked dependencies on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PIP_VERSION := 26.3
+SIZE ?= full
+
+.PHONY: install demo test test-fast bench lint lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing locked dependencies into $(VENV) (first run takes a few minutes)"
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not scheduler"
+
+lint: install
+	$(VENV)/bin/ruff check include dags tests scripts
+
+# Re-resolve the pinned direct dependencies and rewrite the lock file.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet "pip==$(PIP_VERSION)" && .lockenv/bin/pip install --quiet -e '.[dev]'
+	.lockenv/bin/pip freeze --exclude-editable > requirements.lock && rm -rf .lockenv
+
+clean:
+	rm -rf .demo demo_output .pytest_cache

@@ -1,0 +1,180 @@
+"""The embedded default runtime: a local S3-compatible server and a real Airflow on SQLite.
+
+Used by ``make demo`` and by the tests that need a real scheduler. Everything runs as
+child processes under a project-local directory and is stopped by ``stop()``; nothing
+here imports Airflow (it drives the ``airflow`` CLI and reads the metadata DB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # the server answers
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout:.0f} s") from None
+            time.sleep(0.3)
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "ab")
+    return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=PROJECT_ROOT)
+
+
+def _stop(proc: subprocess.Popen | None, grace: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class LocalS3:
+    """moto's S3-compatible server on 127.0.0.1, in a child process."""
+
+    def __init__(self, port: int | None = None, log: Path | None = None):
+        self.port = port or free_port()
+        self.log = log or PROJECT_ROOT / ".demo" / "s3.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connection_json(self) -> str:
+        """The ``aws_default`` connection as Airflow reads it from AIRFLOW_CONN_AWS_DEFAULT."""
+        return json.dumps({"conn_type": "aws", "login": "modelwatch", "password": "modelwatch",
+                           "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"}})
+
+    def start(self) -> "LocalS3":
+        self.proc = _spawn([str(BIN / "modelwatch"), "s3-server", "--port", str(self.port)], self.log, dict(os.environ))
+        wait_http(self.endpoint)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class LocalAirflow:
+    """A real Airflow 3 (API server, scheduler, dag-processor; LocalExecutor; SQLite) in ``home``."""
+
+    def __init__(self, home: Path, extra_env: dict[str, str] | None = None, dags_folder: Path | None = None):
+        self.home = home
+        self.api_port = free_port()
+        self.procs: list[subprocess.Popen] = []
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "PYTHONWARNINGS": "ignore",
+            **(extra_env or {}),
+        }
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "airflow.db"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=check, capture_output=True, text=True, cwd=PROJECT_ROOT)
+
+    def migrate(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.cli("db", "migrate")
+
+    def start(self) -> "LocalAirflow":
+        logs = self.home / "process-logs"
+        self.procs.append(_spawn([str(BIN / "airflow"), "api-server", "--port", str(self.api_port)], logs / "api-server.log", self.env))
+        wait_http(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=120)
+        self.procs.append(_spawn([str(BIN / "airflow"), "dag-processor"], logs / "dag-processor.log", self.env))
+        self.procs.append(_spawn([str(BIN / "airflow"), "scheduler"], logs / "scheduler.log", self.env))
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            _stop(proc)
+        self.procs.clear()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as db:
+            return db.execute(sql, params).fetchall()
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0) -> None:
+        """Wait until the dag-processor has parsed every DAG (it is then in the dag table)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = {r[0] for r in self.query("select dag_id from dag")}
+            except sqlite3.OperationalError:
+                found = set()
+            if set(dag_ids) <= found:
+                return
+            if time.monotonic() > deadline:
+                errors = self.cli("dags", "list-import-errors", check=False).stdout
+                raise TimeoutError(f"DAGs {sorted(set(dag_ids) - found)} were not parsed within {timeout:.0f} s; import errors:\n{errors}")
+            time.sleep(1)
+
+    def runs(self, dag_id: str) -> list[tuple[str, str, str | None]]:
+        """(run_id, state, logical_date) of every run of ``dag_id``, oldest first."""
+        return self.query("select run_id, state, logical_date from dag_run where dag_id = ? order by id", (dag_id,))
+
+    def wait_for_runs(self, dag_id: str, count: int, timeout: float, progress: Callable[[dict[str, int]], None] | None = None,
+                      where: Callable[[tuple], bool] = lambda run: True) -> list[tuple]:
+        """Wait until ``count`` matching runs of ``dag_id`` are finished; returns them."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            runs = [r for r in self.runs(dag_id) if where(r)]
+            states: dict[str, int] = {}
+            for r in runs:
+                states[r[1]] = states.get(r[1], 0) + 1
+            if progress and states != last:
+                progress(states)
+                last = states
+            done = [r for r in runs if r[1] in ("success", "failed")]
+            if len(done) >= count:
+                return done
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id}: {len(done)} of {count} runs finished within {timeout:.0f} s ({states}); logs in {self.home}")
+            time.sleep(2)

@@ -1,0 +1,127 @@
+"""make demo: ten days of synthetic traffic through a real Airflow, ending in an automatic rollback.
+
+Starts the local S3-compatible server and Airflow (SQLite, LocalExecutor) under .demo/,
+generates traffic with an input drift, a toxic burst, broken rows and a treatment arm
+whose error rate regresses, backfills modelwatch_daily over the ten days, waits for the
+scheduler to fire modelwatch_rollback from the guardrail_breach asset, mirrors the
+reports to demo_output/ and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import psutil
+
+from modelwatch.config import load_config
+from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.localstack import PROJECT_ROOT, LocalAirflow, LocalS3
+from modelwatch.mirror import mirror_reports
+from modelwatch.storage import ensure_bucket, get_json, list_objects, make_client, split_uri
+
+START = date(2026, 11, 1)
+DAYS = 10
+DEMO_DIR = PROJECT_ROOT / ".demo"
+OUTPUT = PROJECT_ROOT / "demo_output"
+
+
+class PeakMemory(threading.Thread):
+    """Samples the summed RSS of this process and all its children."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.running = True
+
+    def run(self):
+        me = psutil.Process()
+        while self.running:
+            try:
+                procs = [me, *me.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.5)
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def main() -> int:
+    began = time.monotonic()
+    memory = PeakMemory()
+    memory.start()
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    shutil.rmtree(OUTPUT, ignore_errors=True)
+    cfg = load_config()
+    s3 = LocalS3(log=DEMO_DIR / "s3.log")
+    airflow = None
+    try:
+        step(f"starting the S3-compatible server (moto) on 127.0.0.1:{s3.port}")
+        s3.start()
+        client = make_client(endpoint_url=s3.endpoint)
+        llm = cfg.model("support-bot-v3")
+        for uri in (cfg.defaults.logs_uri, cfg.defaults.labels_uri, cfg.defaults.reports_uri, llm.rollback.uri):
+            ensure_bucket(client, split_uri(uri)[0])
+
+        step(f"generating {DAYS} days of traffic from {START} (drift from day 6, toxic burst day 7, broken rows day 5, treatment errors from day 8)")
+        scenario = Scenario(drift_from=START + timedelta(5), toxic_burst_on=START + timedelta(6), regression="errors",
+                            regression_from=START + timedelta(7), broken_rows_on={START + timedelta(4): 24})
+        exp = llm.experiments[0]
+        generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, scenario=scenario, plan=ExperimentPlan(exp.id, exp.weights()),
+                         progress=lambda day, written: print(f"  {day}: " + ", ".join(f"{m} {n:,} rows" for m, n in written.items()), flush=True))
+
+        step("starting Airflow 3 (API server, scheduler, dag-processor; LocalExecutor on SQLite) in .demo/airflow")
+        airflow = LocalAirflow(DEMO_DIR / "airflow", extra_env={"AIRFLOW_CONN_AWS_DEFAULT": s3.connection_json()})
+        airflow.migrate()
+        airflow.start()
+        airflow.wait_for_dags(["modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback"])
+        airflow.cli("dags", "unpause", "modelwatch_rollback")
+        airflow.cli("dags", "unpause", "modelwatch_daily")
+        last = START + timedelta(DAYS - 1)
+        step(f"backfilling modelwatch_daily over {START} .. {last}")
+        airflow.cli("backfill", "create", "--dag-id", "modelwatch_daily", "--from-date", START.isoformat(), "--to-date", last.isoformat(),
+                    "--max-active-runs", "2", "--reprocess-behavior", "completed")
+        daily = airflow.wait_for_runs("modelwatch_daily", DAYS, timeout=900, where=lambda r: r[0].startswith("backfill__"),
+                                      progress=lambda s: print(f"  daily runs: {s}", flush=True))
+        failed = [r for r in daily if r[1] != "success"]
+
+        step("waiting for the scheduler to run modelwatch_rollback from the guardrail_breach asset events")
+        rollbacks = airflow.wait_for_runs("modelwatch_rollback", 1, timeout=300, progress=lambda s: print(f"  rollback runs: {s}", flush=True))
+        time.sleep(3)
+        airflow.wait_for_runs("modelwatch_rollback", len(airflow.runs("modelwatch_rollback")), timeout=300)
+        routing = get_json(client, llm.rollback.uri)
+        audits = [u for u, _ in list_objects(client, f"{cfg.defaults.reports_uri}/_audit/rollbacks") if not u.endswith(".claim.json")]
+
+        step("mirroring reports")
+        index = mirror_reports(client, cfg.defaults.reports_uri, OUTPUT / "reports")
+    finally:
+        if airflow:
+            airflow.stop()
+        s3.stop()
+        memory.running = False
+
+    elapsed = time.monotonic() - began
+    print("\n" + "=" * 78)
+    print(f"daily runs: {len(daily) - len(failed)} succeeded, {len(failed)} failed   rollback runs: {len(airflow.runs('modelwatch_rollback'))} "
+          f"(first: {rollbacks[0][1]}, run_type asset-triggered)")
+    state = routing["experiments"][exp.id]
+    print(f"routing document {llm.rollback.uri}: {exp.id} is {state['state']} -> weights {state['weights']}")
+    print(f"  reason: {state['reason']}")
+    print(f"audit records: {len(audits)} under {cfg.defaults.reports_uri}/_audit/rollbacks/")
+    print(f"reports (S3):   {cfg.defaults.reports_uri}/model_id=<model>/dt=<day>/{{summary.json,metrics.parquet,index.html}}")
+    print(f"quarantine:     {cfg.defaults.reports_uri}/_quarantine/model_id=<model>/dt=<day>/quarantine.parquet")
+    print(f"reports (local mirror): {index}")
+    print(f"wall time {elapsed:.0f} s, peak memory (all processes) {memory.peak / 2**30:.2f} GiB")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
