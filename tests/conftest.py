@@ -1,0 +1,83 @@
+"""Shared fixtures: a real S3-compatible server over HTTP and an Airflow metadata DB for dag.test().
+
+Airflow reads its settings when first imported, so the environment is set here, at
+collection time, before any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="modelwatch-test-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AWS_ACCESS_KEY_ID": "modelwatch",
+        "AWS_SECRET_ACCESS_KEY": "modelwatch",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+sys.path.insert(0, str(ROOT / "dags"))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free port of 127.0.0.1, reached over real HTTP."""
+    from modelwatch.localstack import LocalS3
+
+    server = LocalS3(log=_AIRFLOW_HOME / "s3.log").start()
+    os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = server.connection_json()
+    os.environ["MODELWATCH_S3_ENDPOINT"] = server.endpoint
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3(s3_server):
+    from modelwatch.storage import make_client
+
+    return make_client(endpoint_url=s3_server.endpoint)
+
+
+@pytest.fixture()
+def isolated_config(s3, tmp_path, monkeypatch):
+    """The bundled config with buckets unique to this test, created on the S3 server."""
+    import yaml
+
+    from modelwatch.config import DEFAULT_CONFIG_PATH, load_config
+    from modelwatch.storage import ensure_bucket
+
+    tag = uuid.uuid4().hex[:10]
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["defaults"].update(
+        logs_uri=f"s3://logs-{tag}/inference", reports_uri=f"s3://reports-{tag}/reports", labels_uri=f"s3://logs-{tag}/labels"
+    )
+    for model in data["models"]:
+        if model.get("rollback"):
+            model["rollback"]["uri"] = f"s3://serving-{tag}/routing/{model['id']}.json"
+    path = tmp_path / "modelwatch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("MODELWATCH_CONFIG", str(path))
+    cfg = load_config(path)
+    for bucket in (f"logs-{tag}", f"reports-{tag}", f"serving-{tag}"):
+        ensure_bucket(s3, bucket)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB (SQLite) for dag.test() runs."""
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    return _AIRFLOW_HOME
