@@ -5,7 +5,7 @@ One mapped branch per model: extract (S3) -> validate (GX, quarantine) -> profil
 (a ``guardrail_breach`` asset event that starts modelwatch_rollback).
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import CronDataIntervalTimetable, dag
 from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
@@ -14,7 +14,7 @@ from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
 @dag(
     dag_id="modelwatch_daily",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # data interval = one UTC day
-    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=2,
     default_args=DEFAULT_ARGS,

@@ -4,7 +4,7 @@ Same stages as modelwatch_daily on an hour partition, so a hard-limit breach
 (error rate, latency) rolls an experiment back within the hour.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import CronDataIntervalTimetable, dag
 from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
@@ -13,7 +13,7 @@ from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
 @dag(
     dag_id="modelwatch_hourly",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),  # data interval = one UTC hour
-    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

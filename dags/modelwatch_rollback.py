@@ -5,7 +5,7 @@ experiment, metric, evidence); each breach is applied exactly once (S3 condition
 writes) and leaves an audit record under ``_audit/rollbacks/``.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
 from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH
@@ -14,7 +14,6 @@ from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH
 @task
 def roll_back() -> list[dict]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     from modelwatch.config import load_config
     from modelwatch.rollback import apply_rollback
 
@@ -36,7 +35,7 @@ def roll_back() -> list[dict]:
 @dag(
     dag_id="modelwatch_rollback",
     schedule=[GUARDRAIL_BREACH],
-    start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

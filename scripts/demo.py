@@ -10,15 +10,12 @@ reports to demo_output/ and stops everything it started.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import threading
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 import psutil
-
 from modelwatch.config import load_config
 from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
 from modelwatch.localstack import PROJECT_ROOT, LocalAirflow, LocalS3

@@ -55,7 +55,6 @@ def s3(s3_server):
 def isolated_config(s3, tmp_path, monkeypatch):
     """The bundled config with buckets unique to this test, created on the S3 server."""
     import yaml
-
     from modelwatch.config import DEFAULT_CONFIG_PATH, load_config
     from modelwatch.storage import ensure_bucket
 

@@ -32,7 +32,6 @@ PARAMS = {
 def _config():
     """The validated config, or a non-retried failure whose message lists every problem."""
     from airflow.sdk.exceptions import AirflowFailException
-
     from modelwatch.config import ConfigError, load_config
 
     try:
@@ -86,7 +85,6 @@ def extract(partition: dict[str, Any]) -> dict[str, Any]:
 @task
 def validate(extracted: dict[str, Any]) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
-
     from modelwatch.pipeline import validate as run
     from modelwatch.validation import ContractViolation
 

@@ -107,7 +107,7 @@ class HardLimit(_MetricRef):
     min_requests: int = Field(100, ge=1)  # below this many requests in the arm the check abstains
 
     @model_validator(mode="after")
-    def _bounds(self) -> "HardLimit":
+    def _bounds(self) -> HardLimit:
         if self.max is None and self.min is None:
             raise ValueError("a hard limit needs max or min")
         if self.max is not None and self.min is not None and self.min > self.max:
@@ -134,7 +134,7 @@ class Experiment(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _arms(self) -> "Experiment":
+    def _arms(self) -> Experiment:
         if self.control == self.treatment:
             raise ValueError("control and treatment must be different variants")
         arms = {self.control, self.treatment}
@@ -197,7 +197,7 @@ class Model(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _rollback_needed(self) -> "Model":
+    def _rollback_needed(self) -> Model:
         if any(e.hard_limits or e.guardrails for e in self.experiments) and self.rollback is None:
             raise ValueError("experiments with guardrails or hard limits need a rollback: {uri: s3://...} section")
         return self
@@ -212,7 +212,7 @@ class MonitoringConfig(_Strict):
     models: list[Model]
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "MonitoringConfig":
+    def _unique_ids(self) -> MonitoringConfig:
         ids = [m.id for m in self.models]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -116,12 +117,12 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
     if kind == "string":
         return (value, None) if isinstance(value, str) else (None, f"{field.name}: expected string, got {_describe(value)}")
     if kind == "timestamp":
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         if not isinstance(value, str):
             if hasattr(value, "tzinfo"):  # Parquet timestamps arrive as datetime
-                ts = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-                return ts.astimezone(timezone.utc), None
+                ts = value if value.tzinfo else value.replace(tzinfo=UTC)
+                return ts.astimezone(UTC), None
             return None, f"timestamp: expected ISO-8601 string, got {_describe(value)}"
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -129,7 +130,7 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
             return None, f"timestamp: not ISO-8601: {value[:40]!r}"
         if ts.tzinfo is None:
             return None, f"timestamp: no UTC offset in {value[:40]!r} (write e.g. 2026-11-01T10:00:00Z)"
-        return ts.astimezone(timezone.utc), None
+        return ts.astimezone(UTC), None
     if kind in ("number", "integer"):
         if not _is_number(value):
             return None, f"{field.name}: expected {kind}, got {_describe(value)}"

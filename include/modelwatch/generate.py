@@ -19,9 +19,10 @@ import io
 import json
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 from modelwatch.assignment import assign
 
@@ -109,7 +110,7 @@ def _tokens(text: str) -> int:
 
 def _timestamps(rng: random.Random, day: date, n: int) -> list[datetime]:
     """Arrival times over the day following a diurnal shape, sorted."""
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     hours = rng.choices(range(24), weights=HOURLY_SHAPE, k=n)
     stamps = [start + timedelta(hours=h, seconds=rng.uniform(0, 3599.999)) for h in hours]
     return sorted(stamps)
@@ -234,7 +235,7 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
 def broken_rows(model_id: str, day: date, n: int, seed: int) -> list[bytes]:
     """``n`` JSON lines that each break the contract in a known way (cycling through the kinds)."""
     rng = random.Random(f"{seed}:broken:{model_id}:{day.isoformat()}")
-    noon = _iso(datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc))
+    noon = _iso(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
     base = {"model_id": model_id, "variant": "control", "status": "ok", "latency_ms": 500.0, "timestamp": noon,
             "prompt": "hello", "response": "hi", "prompt_tokens": 2, "completion_tokens": 1, "experiment_id": "exp-042"}
     kinds = [

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ class LocalS3:
         return json.dumps({"conn_type": "aws", "login": "modelwatch", "password": "modelwatch",
                            "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"}})
 
-    def start(self) -> "LocalS3":
+    def start(self) -> LocalS3:
         self.proc = _spawn([str(BIN / "modelwatch"), "s3-server", "--port", str(self.port)], self.log, dict(os.environ))
         wait_http(self.endpoint)
         return self
@@ -123,7 +123,7 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         self.cli("db", "migrate")
 
-    def start(self) -> "LocalAirflow":
+    def start(self) -> LocalAirflow:
         logs = self.home / "process-logs"
         self.procs.append(_spawn([str(BIN / "airflow"), "api-server", "--port", str(self.api_port)], logs / "api-server.log", self.env))
         wait_http(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=120)

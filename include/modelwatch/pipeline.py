@@ -13,11 +13,11 @@ Layout under ``reports_uri``::
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from modelwatch.config import MonitoringConfig
-from modelwatch.storage import Partition, get_table, list_objects, put_bytes, put_json, put_table, get_bytes
+from modelwatch.storage import Partition, get_bytes, get_table, list_objects, put_bytes, put_json, put_table
 
 SPAN_SECONDS = {"daily": 86_400.0, "hourly": 3_600.0}
 
@@ -42,7 +42,7 @@ def resolve_partition(model_id: str, cadence: str, interval_start: datetime | No
         return Partition(model_id, day, hour)
     if interval_start is None:
         raise ValueError("a manual run needs the target_date param (YYYY-MM-DD): Airflow 3 manual runs have no data interval")
-    start = interval_start.astimezone(timezone.utc)
+    start = interval_start.astimezone(UTC)
     return Partition(model_id, start.date(), None if cadence == "daily" else start.hour)
 
 
@@ -178,7 +178,7 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
                 "breach_id": breach_id(model.id, exp.id, partition.label, check["metric"]),
                 "routing_uri": model.rollback.uri if model.rollback else None,
                 "reports_uri": cfg.defaults.reports_uri,
-                "detected_at": datetime.now(timezone.utc).isoformat(),
+                "detected_at": datetime.now(UTC).isoformat(),
             }
         )
     return out

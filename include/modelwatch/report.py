@@ -6,8 +6,9 @@ a local mirror, or an email attachment alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
-from typing import Any, Iterable
+from typing import Any
 
 from modelwatch.metric_names import OPERATIONAL_METRICS
 

@@ -11,7 +11,7 @@ record is written once, after the action, and never overwritten.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -58,7 +58,7 @@ def apply_rollback(client, reports_uri: str, routing_uri: str, breach: dict[str,
     claim_uri = f"{prefix}/{breach['breach_id']}.claim.json"
     if exists(client, audit_uri):
         return {"outcome": "already_applied", "audit_uri": audit_uri, "breach_id": breach["breach_id"]}
-    claim = {"claimant": claimant, "claimed_at": datetime.now(timezone.utc).isoformat()}
+    claim = {"claimant": claimant, "claimed_at": datetime.now(UTC).isoformat()}
     if not put_if_absent(client, claim_uri, json.dumps(claim).encode()):
         holder = get_json(client, claim_uri).get("claimant")
         if holder != claimant:
@@ -71,6 +71,6 @@ def apply_rollback(client, reports_uri: str, routing_uri: str, breach: dict[str,
         outcome, routing = "rolled_back", routed_to_control(current, breach)
         put_json(client, routing_uri, routing)
     record = {"breach": breach, "outcome": outcome, "action": "routing_document", "routing_uri": routing_uri, "routing": routing,
-              "claimant": claimant, "applied_at": datetime.now(timezone.utc).isoformat()}
+              "claimant": claimant, "applied_at": datetime.now(UTC).isoformat()}
     put_if_absent(client, audit_uri, json.dumps(record, indent=2, sort_keys=True).encode())
     return {"outcome": outcome, "audit_uri": audit_uri, "routing_uri": routing_uri, "breach_id": breach["breach_id"]}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,7 +42,7 @@ class Partition:
         return {"model_id": self.model_id, "dt": self.dt.isoformat(), "hour": self.hour}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Partition":
+    def from_dict(cls, d: dict[str, Any]) -> Partition:
         return cls(d["model_id"], date.fromisoformat(d["dt"]), d.get("hour"))
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def load_suite_file(name: str, suites_dir: Path = SUITES_DIR) -> dict[str, Any]:
 
 def partition_window(partition: Partition) -> tuple[datetime, datetime]:
     """[start, end) of the partition in UTC."""
-    start = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=timezone.utc)
+    start = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=UTC)
     if partition.hour is None:
         return start, start + timedelta(days=1)
     start += timedelta(hours=partition.hour)
@@ -215,7 +215,7 @@ def validate_partition(table: pa.Table, model: Model, partition: Partition, suit
             padded = list(values) + [None] * (len(ids) - len(values))
             for row_id, value in zip(ids, padded):
                 if expectation["kwargs"].get("column") == EPOCH_COLUMN and value is not None:
-                    value = datetime.fromtimestamp(value, tz=timezone.utc).isoformat()
+                    value = datetime.fromtimestamp(value, tz=UTC).isoformat()
                 shown = "missing or NaN" if value is None or value != value else repr(value)[:80]
                 fail(label, row_id, f"{label}; got {shown}", value)
         for row_id, reason in _duplicates(checked).items():

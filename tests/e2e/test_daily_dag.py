@@ -4,7 +4,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
 from modelwatch.storage import Partition, exists, get_json, get_table, list_objects
 

@@ -4,7 +4,6 @@ import json
 from datetime import date
 
 import pytest
-
 from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
 from modelwatch.localstack import LocalAirflow
 from modelwatch.storage import get_json, list_objects

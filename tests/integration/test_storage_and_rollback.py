@@ -5,10 +5,18 @@ import threading
 import uuid
 
 import pyarrow as pa
-
 from modelwatch.rollback import apply_rollback
 from modelwatch.storage import (
-    ensure_bucket, exists, get_json, get_table, list_objects, put_bytes, put_if_absent, put_json, put_table, delete_prefix,
+    delete_prefix,
+    ensure_bucket,
+    exists,
+    get_json,
+    get_table,
+    list_objects,
+    put_bytes,
+    put_if_absent,
+    put_json,
+    put_table,
 )
 
 

@@ -2,7 +2,6 @@ import copy
 
 import pytest
 import yaml
-
 from modelwatch.cli import main
 from modelwatch.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
 

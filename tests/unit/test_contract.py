@@ -2,7 +2,6 @@ import json
 import math
 
 import pyarrow as pa
-
 from modelwatch.contract import CANONICAL_SCHEMA, FIELDS, TYPE_ERRORS, coerce_record, flatten, required_fields
 
 

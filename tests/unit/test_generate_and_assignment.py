@@ -2,10 +2,9 @@ from collections import Counter
 from datetime import date
 
 import pytest
-from scipy import stats
-
 from modelwatch.assignment import assign, bucket
 from modelwatch.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
+from scipy import stats
 
 DAY = date(2026, 11, 2)
 

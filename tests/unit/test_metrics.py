@@ -3,12 +3,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
 from modelwatch.config import load_config
-from modelwatch.generate import ExperimentPlan, Scenario, classifier_day, llm_day
+from modelwatch.generate import ExperimentPlan, Scenario, classifier_day, jsonl_bytes, llm_day, parquet_bytes
 from modelwatch.limits import check_hard_limits
 from modelwatch.metrics import ALL, OTHER, compute_metrics, lookup, to_frame, token_histogram
-from modelwatch.generate import jsonl_bytes, parquet_bytes
 from modelwatch.readers import assemble, read_file
 
 CFG = load_config()

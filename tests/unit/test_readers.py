@@ -4,7 +4,6 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from modelwatch.readers import assemble, detect_format, read_file
 
 GOOD = {"request_id": "r1", "timestamp": "2026-11-01T10:00:00Z", "model_id": "m", "variant": "production", "status": "ok", "latency_ms": 5.0}

@@ -2,7 +2,6 @@ import json
 from datetime import date
 
 import pytest
-
 from modelwatch.config import load_config
 from modelwatch.contract import required_fields
 from modelwatch.generate import ExperimentPlan, Scenario, llm_day
