@@ -117,7 +117,12 @@ class LocalAirflow:
         return self.home / "airflow.db"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=check, capture_output=True, text=True, cwd=PROJECT_ROOT)
+        """Run ``airflow *args``; with ``check``, a failure raises with the command's own output, not just its exit code."""
+        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=False, capture_output=True, text=True, cwd=PROJECT_ROOT)
+        if check and done.returncode != 0:
+            output = (done.stderr.strip() or done.stdout.strip())[-3000:]
+            raise RuntimeError(f"`airflow {' '.join(args)}` exited with {done.returncode}:\n{output}")
+        return done
 
     def migrate(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,8 @@ class LocalAirflow:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                found = {r[0] for r in self.query("select dag_id from dag")}
+                # backfill and trigger need the serialized DAG, which can land after the dag row
+                found = {r[0] for r in self.query("select d.dag_id from dag d join serialized_dag s on s.dag_id = d.dag_id")}
             except sqlite3.OperationalError:
                 found = set()
             if set(dag_ids) <= found:

@@ -1,0 +1,352 @@
+"""Analyst-facing Evidently reports per model and day, and a local Evidently workspace over them.
+
+``build_report`` runs an Evidently 0.7 ``Report`` on (capped samples of) a reference and a current
+frame: ``DataDriftPreset`` over the numerical and categorical columns and a ``TextEvals`` summary of
+offline text descriptors (length, word count, share of non-letter characters) for the free-text
+columns. It returns the standalone HTML page, the serialised snapshot, and Evidently's own drift
+verdict so callers can cross-check it against theirs.
+
+``add_to_workspace`` files the snapshot into a local Evidently workspace, one project per model,
+so ``evidently ui --workspace <path>`` shows the trend across days. Re-adding a report with the
+same timestamp replaces the earlier run instead of duplicating it.
+
+Evidently takes seconds to import, so it is imported inside the functions, never at module top.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_MAX_ROWS = 20_000
+TAG = "modelwatch"
+LOCK_FILE = ".modelwatch.lock"
+"""Lock file inside the workspace; Evidently only reads UUID-named entries, so it ignores it."""
+
+_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
+_DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
+_MEAN_VALUE = "evidently:metric_v2:MeanValue"
+
+
+@dataclass(frozen=True)
+class EvidentlyRun:
+    """One Evidently report: the page for people, the snapshot for the workspace, the verdict for code."""
+
+    html: str
+    """Full standalone HTML page (Evidently's renderer and data inlined; opens offline)."""
+    snapshot_json: str
+    """The serialised snapshot (``Snapshot.dumps()``); ``Snapshot.loads`` reads it back."""
+    rows_reference: int
+    """Reference rows the report ran on, after sampling."""
+    rows_current: int
+    """Current rows the report ran on, after sampling."""
+    drifted_columns: list[str]
+    """Columns whose per-column drift test failed, in the order they were checked."""
+    drift_share: float
+    """Evidently's share of drifted columns among ``drift_columns`` (0.0 when none were checked)."""
+    drift_columns: list[str] = field(default_factory=list)
+    """Numerical and categorical columns the drift preset checked (declared minus skipped)."""
+    skipped_columns: dict[str, str] = field(default_factory=dict)
+    """Declared columns left out of the report, with the reason (e.g. all null on one side)."""
+
+
+# --------------------------------------------------------------------------- building a report
+
+
+def build_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numerical: list[str],
+    categorical: list[str],
+    text: list[str],
+    timestamp: datetime,
+    title: str,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+) -> EvidentlyRun:
+    """Run Evidently on reference vs current and return the page, the snapshot and the drift verdict.
+
+    Each side is uniformly sampled (without replacement, ``seed``) down to ``max_rows`` rows; the
+    sampling is written into the page header and the snapshot metadata. Declared columns that are
+    missing or entirely null on either side are dropped and reported in ``skipped_columns``.
+    ``timestamp`` is the snapshot time the workspace trend is plotted on; an aware datetime is
+    converted to naive UTC, the form Evidently itself uses.
+
+    Raises ``ValueError`` if a column is declared under two types, ``max_rows`` is not positive,
+    or no declared column is usable.
+    """
+    from evidently import DataDefinition, Dataset, Report
+
+    _check_declared(numerical, categorical, text)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be positive, got {max_rows}")
+    skipped = _unusable_columns(reference, current, [*numerical, *categorical, *text])
+    numerical, categorical, text = ([c for c in cols if c not in skipped] for cols in (numerical, categorical, text))
+    columns = [*numerical, *categorical, *text]
+    if not columns:
+        raise ValueError(f"no usable column for an Evidently report: {skipped or 'none declared'}")
+
+    ref = _sample(reference[columns], max_rows, seed)
+    cur = _sample(current[columns], max_rows, seed)
+    sampling = _sampling_note(len(reference), len(ref), len(current), len(cur), seed)
+    definition = DataDefinition(
+        numerical_columns=numerical,
+        categorical_columns=categorical,
+        text_columns=text,
+        datetime_columns=[],
+        unknown_columns=[],
+        list_columns=[],
+    )
+    datasets = [Dataset.from_pandas(frame, data_definition=definition, descriptors=_text_descriptors(text)) for frame in (cur, ref)]
+    report = Report(_report_items(numerical + categorical, text), include_tests=True)
+    snapshot = report.run(
+        datasets[0],
+        datasets[1],
+        timestamp=_naive_utc(timestamp),
+        metadata=_metadata(title, sampling, len(ref), len(cur), skipped),
+        tags=[TAG],
+        name=title,
+    )
+    drifted, share = _drift_verdict(snapshot)
+    html = _with_header(snapshot.get_html_str(as_iframe=False), title, [sampling, *_skipped_notes(skipped)])
+    return EvidentlyRun(
+        html=html,
+        snapshot_json=snapshot.dumps(),
+        rows_reference=len(ref),
+        rows_current=len(cur),
+        drifted_columns=drifted,
+        drift_share=share,
+        drift_columns=numerical + categorical,
+        skipped_columns=skipped,
+    )
+
+
+def drift_verdict(snapshot_json: str) -> tuple[list[str], float]:
+    """Evidently's drift verdict stored in a serialised snapshot: (drifted columns, share of drifted columns)."""
+    from evidently.core.report import Snapshot
+
+    return _drift_verdict(Snapshot.loads(snapshot_json))
+
+
+def _check_declared(numerical: list[str], categorical: list[str], text: list[str]) -> None:
+    """Reject a column declared under more than one type (Evidently would silently pick one)."""
+    seen: dict[str, str] = {}
+    for kind, columns in (("numerical", numerical), ("categorical", categorical), ("text", text)):
+        for column in columns:
+            if column in seen:
+                raise ValueError(f"column {column!r} declared both {seen[column]} and {kind}")
+            seen[column] = kind
+
+
+def _unusable_columns(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Declared columns that are missing or entirely null on a side, with the reason."""
+    skipped: dict[str, str] = {}
+    for column in columns:
+        reasons = [f"{reason} in {side}" for side, frame in (("reference", reference), ("current", current)) if (reason := _column_problem(frame, column))]
+        if reasons:
+            skipped[column] = "; ".join(reasons)
+    return skipped
+
+
+def _column_problem(frame: pd.DataFrame, column: str) -> str | None:
+    """Why ``column`` cannot be compared on this side, or None if it can."""
+    if column not in frame.columns:
+        return "missing"
+    if not frame[column].notna().any():
+        return f"all null ({len(frame):,} rows)"
+    return None
+
+
+def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """A uniform random sample of at most ``max_rows`` rows (all rows if fewer), with a fresh index."""
+    if len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed)
+    return frame.reset_index(drop=True)
+
+
+def _sampling_note(ref_total: int, ref_used: int, cur_total: int, cur_used: int, seed: int) -> str:
+    """One line saying how many rows of each side the report saw."""
+    if ref_used == ref_total and cur_used == cur_total:
+        return f"All rows: reference {ref_total:,}, current {cur_total:,}."
+    return f"Uniform random sample (seed {seed}): reference {ref_used:,} of {ref_total:,} rows, current {cur_used:,} of {cur_total:,} rows."
+
+
+def _skipped_notes(skipped: dict[str, str]) -> list[str]:
+    return [f"Skipped column {column!r}: {reason}." for column, reason in skipped.items()]
+
+
+def _descriptor_aliases(column: str) -> dict[str, str]:
+    """Names of the descriptor columns computed for one text column (kind -> column name)."""
+    return {
+        "length": f"{column}: text length",
+        "words": f"{column}: word count",
+        "non_letter": f"{column}: non-letter %",
+    }
+
+
+def _text_descriptors(text: list[str]) -> list[Any]:
+    """Offline text descriptors (no NLTK corpora, no models) for each text column."""
+    from evidently.descriptors import NonLetterCharacterPercentage, TextLength, WordCount
+
+    descriptors: list[Any] = []
+    for column in text:
+        alias = _descriptor_aliases(column)
+        descriptors += [
+            TextLength(column, alias=alias["length"]),
+            WordCount(column, alias=alias["words"]),
+            NonLetterCharacterPercentage(column, alias=alias["non_letter"]),
+        ]
+    return descriptors
+
+
+def _report_items(drift_columns: list[str], text: list[str]) -> list[Any]:
+    """Drift over the numerical + categorical columns; text descriptor summaries if there is text."""
+    from evidently.presets import DataDriftPreset, TextEvals
+
+    items: list[Any] = []
+    if drift_columns:
+        items.append(DataDriftPreset(columns=drift_columns))
+    if text:
+        items.append(TextEvals(columns=[name for column in text for name in _descriptor_aliases(column).values()]))
+    return items
+
+
+def _naive_utc(timestamp: datetime) -> datetime:
+    """Evidently stores and compares naive timestamps; convert an aware one to naive UTC."""
+    return timestamp if timestamp.tzinfo is None else timestamp.astimezone(UTC).replace(tzinfo=None)
+
+
+def _metadata(title: str, sampling: str, rows_reference: int, rows_current: int, skipped: dict[str, str]) -> dict[str, str]:
+    """Snapshot metadata. Values stay strings: Evidently's UI hashes metadata items when filtering."""
+    return {
+        "title": title,
+        "sampling": sampling,
+        "rows_reference": str(rows_reference),
+        "rows_current": str(rows_current),
+        "skipped_columns": json.dumps(skipped, sort_keys=True),
+    }
+
+
+def _drift_verdict(snapshot: Any) -> tuple[list[str], float]:
+    """Columns whose ValueDrift test failed, and the share from DriftedColumnsCount."""
+    from evidently.legacy.tests.base_test import TestStatus
+
+    drifted = [
+        test.metric_config.params["column"]
+        for test in snapshot.tests_results
+        if test.metric_config.params.get("type") == _VALUE_DRIFT and test.status == TestStatus.FAIL
+    ]
+    shares = [
+        float(result.share.value)
+        for result in snapshot.metric_results.values()
+        if result.metric_value_location.metric.params.get("type") == _DRIFTED_COLUMNS_COUNT
+    ]
+    return drifted, (shares[0] if shares else 0.0)
+
+
+def _with_header(page: str, title: str, notes: list[str]) -> str:
+    """Give Evidently's page (which has neither) a <title> and a visible header with the title and notes."""
+    lines = "".join(f"<p style='margin:.2rem 0;color:#52606d'>{escape(note)}</p>" for note in notes)
+    header = f"<header style='font-family:system-ui,sans-serif;padding:1rem 1.5rem 0'><h1 style='margin:0 0 .4rem'>{escape(title)}</h1>{lines}</header>"
+    page = page.replace("<head>", f"<head>\n<title>{escape(title)}</title>", 1)
+    return page.replace("<body>", f"<body>\n{header}", 1)
+
+
+# --------------------------------------------------------------------------- the workspace
+
+
+def add_to_workspace(workspace_path: str | Path, project_name: str, snapshot_json: str, *, description: str | None = None) -> str:
+    """Add a serialised snapshot to the project ``project_name`` of a local Evidently workspace; return the run id.
+
+    The workspace directory and the project are created on first use (a new project also gets
+    trend panels: share of drifted columns, per-column drift scores, mean text descriptors).
+    Re-adding a snapshot whose timestamp matches runs already in the project (a re-run of that
+    day) replaces them: the new run is written first, then the older ones are deleted, so a crash
+    in between leaves a duplicate that the next re-run cleans up, never a gap. Concurrent callers
+    on one machine are serialised by a lock file in the workspace.
+    """
+    from evidently.core.report import Snapshot
+    from evidently.ui.workspace import Workspace
+
+    snapshot = Snapshot.loads(snapshot_json)
+    path = Path(workspace_path)
+    path.mkdir(parents=True, exist_ok=True)
+    with _locked(path / LOCK_FILE):
+        workspace = Workspace(str(path))
+        project = _project(workspace, project_name, description)
+        run_id = workspace.add_run(project.id, snapshot).id
+        for stale in _runs_at(workspace, project.id, _timestamp(snapshot)):
+            if str(stale) != str(run_id):
+                workspace.delete_run(project.id, stale)
+    return str(run_id)
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held for the duration of the block."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _timestamp(snapshot: Any) -> datetime:
+    """The snapshot's timestamp (``to_snapshot_model`` is Evidently's public view of it)."""
+    return snapshot.to_snapshot_model().timestamp
+
+
+def _project(workspace: Any, name: str, description: str | None) -> Any:
+    """The project called ``name`` (the smallest id if several), created with trend panels if absent."""
+    found = sorted(workspace.search_project(name), key=lambda project: str(project.id))
+    if found:
+        return found[0]
+    project = workspace.create_project(name, description=description or _default_description(name))
+    workspace.save_dashboard(project.id, _trend_dashboard())
+    return project
+
+
+def _default_description(name: str) -> str:
+    return f"modelwatch daily Evidently reports for {name}: drift of numerical and categorical columns, text statistics."
+
+
+def _trend_dashboard() -> Any:
+    """A 'Trends' tab plotting the per-day snapshots in ``evidently ui``.
+
+    Built as one ``DashboardModel`` rather than with ``project.dashboard.add_panel(..., tab=...)``,
+    which in 0.7.23 lists a panel twice in a tab that already exists.
+    """
+    from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    panels = [
+        line_plot_panel(
+            title="Share of drifted columns",
+            values=[PanelMetric(legend="share", metric=_DRIFTED_COLUMNS_COUNT, metric_labels={"value_type": "share"})],
+        ),
+        line_plot_panel(title="Drift score per column", values=[PanelMetric(legend="{{column}}", metric=_VALUE_DRIFT)]),
+        line_plot_panel(title="Text descriptors (daily mean)", values=[PanelMetric(legend="{{column}}", metric=_MEAN_VALUE)]),
+    ]
+    return DashboardModel(tabs=[DashboardTabModel(title="Trends", panels=[panel.id for panel in panels])], panels=panels)
+
+
+def _runs_at(workspace: Any, project_id: Any, timestamp: datetime) -> list[Any]:
+    """Ids of the project's runs whose snapshot timestamp equals ``timestamp``."""
+    matches = []
+    for run_id in workspace.list_runs(project_id):
+        run = workspace.get_run(project_id, run_id)
+        if run is not None and run.timestamp == timestamp:
+            matches.append(run_id)
+    return matches
