@@ -112,12 +112,30 @@ def profile_task(cadence: str):
     return profile
 
 
+@task(execution_timeout=timedelta(hours=2))
+def drift(validated: dict[str, Any]) -> dict[str, Any]:
+    """Feature, prediction, input-length, segment and embedding drift against the baseline; Evidently report."""
+    from modelwatch.pipeline import drift as run
+
+    if validated.get("outcome") == "no_traffic":
+        return validated
+    cfg = _config()
+    result = run(_s3(cfg), cfg, validated)
+    if result["outcome"] == "no_baseline":
+        print(f"WARNING drift not checked: {result['reason']}")
+    else:
+        print(f"drift severity {result['severity']}: {result['alert_count']} alerts; {result['drift_uri']}")
+        for alert in result["alerts"][:20]:
+            print(f"  {alert['severity']:>6} {alert['family']} {alert.get('segment', '')} {alert['column']} {alert['effect_method']}={alert['effect']}")
+    return result
+
+
 @task
-def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None) -> dict[str, Any]:
     from modelwatch.pipeline import publish as run
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info())
+    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
@@ -142,6 +160,7 @@ def monitor_models(cadence: str):
         extracted = extract(partition)
         validated = validate(extracted)
         profiled = profile_task(cadence)(validated)
-        signal_breach(publish(extracted, validated, profiled))
+        drifted = drift(validated) if cadence == "daily" else None  # the hourly DAG keeps to the fast checks
+        signal_breach(publish(extracted, validated, profiled, drifted))
 
     return monitor.expand(partition=plan_partitions(cadence))

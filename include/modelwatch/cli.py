@@ -36,6 +36,7 @@ def cmd_generate(args) -> int:
     start = date.fromisoformat(args.start)
     scenario = Scenario(
         drift_from=date.fromisoformat(args.drift_from) if args.drift_from else None,
+        drift_locale=args.drift_locale,
         regression=args.regression,
         regression_from=date.fromisoformat(args.regression_from) if args.regression_from else None,
         toxic_burst_on=date.fromisoformat(args.toxic_burst_on) if args.toxic_burst_on else None,
@@ -89,6 +90,26 @@ def cmd_mirror(args) -> int:
     return 0
 
 
+def cmd_build_baseline(args) -> int:
+    from modelwatch.baseline import build_baseline
+    from modelwatch.config import load_config
+    from modelwatch.embeddings import EmbeddingCache
+
+    cfg = load_config(args.config)
+    model = cfg.model(args.model)
+    window = model.baseline.window
+    start, end = args.start or (window and window.start), args.end or (window and window.end)
+    if not start or not end:
+        print(f"model {model.id} has no baseline window in the config: pass --start and --end", file=sys.stderr)
+        return 2
+    client = _client(args)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    manifest = build_baseline(client, cfg, model.id, date.fromisoformat(start), date.fromisoformat(end), args.version,
+                              embed_texts=lambda texts: cache.get_or_embed(texts)[0])
+    print(f"baseline {manifest['version']} of {model.id}: {manifest['uri']}")
+    return 0
+
+
 def cmd_contract(args) -> int:
     from modelwatch.contract import contract_markdown
 
@@ -115,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-rows", type=int, default=3000, help="LLM requests per day")
     p.add_argument("--classic-rows", type=int, default=1500, help="classifier requests per day")
     p.add_argument("--drift-from", help="day from which inputs drift (topic mix, longer prompts, new vocabulary)")
+    p.add_argument("--drift-locale", help="drift only this locale's traffic (e.g. de-DE): a segment-level drift")
     p.add_argument("--regression", choices=["latency", "errors"], help="what the treatment arm regresses")
     p.add_argument("--regression-from", help="day from which the treatment regresses")
     p.add_argument("--toxic-burst-on", help="day with a burst of toxic answers")
@@ -133,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-url", default=None)
     p.add_argument("--dest", default="demo_output/reports")
     p.set_defaults(func=cmd_mirror)
+
+    p = sub.add_parser("build-baseline", help="build a model's versioned baseline from a window of its logs")
+    p.add_argument("--config", default=None)
+    p.add_argument("--endpoint-url", default=None)
+    p.add_argument("--model", required=True)
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default: the config's baseline window)")
+    p.add_argument("--end", help="last day, inclusive")
+    p.add_argument("--version", help="version name (default: the config's, else <start>_<end>)")
+    p.set_defaults(func=cmd_build_baseline)
 
     p = sub.add_parser("contract", help="print the log contract as a Markdown table")
     p.set_defaults(func=cmd_contract)

@@ -60,11 +60,26 @@ class Baseline(_Strict):
     version: str | None = None
     window: Window | None = None
 
+    def resolved_version(self) -> str | None:
+        """The configured version, else one named after the window (``2026-11-01_2026-11-03``)."""
+        if self.version:
+            return self.version
+        return f"{self.window.start}_{self.window.end}" if self.window else None
+
+
+DriftMethod = Literal["ks", "wasserstein", "psi", "chi2", "jensenshannon"]
+
 
 class DriftSettings(_Strict):
     features: list[str] = []
     text: list[str] = []
     embedding_sample: int = Field(4000, ge=50, le=200_000)
+    reference_sample: int = Field(20_000, ge=100, le=2_000_000)  # rows kept in a baseline's reference sample
+    alpha: float = Field(0.05, gt=0, lt=1)  # false-discovery rate across the columns of one family
+    min_segment_count: int = Field(200, ge=20)  # rows needed on both sides before a segment is tested
+    methods: dict[str, DriftMethod] = {}  # per-column override of the drift statistic
+    permutations: int = Field(1000, ge=100, le=100_000)  # MMD permutation test
+    report_rows: int = Field(20_000, ge=100)  # rows per side in the Evidently report
 
 
 class JudgeSettings(_Strict):

@@ -78,6 +78,7 @@ class Scenario:
     """Which failures to simulate; days are calendar dates of the generated window."""
 
     drift_from: date | None = None
+    drift_locale: str | None = None  # drift only this locale's traffic (a segment-level drift); None: all traffic
     regression: Literal["latency", "errors"] | None = None
     regression_from: date | None = None
     toxic_burst_on: date | None = None
@@ -126,16 +127,17 @@ def llm_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario, pla
     drifted = scenario.drift_from is not None and day >= scenario.drift_from
     regressed = scenario.regression is not None and scenario.regression_from is not None and day >= scenario.regression_from
     toxic_day = scenario.toxic_burst_on == day
-    topic_mix = {"billing": 0.3, "shipping": 0.25, "returns": 0.2, "account": 0.15, "technical": 0.1}
-    if drifted:
-        topic_mix = {"billing": 0.15, "shipping": 0.15, "returns": 0.1, "account": 0.1, "technical": 0.15, DRIFT_TOPIC[0]: 0.35}
+    usual_mix = {"billing": 0.3, "shipping": 0.25, "returns": 0.2, "account": 0.15, "technical": 0.1}
+    drifted_mix = {"billing": 0.15, "shipping": 0.15, "returns": 0.1, "account": 0.1, "technical": 0.15, DRIFT_TOPIC[0]: 0.35}
     rows = []
     for i, ts in enumerate(_timestamps(rng, day, n)):
         request_id = f"{model_id}-{day:%Y%m%d}-{i:07d}"
-        topic = _pick(rng, topic_mix)
+        locale = _pick(rng, LOCALES)
+        row_drifts = drifted and scenario.drift_locale in (None, locale)
+        topic = _pick(rng, drifted_mix if row_drifts else usual_mix)
         prompts, answers = (DRIFT_TOPIC[1], DRIFT_TOPIC[2]) if topic == DRIFT_TOPIC[0] else TOPICS[topic]
         prompt = _fill(rng, rng.choice(prompts))
-        if drifted and rng.random() < 0.5:
+        if row_drifts and rng.random() < 0.5:
             prompt += " " + _fill(rng, "I already tried twice and contacted support about {order} and the {amount} charge, please escalate this.") * rng.randint(1, 3)
         variant = assign(request_id, plan.id, plan.weights) if plan else "production"
         status = "ok"
@@ -176,7 +178,7 @@ def llm_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario, pla
             "completion_tokens": c_tok,
             "cost_usd": round(p_tok / 1000 * LLM_PRICE_PER_1K["prompt"] + c_tok / 1000 * LLM_PRICE_PER_1K["completion"], 8),
             "feedback": rng.choices([-1, 0, 1], weights=[0.04, 0.86, 0.10])[0],
-            "metadata": {"topic": topic, "locale": _pick(rng, LOCALES), "user_tier": _pick(rng, TIERS)},
+            "metadata": {"topic": topic, "locale": locale, "user_tier": _pick(rng, TIERS)},
         }
         if plan:
             row["experiment_id"] = plan.id

@@ -46,13 +46,12 @@ def resolve_partition(model_id: str, cadence: str, interval_start: datetime | No
     return Partition(model_id, start.date(), None if cadence == "daily" else start.hour)
 
 
-def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, Any]:
-    """Read every log file of the partition into canonical rows and read-stage rejects."""
+def read_partition(client, cfg: MonitoringConfig, partition: Partition):
+    """Every log file of the partition as (canonical rows, read-stage rejects, per-file records)."""
     from modelwatch.readers import assemble, read_file
 
     reads, files = [], []
-    prefix = partition.path(cfg.defaults.logs_uri)
-    for uri, size in list_objects(client, prefix):
+    for uri, size in list_objects(client, partition.path(cfg.defaults.logs_uri)):
         read = read_file(get_bytes(client, uri), uri) if size else None
         if read is None:
             files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
@@ -60,6 +59,13 @@ def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, An
         reads.append(read)
         files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem})
     rows, rejects = assemble(reads)
+    return rows, rejects, files
+
+
+def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, Any]:
+    """Read every log file of the partition into canonical rows and read-stage rejects."""
+    prefix = partition.path(cfg.defaults.logs_uri)
+    rows, rejects, files = read_partition(client, cfg, partition)
     put_table(client, work_uri(cfg, partition, "rows.parquet"), rows)
     put_table(client, work_uri(cfg, partition, "read_rejects.parquet"), rejects)
     rows_read = rows.num_rows + rejects.num_rows
@@ -184,11 +190,12 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
     return out
 
 
-def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
+            run: dict[str, Any], drifted: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write summary.json and the readable index.html for the partition; returns the summary."""
     from modelwatch.report import render_partition_page
 
-    validated, profiled = _ran(validated), _ran(profiled)
+    validated, profiled, drifted = _ran(validated), _ran(profiled), _ran(drifted)
     partition = Partition.from_dict(extracted["partition"])
     found = breaches(cfg, profiled)
     outcome = extracted["outcome"] if extracted["outcome"] == "no_traffic" else ("breach" if found else "ok")
@@ -208,8 +215,11 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "prompt_token_histogram": profiled["prompt_token_histogram"] if profiled else [],
         "hard_limits": profiled["hard_limits"] if profiled else [],
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
+        "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason")} if drifted else None,
         "outputs": {
             "metrics": profiled["metrics_uri"] if profiled else None,
+            "drift": drifted.get("drift_uri") if drifted else None,
+            "evidently_report": drifted.get("report_uri") if drifted else None,
             "summary": report_uri(cfg, partition, "summary.json"),
             "page": report_uri(cfg, partition, "index.html"),
         },
@@ -217,4 +227,86 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
     }
     put_json(client, summary["outputs"]["summary"], summary)
     put_bytes(client, summary["outputs"]["page"], render_partition_page(summary).encode(), "text/html; charset=utf-8")
-    return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"]}
+    drift_state = {"severity": drifted.get("severity"), "alerts": drifted.get("alert_count", 0)} if drifted else None
+    return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state}
+
+
+def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, seed: int) -> list[dict[str, Any]]:
+    """MMD permutation test per text column: the baseline's embedding sample against a sample of today's texts."""
+    from modelwatch.drift_analysis import sample_texts
+    from modelwatch.embeddings import EmbeddingCache
+    from modelwatch.mmd import mmd_test
+
+    import numpy as np
+
+    out = []
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    for column in model.drift.text:
+        reference = baseline.embeddings(client, column)
+        if reference is None:
+            out.append({"column": column, "drift": False, "severity": "none", "reason": "the baseline has no embedding sample of this column"})
+            continue
+        texts = sample_texts(current, column, model.drift.embedding_sample, seed)
+        vectors, cache_stats = cache.get_or_embed(texts) if texts else (np.zeros((0, reference.shape[1]), np.float32), {})
+        result = mmd_test(reference, vectors, n_permutations=model.drift.permutations, alpha=model.drift.alpha, seed=seed)
+        # MMD has no calibrated effect scale: a significant embedding drift is graded medium.
+        out.append({"column": column, **result.to_dict(), "severity": "medium" if result.drift else "none", "cache": cache_stats})
+    return out
+
+
+def drift(client, cfg: MonitoringConfig, validated: dict[str, Any], run_at: datetime | None = None) -> dict[str, Any]:
+    """Drift of the partition's incumbent traffic against the model's baseline: drift.json, report.html (Evidently)."""
+    from modelwatch.baseline import BaselineMissing, coerce_kinds, incumbent_variants, load_baseline
+    from modelwatch.columns import DriftColumns, drift_frame
+    from modelwatch.drift import DriftPolicy, worst
+    from modelwatch.drift_analysis import analyze
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    settings = model.drift
+    drift_uri = report_uri(cfg, partition, "drift.json")
+    try:
+        baseline = load_baseline(client, cfg, model)
+    except BaselineMissing as exc:
+        result = {"partition": partition.to_dict(), "outcome": "no_baseline", "severity": "none", "alerts": [], "reason": str(exc)}
+        put_json(client, drift_uri, result)
+        return {**result, "drift_uri": drift_uri}
+    valid = get_table(client, work_uri(cfg, partition, "valid.parquet"))
+    frame, _ = drift_frame(valid, model.kind, settings.features, model.segments, settings.text)
+    frame = coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), baseline.kinds)
+    names = baseline.manifest["columns"]
+    columns = DriftColumns(features=names["features"], prediction=names["prediction"], input_length=names["input_length"],
+                           segments=names["segments"], text=names["text"], kinds=baseline.kinds)
+    policy = DriftPolicy(alpha=settings.alpha, methods=dict(settings.methods))
+    result = analyze(baseline.reference, frame, columns, policy, settings.min_segment_count, baseline.profiles)
+    seed = int(partition.dt.strftime("%Y%m%d"))
+    result["embedding"] = _embedding_drift(client, cfg, model, baseline, frame, seed) if settings.text and len(frame) else []
+    result["alerts"] += [{"family": "embedding", "column": e["column"], "severity": e["severity"], "effect_method": "mmd2", "effect": e.get("mmd2"),
+                          "p_adjusted": e.get("p_value")} for e in result["embedding"] if e.get("drift")]
+    result["severity"] = worst([result["severity"], *(e["severity"] for e in result["embedding"])])
+    result.update(partition=partition.to_dict(), outcome="ok", baseline={k: baseline.manifest[k] for k in ("version", "window", "rows_used", "reference_rows", "uri")})
+    result["report"] = _evidently_report(client, cfg, model, partition, baseline.reference, frame, columns, run_at)
+    put_json(client, drift_uri, result)
+    top = sorted(result["alerts"], key=lambda a: ["none", "low", "medium", "high"].index(a["severity"]), reverse=True)
+    return {"partition": partition.to_dict(), "outcome": "ok", "severity": result["severity"], "alerts": top[:50], "alert_count": len(result["alerts"]),
+            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"]}
+
+
+def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns, run_at: datetime | None) -> dict[str, Any]:
+    """The analysts' Evidently report (report.html) and its snapshot (evidently_snapshot.json) for the partition."""
+    import os
+
+    from modelwatch.evidently_report import add_to_workspace, build_report
+
+    numerical = [c for c in columns.tested() if columns.kinds[c] == "numerical"]
+    categorical = [c for c in columns.tested() if columns.kinds[c] == "categorical"]
+    stamp = datetime(partition.dt.year, partition.dt.month, partition.dt.day, partition.hour or 0, tzinfo=UTC)
+    run = build_report(reference, current, numerical=numerical, categorical=categorical, text=columns.text, timestamp=stamp,
+                       title=f"modelwatch drift: {model.id} {partition.label}", max_rows=model.drift.report_rows)
+    uri = put_bytes(client, report_uri(cfg, partition, "report.html"), run.html.encode(), "text/html; charset=utf-8")
+    snapshot_uri = put_bytes(client, report_uri(cfg, partition, "evidently_snapshot.json"), run.snapshot_json.encode(), "application/json")
+    workspace = os.environ.get("MODELWATCH_EVIDENTLY_WORKSPACE")
+    run_id = add_to_workspace(workspace, f"modelwatch {model.id}", run.snapshot_json) if workspace else None
+    return {"uri": uri, "snapshot_uri": snapshot_uri, "workspace": workspace, "workspace_run": run_id,
+            "evidently_drifted_columns": run.drifted_columns, "evidently_drift_share": run.drift_share,
+            "rows": {"reference": run.rows_reference, "current": run.rows_current}, "skipped_columns": run.skipped_columns}

@@ -79,6 +79,7 @@ def render_partition_page(summary: dict[str, Any]) -> str:
         parts.append("<h2>Guardrail breaches</h2>")
         parts.append(table(["experiment", "metric", "value", "requests", "reason"],
                            [[escape(b["experiment_id"]), escape(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), escape(b["reason"])] for b in summary["breaches"]], numeric_from=2))
+    parts += _drift_section(summary.get("drift"), summary["outputs"].get("evidently_report"))
     metrics = summary["metrics"]
     if metrics:
         variants = ["__all__"] + sorted(v for v in metrics if v != "__all__")
@@ -114,6 +115,22 @@ def render_partition_page(summary: dict[str, Any]) -> str:
     return page(f"{summary['model_id']} {where}", "\n".join(parts))
 
 
+def _drift_section(drift: dict[str, Any] | None, evidently_uri: str | None) -> list[str]:
+    """Drift verdict and its alerts (worst first); the full statistics are in drift.json and the Evidently report."""
+    if not drift:
+        return []
+    if drift["outcome"] == "no_baseline":
+        return ["<h2>Drift</h2>", f'<p>{badge("no baseline")} {escape(drift["reason"])}</p>']
+    parts = [f"<h2>Drift {badge(drift['severity'])}</h2>",
+             f'<p class="muted">against baseline {escape(str(drift["baseline_version"]))}: {fmt(drift["alert_count"])} drifting column tests'
+             + (f' · <a href="report.html">Evidently report</a>' if evidently_uri else "") + ' · <a href="drift.json">every test</a></p>']
+    if drift["alerts"]:
+        parts.append(table(["severity", "family", "segment", "column", "statistic", "effect", "p (BH)"],
+                           [[badge(a["severity"]), escape(a["family"]), escape(a.get("segment") or ""), escape(a["column"]), escape(str(a["effect_method"])),
+                             fmt(a["effect"]), fmt(a["p_adjusted"])] for a in drift["alerts"]], numeric_from=5))
+    return parts
+
+
 def render_site_index(summaries: list[dict[str, Any]], links: dict[str, str]) -> str:
     """Index over partitions: one row per model and partition, newest first, linking each page."""
     rows = []
@@ -123,6 +140,7 @@ def render_site_index(summaries: list[dict[str, Any]], links: dict[str, str]) ->
         overall = s["metrics"].get("__all__", {})
         label = p["dt"] + ("" if p.get("hour") is None else f" {p['hour']:02d}h")
         rows.append([escape(s["model_id"]), f'<a href="{escape(links.get(key, key))}">{escape(label)}</a>', badge(s["outcome"]), fmt(s["rows"]["read"]),
+                     badge((s.get("drift") or {}).get("severity") or "–"),
                      fmt(s["rows"]["quarantined"]), _metric_cell("error_rate", overall.get("error_rate")), fmt(overall.get("latency_p99_ms"))])
-    body = "<h1>modelwatch reports</h1>" + table(["model", "partition", "outcome", "rows read", "quarantined", "error rate", "latency p99 ms"], rows, numeric_from=3)
+    body = "<h1>modelwatch reports</h1>" + table(["model", "partition", "outcome", "rows read", "drift", "quarantined", "error rate", "latency p99 ms"], rows, numeric_from=4)
     return page("modelwatch reports", body)

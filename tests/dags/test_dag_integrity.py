@@ -20,7 +20,7 @@ def dagbag():
 
 def test_no_import_errors_and_expected_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback"}
+    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline"}
 
 
 def test_operational_settings(dagbag):
@@ -40,9 +40,16 @@ def test_monitoring_dags_map_one_branch_per_model(dagbag):
     for dag_id in ("modelwatch_daily", "modelwatch_hourly"):
         dag = dagbag.dags[dag_id]
         ids = {t.task_id for t in dag.tasks}
-        assert ids == {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach"}
+        stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach"}
+        assert ids == (stages | {"monitor.drift"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
         assert set(dag.params) >= {"target_date", "target_hour", "models"}
         assert [o.name for o in dag.get_task("monitor.signal_breach").outlets] == ["guardrail_breach"]
+
+
+def test_baseline_is_manual_with_its_params(dagbag):
+    dag = dagbag.dags["modelwatch_baseline"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual runs only
+    assert set(dag.params) == {"model_id", "start", "end", "version"}
 
 
 def test_rollback_is_scheduled_on_the_breach_asset(dagbag):
