@@ -514,9 +514,9 @@ def calibration(outcome: Sequence[float], confidence: Sequence[float], n_bins: i
         if count:
             conf, freq = float(conf_sum[b] / count), float(true_sum[b] / count)
             gaps.append((count, abs(freq - conf)))
-            bins.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]), count, conf, freq))
+            bins.append(ReliabilityBin(round(float(edges[b]), 12), round(float(edges[b + 1]), 12), count, conf, freq))
         else:
-            bins.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]), 0, None, None))
+            bins.append(ReliabilityBin(round(float(edges[b]), 12), round(float(edges[b + 1]), 12), 0, None, None))
     n = len(p)
     ece = float(sum(c / n * g for c, g in gaps))
     mce = float(max(g for _, g in gaps))

@@ -4,7 +4,9 @@
 frame: ``DataDriftPreset`` over the numerical and categorical columns and a ``TextEvals`` summary of
 offline text descriptors (length, word count, share of non-letter characters) for the free-text
 columns. It returns the standalone HTML page, the serialised snapshot, and Evidently's own drift
-verdict so callers can cross-check it against theirs.
+verdict so callers can cross-check it against theirs. The report runs with Evidently's tests on:
+the per-column drift verdict is a ValueDrift test result, and TextEvals adds its default tests
+(descriptor statistics within 10% of the reference), which the page lists.
 
 ``add_to_workspace`` files the snapshot into a local Evidently workspace, one project per model,
 so ``evidently ui --workspace <path>`` shows the trend across days. Re-adding a report with the
@@ -97,8 +99,8 @@ def build_report(
     if not columns:
         raise ValueError(f"no usable column for an Evidently report: {skipped or 'none declared'}")
 
-    ref = _sample(reference[columns], max_rows, seed)
-    cur = _sample(current[columns], max_rows, seed)
+    ref = _sample(reference, columns, max_rows, seed)
+    cur = _sample(current, columns, max_rows, seed)
     sampling = _sampling_note(len(reference), len(ref), len(current), len(cur), seed)
     definition = DataDefinition(
         numerical_columns=numerical,
@@ -108,11 +110,13 @@ def build_report(
         unknown_columns=[],
         list_columns=[],
     )
-    datasets = [Dataset.from_pandas(frame, data_definition=definition, descriptors=_text_descriptors(text)) for frame in (cur, ref)]
+    current_data = Dataset.from_pandas(cur, data_definition=definition, descriptors=_text_descriptors(text))
+    reference_data = Dataset.from_pandas(ref, data_definition=definition, descriptors=_text_descriptors(text))
+    # include_tests: the per-column drift verdict exists only as ValueDrift's test result.
     report = Report(_report_items(numerical + categorical, text), include_tests=True)
     snapshot = report.run(
-        datasets[0],
-        datasets[1],
+        current_data,
+        reference_data,
         timestamp=_naive_utc(timestamp),
         metadata=_metadata(title, sampling, len(ref), len(cur), skipped),
         tags=[TAG],
@@ -168,11 +172,11 @@ def _column_problem(frame: pd.DataFrame, column: str) -> str | None:
     return None
 
 
-def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """A uniform random sample of at most ``max_rows`` rows (all rows if fewer), with a fresh index."""
+def _sample(frame: pd.DataFrame, columns: list[str], max_rows: int, seed: int) -> pd.DataFrame:
+    """``columns`` of a uniform random sample of at most ``max_rows`` rows (all rows if fewer), with a fresh index."""
     if len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=seed)
-    return frame.reset_index(drop=True)
+    return frame[columns].reset_index(drop=True)
 
 
 def _sampling_note(ref_total: int, ref_used: int, cur_total: int, cur_used: int, seed: int) -> str:
@@ -239,7 +243,7 @@ def _metadata(title: str, sampling: str, rows_reference: int, rows_current: int,
 
 
 def _drift_verdict(snapshot: Any) -> tuple[list[str], float]:
-    """Columns whose ValueDrift test failed, and the share from DriftedColumnsCount."""
+    """Columns whose ValueDrift test failed, and the share from DriftedColumnsCount (0.0 if drift was not run)."""
     from evidently.legacy.tests.base_test import TestStatus
 
     drifted = [
@@ -250,7 +254,7 @@ def _drift_verdict(snapshot: Any) -> tuple[list[str], float]:
     shares = [
         float(result.share.value)
         for result in snapshot.metric_results.values()
-        if result.metric_value_location.metric.params.get("type") == _DRIFTED_COLUMNS_COUNT
+        if result.metric_value_location is not None and result.metric_value_location.metric.params.get("type") == _DRIFTED_COLUMNS_COUNT
     ]
     return drifted, (shares[0] if shares else 0.0)
 
@@ -309,7 +313,7 @@ def _timestamp(snapshot: Any) -> datetime:
 
 
 def _project(workspace: Any, name: str, description: str | None) -> Any:
-    """The project called ``name`` (the smallest id if several), created with trend panels if absent."""
+    """The project called ``name`` (the smallest, i.e. oldest uuid7, id if several), created with trend panels if absent."""
     found = sorted(workspace.search_project(name), key=lambda project: str(project.id))
     if found:
         return found[0]
