@@ -131,11 +131,25 @@ def drift(validated: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
-def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None) -> dict[str, Any]:
+def concept(validated: dict[str, Any]) -> dict[str, Any]:
+    """Concept drift: delayed labels (or feedback) joined to recent predictions, windowed metrics, ADWIN."""
+    from modelwatch.pipeline import concept as run
+
+    if validated.get("outcome") == "no_traffic":
+        return validated
+    cfg = _config()
+    result = run(_s3(cfg), cfg, validated)
+    print(f"concept drift: {result['verdict']} ({result['reason']}); {result['concept_uri']}")
+    return result
+
+
+@task
+def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None,
+            concepted: dict[str, Any] | None = None) -> dict[str, Any]:
     from modelwatch.pipeline import publish as run
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted)
+    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
@@ -160,7 +174,8 @@ def monitor_models(cadence: str):
         extracted = extract(partition)
         validated = validate(extracted)
         profiled = profile_task(cadence)(validated)
-        drifted = drift(validated) if cadence == "daily" else None  # the hourly DAG keeps to the fast checks
-        signal_breach(publish(extracted, validated, profiled, drifted))
+        daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
+        drifted, concepted = (drift(validated), concept(validated)) if daily else (None, None)
+        signal_breach(publish(extracted, validated, profiled, drifted, concepted))
 
     return monitor.expand(partition=plan_partitions(cadence))

@@ -80,6 +80,8 @@ class DriftSettings(_Strict):
     methods: dict[str, DriftMethod] = {}  # per-column override of the drift statistic
     permutations: int = Field(1000, ge=100, le=100_000)  # MMD permutation test
     report_rows: int = Field(20_000, ge=100)  # rows per side in the Evidently report
+    positive_class: str | None = None  # classifiers: the class F1, AUC and calibration are about
+    label_lookback_days: int = Field(14, ge=1, le=90)  # concept drift looks at this many days of labelled traffic
 
 
 class JudgeSettings(_Strict):

@@ -191,11 +191,11 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
 
 
 def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
-            run: dict[str, Any], drifted: dict[str, Any] | None = None) -> dict[str, Any]:
+            run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write summary.json and the readable index.html for the partition; returns the summary."""
     from modelwatch.report import render_partition_page
 
-    validated, profiled, drifted = _ran(validated), _ran(profiled), _ran(drifted)
+    validated, profiled, drifted, concepted = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted)
     partition = Partition.from_dict(extracted["partition"])
     found = breaches(cfg, profiled)
     outcome = extracted["outcome"] if extracted["outcome"] == "no_traffic" else ("breach" if found else "ok")
@@ -216,8 +216,10 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "hard_limits": profiled["hard_limits"] if profiled else [],
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
         "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason")} if drifted else None,
+        "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated")} if concepted else None,
         "outputs": {
             "metrics": profiled["metrics_uri"] if profiled else None,
+            "concept": concepted.get("concept_uri") if concepted else None,
             "drift": drifted.get("drift_uri") if drifted else None,
             "evidently_report": drifted.get("report_uri") if drifted else None,
             "summary": report_uri(cfg, partition, "summary.json"),
@@ -310,3 +312,44 @@ def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition
     return {"uri": uri, "snapshot_uri": snapshot_uri, "workspace": workspace, "workspace_run": run_id,
             "evidently_drifted_columns": run.drifted_columns, "evidently_drift_share": run.drift_share,
             "rows": {"reference": run.rows_reference, "current": run.rows_current}, "skipped_columns": run.skipped_columns}
+
+
+def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
+    """Concept drift over the last ``drift.label_lookback_days`` days: labels (or feedback) joined to predictions.
+
+    As-of semantics: only labels with ``labelled_at`` before the partition's end count, so
+    a backfill sees what was known on that day, not what arrived later.
+    """
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from modelwatch.concept import analyze_concept_drift, join_labels, read_labels
+    from modelwatch.storage import exists
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    days = [partition.dt - timedelta(days=i) for i in range(model.drift.label_lookback_days - 1, -1, -1)]
+    wanted = ["request_id", "timestamp", "variant", "prediction", "probability", "class_probabilities", "feedback"]
+    frames, days_used = [], []
+    for day in days:
+        uri = work_uri(cfg, Partition(model.id, day), "valid.parquet")
+        if exists(client, uri):
+            frames.append(get_table(client, uri).select(wanted).to_pandas())
+            days_used.append(day.isoformat())
+    predictions = pd.concat(frames, ignore_index=True)
+    labels_info: dict[str, Any] = {}
+    frame = predictions
+    if model.kind != "llm":
+        read = read_labels(client, cfg.defaults.labels_uri, model.id, days)
+        labels = read.table.to_pandas()
+        end = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=UTC) + timedelta(days=1)
+        arrived = labels[labels["labelled_at"].isna() | (labels["labelled_at"] < end)]
+        joined = join_labels(predictions, arrived)
+        frame = joined.frame
+        labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": joined.counts()}
+    report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False).to_dict()
+    result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report}
+    uri = put_json(client, report_uri(cfg, partition, "concept.json"), result)
+    return {"partition": partition.to_dict(), "outcome": "ok", "verdict": report["verdict"], "reason": report["reason"], "concept_uri": uri,
+            "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"]}

@@ -80,6 +80,10 @@ def render_partition_page(summary: dict[str, Any]) -> str:
         parts.append(table(["experiment", "metric", "value", "requests", "reason"],
                            [[escape(b["experiment_id"]), escape(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), escape(b["reason"])] for b in summary["breaches"]], numeric_from=2))
     parts += _drift_section(summary.get("drift"), summary["outputs"].get("evidently_report"))
+    if summary.get("concept"):
+        c = summary["concept"]
+        parts.append(f'<h2>Concept drift {badge(c["verdict"])}</h2><p>{escape(c["reason"])} · {fmt(c["evaluated"])} labelled predictions evaluated'
+                     ' · <a href="concept.json">windowed metrics, detections and calibration</a></p>')
     metrics = summary["metrics"]
     if metrics:
         variants = ["__all__"] + sorted(v for v in metrics if v != "__all__")

@@ -84,3 +84,21 @@ def test_clean_day_raises_no_alarm_and_drift_day_is_caught_in_its_segment(world)
     for check in clean_report["embedding"]:  # a day like the baseline: the MMD permutation test ran and did not fire
         assert check["p_value"] is not None and not check["drift"], check
     assert report["report"]["uri"].endswith("report.html") and report["report"]["rows"]["current"] > 0
+
+
+def test_concept_drift_counts_only_labels_that_had_arrived(world):
+    from modelwatch.pipeline import concept
+
+    client, cfg = world
+    for day in (1, 2, 3, 4, 5, 6):
+        validate(client, cfg, extract(client, cfg, Partition("churn-classifier-v2", date(2026, 11, day))))
+    early = concept(client, cfg, {"partition": Partition("churn-classifier-v2", date(2026, 11, 6)).to_dict()})
+    report = get_json(client, early["concept_uri"])
+    # labels arrive 7 days after the request: on Nov 6 none of them is known yet
+    assert early["verdict"] == "insufficient_labels" and report["labels"]["not_yet_arrived"] == 6 * 1500
+    assert report["labels"]["join"]["predictions_in"] == 6 * 1500 and report["days"][-1] == "2026-11-06"
+    later = concept(client, cfg, {"partition": Partition("churn-classifier-v2", date(2026, 11, 13)).to_dict()})
+    report = get_json(client, later["concept_uri"])
+    assert later["evaluated"] == 6 * 1500 and report["labels"]["not_yet_arrived"] == 0
+    assert [w["window"] for w in report["windows"]] == [f"2026-11-0{d}" for d in range(1, 7)]
+    assert report["calibration"]["ece"] is not None and report["overall"]["roc_auc"] > 0.6
