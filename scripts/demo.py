@@ -9,6 +9,7 @@ reports to demo_output/ and stops everything it started.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import threading
@@ -24,8 +25,10 @@ from modelwatch.storage import ensure_bucket, get_json, list_objects, make_clien
 
 START = date(2026, 11, 1)
 DAYS = 10
+DRIFT_DAY = START + timedelta(5)
 DEMO_DIR = PROJECT_ROOT / ".demo"
 OUTPUT = PROJECT_ROOT / "demo_output"
+WORKSPACE = OUTPUT / "evidently"
 
 
 class PeakMemory(threading.Thread):
@@ -45,6 +48,20 @@ class PeakMemory(threading.Thread):
             except psutil.Error:
                 pass
             time.sleep(0.5)
+
+
+def _drift_table(client, cfg) -> list[str]:
+    """One line per model and day: drift severity and where it drifted."""
+    lines = []
+    for model in cfg.models:
+        for offset in range(DAYS):
+            day = START + timedelta(offset)
+            summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
+            drift = summary.get("drift") or {}
+            where = sorted({(a.get("segment") or "overall") + ":" + a["column"] for a in drift.get("alerts", [])})
+            shown = ", ".join(where[:4]) + (f" (+{len(where) - 4} more)" if len(where) > 4 else "")
+            lines.append(f"{model.id:<22} {day}  {drift.get('severity') or drift.get('outcome') or '-':<7} {shown}")
+    return lines
 
 
 def step(text: str) -> None:
@@ -68,19 +85,30 @@ def main() -> int:
         for uri in (cfg.defaults.logs_uri, cfg.defaults.labels_uri, cfg.defaults.reports_uri, llm.rollback.uri):
             ensure_bucket(client, split_uri(uri)[0])
 
-        step(f"generating {DAYS} days of traffic from {START} (drift from day 6, toxic burst day 7, broken rows day 5, treatment errors from day 8)")
-        scenario = Scenario(drift_from=START + timedelta(5), toxic_burst_on=START + timedelta(6), regression="errors",
+        step(f"generating {DAYS} days of traffic from {START} (de-DE drifts from day 6, toxic burst day 7, broken rows day 5, treatment errors from day 8)")
+        scenario = Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE", toxic_burst_on=START + timedelta(6), regression="errors",
                             regression_from=START + timedelta(7), broken_rows_on={START + timedelta(4): 24})
         exp = llm.experiments[0]
         generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, scenario=scenario, plan=ExperimentPlan(exp.id, exp.weights()),
                          progress=lambda day, written: print(f"  {day}: " + ", ".join(f"{m} {n:,} rows" for m, n in written.items()), flush=True))
 
         step("starting Airflow 3 (API server, scheduler, dag-processor; LocalExecutor on SQLite) in .demo/airflow")
-        airflow = LocalAirflow(DEMO_DIR / "airflow", extra_env={"AIRFLOW_CONN_AWS_DEFAULT": s3.connection_json()})
+        airflow = LocalAirflow(DEMO_DIR / "airflow", extra_env={"AIRFLOW_CONN_AWS_DEFAULT": s3.connection_json(),
+                                                               "MODELWATCH_EVIDENTLY_WORKSPACE": str(WORKSPACE)})
         airflow.migrate()
         airflow.start()
-        airflow.wait_for_dags(["modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback"])
+        airflow.wait_for_dags(["modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline"])
         airflow.cli("dags", "unpause", "modelwatch_rollback")
+        airflow.cli("dags", "unpause", "modelwatch_baseline")
+
+        step("building baselines from the launch window (modelwatch_baseline, one run per model)")
+        for model in cfg.models:
+            window = model.baseline.window
+            conf = json.dumps({"model_id": model.id, "start": window.start, "end": window.end})
+            airflow.cli("dags", "trigger", "modelwatch_baseline", "--run-id", f"demo_baseline_{model.id}", "--conf", conf)
+        baselines = airflow.wait_for_runs("modelwatch_baseline", len(cfg.models), timeout=600, progress=lambda s: print(f"  baseline runs: {s}", flush=True))
+        if any(r[1] != "success" for r in baselines):
+            raise RuntimeError(f"a baseline build failed: {baselines}; logs under {airflow.home}")
         airflow.cli("dags", "unpause", "modelwatch_daily")
         last = START + timedelta(DAYS - 1)
         step(f"backfilling modelwatch_daily over {START} .. {last}")
@@ -96,6 +124,8 @@ def main() -> int:
         airflow.wait_for_runs("modelwatch_rollback", len(airflow.runs("modelwatch_rollback")), timeout=300)
         routing = get_json(client, llm.rollback.uri)
         audits = [u for u, _ in list_objects(client, f"{cfg.defaults.reports_uri}/_audit/rollbacks") if not u.endswith(".claim.json")]
+
+        drift_rows = _drift_table(client, cfg)
 
         step("mirroring reports")
         index = mirror_reports(client, cfg.defaults.reports_uri, OUTPUT / "reports")
@@ -116,6 +146,10 @@ def main() -> int:
     print(f"reports (S3):   {cfg.defaults.reports_uri}/model_id=<model>/dt=<day>/{{summary.json,metrics.parquet,index.html}}")
     print(f"quarantine:     {cfg.defaults.reports_uri}/_quarantine/model_id=<model>/dt=<day>/quarantine.parquet")
     print(f"reports (local mirror): {index}")
+    print(f"Evidently workspace:    {WORKSPACE}  (see the trend: .venv/bin/evidently ui --workspace {WORKSPACE})")
+    print("\ndrift by day (baseline window 2026-11-01..03; de-DE drifts from " + DRIFT_DAY.isoformat() + "):")
+    for row in drift_rows:
+        print("  " + row)
     print(f"wall time {elapsed:.0f} s, peak memory (all processes) {memory.peak / 2**30:.2f} GiB")
     return 1 if failed else 0
 

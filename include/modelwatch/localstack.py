@@ -118,7 +118,12 @@ class LocalAirflow:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``airflow *args``; with ``check``, a failure raises with the command's own output, not just its exit code."""
-        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=False, capture_output=True, text=True, cwd=PROJECT_ROOT)
+        for attempt in range(6):
+            done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, check=False, capture_output=True, text=True, cwd=PROJECT_ROOT)
+            # SQLite allows one writer: a CLI write can lose the lock to the scheduler; the failed transaction rolled back, so retry
+            if done.returncode == 0 or "database is locked" not in done.stderr + done.stdout:
+                break
+            time.sleep(1 + attempt)
         if check and done.returncode != 0:
             output = (done.stderr.strip() or done.stdout.strip())[-3000:]
             raise RuntimeError(f"`airflow {' '.join(args)}` exited with {done.returncode}:\n{output}")
