@@ -196,8 +196,9 @@ def categorical_drift(column: str, reference_counts: Mapping[str, int], current_
     """Chi-squared test of homogeneity, Jensen–Shannon distance and PSI over category counts.
 
     Works on counts (sufficient statistics), so a baseline's frequent-items sketch can
-    stand in for the raw reference. Categories seen fewer than 5 times on both sides are
-    pooled into one cell so that the chi-squared approximation holds.
+    stand in for the raw reference. Categories whose expected count is under 5 (Cochran's
+    rule) are pooled into one cell so that the chi-squared approximation holds: without it
+    a column of hundreds of sparse levels rejects in half of all A/A trials.
     """
     n_ref, n_cur = int(sum(reference_counts.values())), int(sum(current_counts.values()))
     base = ColumnDrift(column, "categorical", n_ref, n_cur)
@@ -211,7 +212,7 @@ def categorical_drift(column: str, reference_counts: Mapping[str, int], current_
     details = {"categories": len(keys), "top_changes": [{"value": k, "reference_share": float(a), "current_share": float(b)} for k, a, b in changes]}
     js = float(distance.jensenshannon(r_share, c_share))
     stability = psi(r, c)
-    rare = (r < 5) & (c < 5)
+    rare = (r + c) * min(n_ref, n_cur) / (n_ref + n_cur) < 5  # expected count under 5 on the smaller side
     table = np.vstack([r[~rare], c[~rare]])
     if rare.any():
         table = np.hstack([table, [[r[rare].sum()], [c[rare].sum()]]])

@@ -12,13 +12,15 @@ Two ways to compute the same statistic:
 * ``"exact"``: the full pooled kernel matrix, O(N²) memory; used for small samples
   (``auto`` picks it up to ``EXACT_AUTO_MAX`` pooled rows) and as the reference.
 * ``"random_features"``: random Fourier features (Rahimi & Recht 2007, "Random
-  Features for Large-Scale Kernel Machines", NIPS; orthogonal variant of Yu et al.
-  2016) approximate the kernel by an inner product of D-dimensional feature maps, ``k(x, y) ≈ φ(x)·φ(y)``. The
-  statistic then needs only per-sample feature sums, and *all* permutations are
-  one matrix product ``(n_perm × N) @ (N × D)``: 20,000 vs 20,000 rows of 384
-  dimensions with 1,000 permutations take about 5 s on 2 cores, where the exact
-  kernel would be a 40,000² matrix (12.8 GB) and ~1000 passes over it. Blocked
-  exact kernel sums would avoid the memory but not the O(N² · n_perm) work.
+  Features for Large-Scale Kernel Machines", NIPS; the orthogonal variant of Yu et
+  al. 2016) approximate the kernel by an inner product of D-dimensional feature
+  maps, ``k(x, y) ≈ φ(x)·φ(y)``. The statistic then needs only per-sample feature
+  sums, and *all* permutations are one matrix product ``(n_perm × N) @ (N × D)``:
+  20,000 vs 20,000 rows of 384 dimensions with 1,000 permutations take about 5 s
+  and 300 MB on 2 cores, where the exact kernel would be a 40,000² matrix (12.8 GB)
+  and 1,000 passes over it. Blocked exact kernel sums would avoid the memory but not
+  the O(N² · n_perm) work. With D = 1024 the estimate is within a few percent of the
+  exact MMD²_u once drift is material (see tests/unit/test_mmd.py).
 
 The permutation test stays exactly level-α with random features: the feature map
 is drawn once, independently of which rows came from which sample, and the same
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 MIN_ROWS = 20
 """Fewer rows than this on either side and the test abstains."""
@@ -48,6 +51,9 @@ MEDIAN_SUBSAMPLE = 1000
 
 PERMUTATION_CHUNK = 250
 """Permutations scored per matrix product; bounds memory at chunk × N floats."""
+
+FEATURE_CHUNK = 8192
+"""Rows projected at a time when computing random features."""
 
 METHODS = ("auto", "exact", "random_features")
 
@@ -95,18 +101,16 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(sq, 0.0)
 
 
-def median_bandwidth(pooled: np.ndarray, rng: np.random.Generator, subsample: int = MEDIAN_SUBSAMPLE) -> float | None:
+def median_bandwidth(pooled: np.ndarray, rng: np.random.Generator, subsample: int = MEDIAN_SUBSAMPLE) -> float:
     """Median heuristic (Gretton et al. 2012, sec. 8): σ = median pairwise distance of the pooled sample.
 
     Computed on a uniform subsample of at most ``subsample`` pooled rows: the median of
     ~500k distances is within a fraction of a percent of the full one and costs
     milliseconds instead of O(N²). The rows are chosen without regard to which sample
     they came from, so the bandwidth cannot favour the observed split. If more than half
-    of the pairs coincide (duplicated rows) the median of the non-zero distances is used;
-    returns None only when every pooled row is identical (no kernel can tell them apart).
+    of the pairs coincide (duplicated rows) the median of the non-zero distances is used.
+    The pooled rows must not all be identical.
     """
-    if not (pooled != pooled[:1]).any():
-        return None
     idx = rng.choice(len(pooled), size=min(subsample, len(pooled)), replace=False)
     sample = pooled[np.sort(idx)].astype(np.float64)
     dists = np.sqrt(squared_distances(sample, sample)[np.triu_indices(len(sample), k=1)])
@@ -119,7 +123,9 @@ def median_bandwidth(pooled: np.ndarray, rng: np.random.Generator, subsample: in
 
 def rbf_kernel(a: np.ndarray, b: np.ndarray, bandwidth: float) -> np.ndarray:
     """Gaussian kernel matrix ``exp(-||a_i - b_j||² / (2 σ²))``."""
-    return np.exp(-squared_distances(a, b) / (2.0 * bandwidth**2))
+    k = squared_distances(a, b)
+    k *= -1.0 / (2.0 * bandwidth**2)
+    return np.exp(k, out=k)
 
 
 def mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:
@@ -141,7 +147,10 @@ def orthogonal_gaussian_frequencies(dim: int, count: int, rng: np.random.Generat
     compared with i.i.d. Gaussian frequencies at the same feature count.
     """
     n_blocks = math.ceil(count / dim)
-    q, r = np.linalg.qr(rng.standard_normal((n_blocks, dim, dim)))
+    # Single-threaded: multithreaded OpenBLAS QR on a few 384² blocks is no faster and,
+    # on a busy 2-core worker, was measured taking seconds instead of ~15 ms.
+    with threadpool_limits(1, user_api="blas"):
+        q, r = np.linalg.qr(rng.standard_normal((n_blocks, dim, dim)))
     q *= np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
     q *= np.sqrt(rng.chisquare(dim, size=(n_blocks, 1, dim)))
     return np.concatenate(list(q), axis=1)[:, :count]
@@ -159,10 +168,11 @@ def random_fourier_features(pooled: np.ndarray, bandwidth: float, n_features: in
         raise ValueError(f"n_features must be a positive even number, got {n_features}")
     half = n_features // 2
     w = (orthogonal_gaussian_frequencies(pooled.shape[1], half, rng) / bandwidth).astype(np.float32)
-    proj = pooled.astype(np.float32, copy=False) @ w
     phi = np.empty((len(pooled), n_features), dtype=np.float32)
-    np.cos(proj, out=phi[:, :half])
-    np.sin(proj, out=phi[:, half:])
+    for start in range(0, len(pooled), FEATURE_CHUNK):  # row chunks: no second N × D/2 projection array
+        proj = pooled[start : start + FEATURE_CHUNK].astype(np.float32, copy=False) @ w
+        np.cos(proj, out=phi[start : start + FEATURE_CHUNK, :half])
+        np.sin(proj, out=phi[start : start + FEATURE_CHUNK, half:])
     phi *= np.float32(1.0 / math.sqrt(half))
     return phi
 
@@ -186,10 +196,14 @@ def _unbiased_from_sums(q: np.ndarray, diag_x: np.ndarray, diag_total: float, m:
 
 
 def rff_permutation_stats(phi: np.ndarray, m: int, n_permutations: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
-    """Observed MMD²_u (first m rows = reference) and ``n_permutations`` permuted ones, from feature rows ``phi``."""
+    """Observed MMD²_u (first m rows = reference) and ``n_permutations`` permuted ones, from feature rows ``phi``.
+
+    ``phi`` is scratch: it is centred in place (at 40,000 × 1024 a copy would be another 160 MB).
+    """
     n_total = len(phi)
     n = n_total - m
-    centred = phi - phi.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = phi
+    centred -= phi.mean(axis=0, dtype=np.float64).astype(np.float32)
     norms = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
     total = float(norms.sum())
     s_obs = centred[:m].sum(axis=0, dtype=np.float64)
@@ -207,10 +221,11 @@ def exact_permutation_stats(kernel: np.ndarray, m: int, n_permutations: int, rng
 
     For a split mask a: S_xx = aᵀK₀a, S_xy = aᵀK₀1 - S_xx, S_yy = 1ᵀK₀1 - 2aᵀK₀1 + S_xx,
     with K₀ the kernel with its diagonal zeroed; one (chunk × N) @ (N × N) product per chunk.
+    ``kernel`` is scratch: its diagonal is zeroed in place.
     """
     n_total = len(kernel)
     n = n_total - m
-    k0 = kernel.copy()
+    k0 = kernel
     np.fill_diagonal(k0, 0.0)
     row_sums = k0.sum(axis=1)
     total = float(row_sums.sum())
@@ -282,11 +297,11 @@ def mmd_test(
 
     if min(m, n) < MIN_ROWS:
         return abstain(f"too few rows: {m} reference, {n} current (need at least {MIN_ROWS} each)")
-    bw_rng, feature_rng, perm_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     pooled = np.concatenate([ref, cur])
-    sigma = bandwidth if bandwidth is not None else median_bandwidth(pooled, bw_rng)
-    if sigma is None:
+    if not (pooled != pooled[:1]).any():
         return abstain("zero variance: every reference and current row is identical")
+    bw_rng, feature_rng, perm_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    sigma = bandwidth if bandwidth is not None else median_bandwidth(pooled, bw_rng)
 
     if chosen == "exact":
         pooled64 = pooled.astype(np.float64)
