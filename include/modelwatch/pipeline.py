@@ -235,11 +235,11 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
 
 def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, seed: int) -> list[dict[str, Any]]:
     """MMD permutation test per text column: the baseline's embedding sample against a sample of today's texts."""
+    import numpy as np
+
     from modelwatch.drift_analysis import sample_texts
     from modelwatch.embeddings import EmbeddingCache
     from modelwatch.mmd import mmd_test
-
-    import numpy as np
 
     out = []
     cache = EmbeddingCache(client, cfg.defaults.reports_uri)

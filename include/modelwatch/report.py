@@ -127,7 +127,7 @@ def _drift_section(drift: dict[str, Any] | None, evidently_uri: str | None) -> l
         return ["<h2>Drift</h2>", f'<p>{badge("no baseline")} {escape(drift["reason"])}</p>']
     parts = [f"<h2>Drift {badge(drift['severity'])}</h2>",
              f'<p class="muted">against baseline {escape(str(drift["baseline_version"]))}: {fmt(drift["alert_count"])} drifting column tests'
-             + (f' · <a href="report.html">Evidently report</a>' if evidently_uri else "") + ' · <a href="drift.json">every test</a></p>']
+             + (' · <a href="report.html">Evidently report</a>' if evidently_uri else "") + ' · <a href="drift.json">every test</a></p>']
     if drift["alerts"]:
         parts.append(table(["severity", "family", "segment", "column", "statistic", "effect", "p (BH)"],
                            [[badge(a["severity"]), escape(a["family"]), escape(a.get("segment") or ""), escape(a["column"]), escape(str(a["effect_method"])),
