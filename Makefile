@@ -29,6 +29,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not scheduler"
 
+# Benchmark suites (bench/suite_*.py): `make bench` at full size, `make bench SIZE=small` for a quick pass.
+bench: install
+	$(PY) bench/run.py --size $(SIZE)
+
 lint: install
 	$(VENV)/bin/ruff check include dags tests scripts
 

@@ -1,0 +1,252 @@
+"""Benchmark suite "embedding": the MMD drift test's speed and calibration, and embedding throughput.
+
+``run(size)`` returns records ``{"suite", "case", "metric", "value", "unit", "alternative",
+"alternative_value", "target"}``; ``size`` is "small" (a quick check) or "full".
+
+* MMD speed: ``modelwatch.mmd.mmd_test`` on 20,000 vs 20,000 float32 rows of 384 dims
+  with 1,000 permutations (small: 5,000 vs 5,000), target <= 10 s; and on 2,000 vs 2,000
+  next to Evidently 0.7.23's embedding MMD (``MMDDriftMethod(bootstrap=True)``, which
+  builds the full pooled kernel and a reference-only bootstrap of 100 draws).
+* MMD calibration: the false-alarm rate over seeded A/A trials (two samples of one
+  distribution) at alpha 0.05, and the power on a documented shift, for both methods.
+* Embedding: all-MiniLM-L6-v2 texts/s on short support-style texts, the machine's
+  float32 matmul rate, and the share of that rate the model achieves.
+
+The synthetic "embeddings" are unit-norm rows of an anisotropic Gaussian (a decaying
+spectrum, like real sentence embeddings), not model output: the test's speed does not
+depend on the values and its calibration must hold for any distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+SUITE = "embedding"
+DIM = 384
+ALPHA = 0.05
+
+SIZES: dict[str, dict[str, int]] = {
+    "small": {"big_n": 5_000, "compare_n": 2_000, "aa_trials": 100, "power_trials": 40, "trial_n": 300, "texts": 100},
+    "full": {"big_n": 20_000, "compare_n": 2_000, "aa_trials": 200, "power_trials": 100, "trial_n": 500, "texts": 500},
+}
+
+# Power scenario: a new topic appears in 10% of the current rows. Those rows come from the
+# same distribution shifted along a random direction, before normalisation, by half the
+# norm of a typical row: a distinct cluster, but only one row in ten. (Measured at 500
+# rows a side: 5% of rows gives ~35% power, 10% at shift 0.4 ~85%; exact and random
+# features within a few points of each other.)
+NEW_TOPIC_SHARE = 0.10
+NEW_TOPIC_SHIFT = 0.5
+
+
+def record(case: str, metric: str, value: float, unit: str, *, alternative: str | None = None,
+           alternative_value: float | None = None, target: str | None = None) -> dict[str, Any]:
+    return {"suite": SUITE, "case": case, "metric": metric, "value": float(value), "unit": unit, "alternative": alternative,
+            "alternative_value": None if alternative_value is None else float(alternative_value), "target": target}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def spectrum(dim: int = DIM) -> np.ndarray:
+    """Per-axis scales decaying like sentence-embedding spectra (a few strong directions, a long tail)."""
+    return (1.0 / np.sqrt(1.0 + np.arange(dim) / 8.0)).astype(np.float32)
+
+
+def embedding_like(rng: np.random.Generator, n: int, shift: np.ndarray | None = None) -> np.ndarray:
+    """``n`` unit-norm float32 rows of an anisotropic Gaussian, optionally shifted before normalising."""
+    x = rng.standard_normal((n, DIM), dtype=np.float32) * spectrum()
+    if shift is not None:
+        x += shift
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def new_topic_sample(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The power scenario: ``NEW_TOPIC_SHARE`` of the rows from a cluster shifted by ``NEW_TOPIC_SHIFT``."""
+    direction = rng.standard_normal(DIM).astype(np.float32)
+    direction *= NEW_TOPIC_SHIFT * np.linalg.norm(spectrum()) / np.linalg.norm(direction)
+    k = round(n * NEW_TOPIC_SHARE)
+    return np.concatenate([embedding_like(rng, n - k), embedding_like(rng, k, shift=direction)])
+
+
+def evidently_mmd() -> Callable[[np.ndarray, np.ndarray], bool] | None:
+    """Evidently 0.7.23's embedding MMD drift method as ``(reference, current) -> drift``, or None if unavailable."""
+    try:
+        import pandas as pd
+        from evidently.legacy.metrics.data_drift.embedding_drift_methods import mmd
+    except ImportError:
+        return None
+    method = mmd(bootstrap=True)
+
+    def call(reference: np.ndarray, current: np.ndarray) -> bool:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, drift, _ = method(pd.DataFrame(current), pd.DataFrame(reference))
+        return bool(drift)
+
+    return call
+
+
+def mmd_speed(cfg: dict[str, int]) -> list[dict[str, Any]]:
+    from modelwatch.mmd import mmd_test
+
+    rng = np.random.default_rng(1)
+    mmd_test(embedding_like(rng, 500), embedding_like(rng, 500), method="random_features")  # warm up BLAS threads
+    n = cfg["big_n"]
+    reference, current = embedding_like(rng, n), embedding_like(rng, n)
+    seconds, result = timed(lambda: mmd_test(reference, current, n_permutations=1000))
+    out = [record(f"mmd_test {result.method} {n}v{n}x{DIM} float32, 1000 permutations", "wall_time", seconds, "s", target="<= 10 s")]
+
+    n = cfg["compare_n"]
+    reference, current = embedding_like(rng, n), embedding_like(rng, n)
+    seconds, result = timed(lambda: mmd_test(reference, current, n_permutations=1000))
+    evidently = evidently_mmd()
+    alt_seconds = timed(lambda: evidently(reference, current))[0] if evidently else None
+    out.append(record(f"mmd_test {result.method} {n}v{n}x{DIM}, 1000 permutations vs evidently at the same n", "wall_time", seconds, "s",
+                      alternative="evidently 0.7.23 MMDDriftMethod(bootstrap=True): full kernel, 100 reference-only bootstraps",
+                      alternative_value=alt_seconds))
+    return out
+
+
+def rejection_rate(trials: int, n: int, make_current: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                   test: Callable[[np.ndarray, np.ndarray, int], bool], first_seed: int) -> float:
+    """Share of seeded trials (reference and current of ``n`` rows each) in which ``test`` reports drift."""
+    hits = 0
+    for seed in range(first_seed, first_seed + trials):
+        rng = np.random.default_rng(seed)
+        reference = embedding_like(rng, n)
+        hits += test(reference, make_current(reference, rng), seed)
+    return hits / trials
+
+
+def mmd_calibration(cfg: dict[str, int]) -> list[dict[str, Any]]:
+    from modelwatch.mmd import mmd_test
+
+    n = cfg["trial_n"]
+    evidently = evidently_mmd()
+    same = lambda ref, rng: embedding_like(rng, n)  # noqa: E731
+    shifted = lambda ref, rng: new_topic_sample(rng, n)  # noqa: E731
+    ev_test = (lambda ref, cur, seed: evidently(ref, cur)) if evidently else None
+    alternative = "evidently 0.7.23 MMDDriftMethod(bootstrap=True), same trials"
+    out = []
+    for method in ("random_features", "exact"):
+        ours = lambda ref, cur, seed, method=method: mmd_test(ref, cur, n_permutations=1000, alpha=ALPHA, seed=seed, method=method).drift  # noqa: E731
+        with_alt = method == "random_features" and ev_test is not None
+        trials = cfg["aa_trials"]
+        out.append(record(f"mmd A/A false alarms, {method}, {n}v{n}x{DIM}, 1000 permutations, alpha {ALPHA}, {trials} trials", "false_alarm_rate",
+                          rejection_rate(trials, n, same, ours, 0), "fraction", target="0.02–0.08",
+                          alternative=alternative if with_alt else None,
+                          alternative_value=rejection_rate(trials, n, same, ev_test, 0) if with_alt else None))
+        trials = cfg["power_trials"]
+        out.append(record(f"mmd power, {method}, {n}v{n}x{DIM}, new topic in {NEW_TOPIC_SHARE:.0%} of current rows (shift {NEW_TOPIC_SHIFT}), "
+                          f"{trials} trials", "detection_rate", rejection_rate(trials, n, shifted, ours, 100_000), "fraction", target=">= 0.90",
+                          alternative=alternative if with_alt else None,
+                          alternative_value=rejection_rate(trials, n, shifted, ev_test, 100_000) if with_alt else None))
+    return out
+
+
+def support_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` short, distinct customer-support style messages built from templates."""
+    rng = np.random.default_rng(seed)
+    openers = ["Hi,", "Hello team,", "Urgent:", "Quick question -", "", "Hey support,"]
+    issues = [
+        "my order #{k} arrived damaged and I'd like a replacement",
+        "I was charged twice for invoice {k}",
+        "the app crashes when I open the {page} page",
+        "I can't log in, the reset link for account {k} has expired",
+        "how do I change the delivery address for order {k}?",
+        "the {page} page has been loading forever since yesterday",
+        "please cancel subscription {k} and refund the last payment",
+        "where can I download the receipt for order {k}?",
+        "the discount code {k} is not accepted at checkout",
+        "my parcel {k} shows delivered but nothing arrived",
+    ]
+    closers = ["Thanks.", "Please help!", "Any update?", "", "Regards, Sam", "This is the third time I ask."]
+    pages = ["settings", "billing", "profile", "checkout", "orders", "notifications"]
+    texts: list[str] = []
+    seen: set[str] = set()
+    while len(texts) < n:
+        issue = issues[rng.integers(len(issues))].format(k=int(rng.integers(10_000, 99_999)), page=pages[rng.integers(len(pages))])
+        text = " ".join(p for p in (openers[rng.integers(len(openers))], issue, closers[rng.integers(len(closers))]) if p)
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
+    return texts
+
+
+def matmul_gflops(backend: str, size: int = 2048, repeats: int = 10) -> float:
+    """Median float32 GEMM rate (2·size³ FLOP per product) over ``repeats`` timed products, after a warm-up."""
+    if backend == "torch":
+        import torch
+
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        mul = lambda: torch.mm(a, b)  # noqa: E731
+    else:
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((size, size), dtype=np.float32), rng.standard_normal((size, size), dtype=np.float32)
+        mul = lambda: a @ b  # noqa: E731
+    mul()
+    times = [timed(mul)[0] for _ in range(repeats)]
+    return 2 * size**3 / float(np.median(times)) / 1e9
+
+
+def flops_per_text(model, texts: list[str]) -> float:
+    """Forward FLOPs per text for a BERT encoder: 2 · (non-embedding params) · T + 4 · layers · T² · hidden.
+
+    The first term is every weight matrix applied to every token (a multiply-add is
+    2 FLOPs); the second is the attention scores QKᵀ and their product with V. The often
+    quoted "2 × 22M × tokens" counts the 11.7M-parameter embedding tables, which are
+    lookups, not multiplies, so it overstates MiniLM-L6's work by about 2×. T is the
+    mean tokenised length including [CLS]/[SEP] (batches are length-sorted, so padding is small).
+    """
+    bert = model[0].auto_model
+    params = sum(p.numel() for name, p in bert.named_parameters() if not name.startswith("embeddings."))
+    tokens = np.array([len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]], dtype=float)
+    layers, hidden = bert.config.num_hidden_layers, bert.config.hidden_size
+    return float(np.mean(2.0 * params * tokens + 4.0 * layers * tokens**2 * hidden))
+
+
+def embedding_throughput(cfg: dict[str, int]) -> list[dict[str, Any]]:
+    from modelwatch.embeddings import MODEL_NAME, embed_texts, load_model
+
+    load_seconds, model = timed(load_model)
+    texts = support_texts(cfg["texts"])
+    embed_texts(texts[:16])  # warm-up: first-call allocations and thread pools
+    seconds, _ = timed(lambda: embed_texts(texts, batch_size=64))
+    rate = len(texts) / seconds
+    torch_gflops, numpy_gflops = matmul_gflops("torch"), matmul_gflops("numpy")
+    model_gflops = rate * flops_per_text(model, texts) / 1e9
+    return [
+        record(f"embed {len(texts)} support texts, {MODEL_NAME}, CPU, batch 64", "throughput", rate, "texts/s"),
+        record(f"load {MODEL_NAME} from the bundled package (first load in process)", "wall_time", load_seconds, "s"),
+        record("float32 matmul 2048x2048, torch", "matmul_rate", torch_gflops, "GFLOP/s", alternative="numpy (OpenBLAS)", alternative_value=numpy_gflops),
+        record(f"{MODEL_NAME} achieved FLOP rate (2·non-embedding params·T + attention)", "model_rate", model_gflops, "GFLOP/s"),
+        record(f"{MODEL_NAME} share of the torch matmul rate", "matmul_share", model_gflops / torch_gflops, "fraction"),
+    ]
+
+
+def run(size: str) -> list[dict[str, Any]]:
+    """All records of the suite; ``size`` is "small" or "full"."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may download a model
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    cfg = SIZES[size]
+    return mmd_speed(cfg) + mmd_calibration(cfg) + embedding_throughput(cfg)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for rec in run(sys.argv[1] if len(sys.argv) > 1 else "small"):
+        print(json.dumps(rec, ensure_ascii=False))
