@@ -58,8 +58,8 @@ def _drift_table(client, cfg) -> list[str]:
             day = START + timedelta(offset)
             summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
             drift = summary.get("drift") or {}
-            where = sorted({(a.get("segment") or "overall") + ":" + a["column"] for a in drift.get("alerts", [])})
-            shown = ", ".join(where[:4]) + (f" (+{len(where) - 4} more)" if len(where) > 4 else "")
+            where = sorted({(a.get("segment") or " overall") + ":" + a["column"] for a in drift.get("alerts", [])})  # overall first
+            shown = ", ".join(w.strip() for w in where[:4]) + (f" (+{len(where) - 4} more)" if len(where) > 4 else "")
             lines.append(f"{model.id:<22} {day}  {drift.get('severity') or drift.get('outcome') or '-':<7} {shown}")
     return lines
 

@@ -251,9 +251,24 @@ def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, se
         texts = sample_texts(current, column, model.drift.embedding_sample, seed)
         vectors, cache_stats = cache.get_or_embed(texts) if texts else (np.zeros((0, reference.shape[1]), np.float32), {})
         result = mmd_test(reference, vectors, n_permutations=model.drift.permutations, alpha=model.drift.alpha, seed=seed)
-        # MMD has no calibrated effect scale: a significant embedding drift is graded medium.
-        out.append({"column": column, **result.to_dict(), "severity": "medium" if result.drift else "none", "cache": cache_stats})
-    return out
+        out.append({"column": column, **result.to_dict(), "cache": cache_stats})
+    return _decide_embedding_family(out, model.drift.alpha)
+
+
+def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """Benjamini–Hochberg over the text columns' MMD p-values, as over every other drift family.
+
+    MMD has no calibrated effect scale, so a significant embedding drift is graded medium.
+    """
+    from scipy.stats import false_discovery_control
+
+    tested = [c for c in checks if c.get("p_value") is not None]
+    adjusted = false_discovery_control([c["p_value"] for c in tested], method="bh") if tested else []
+    for check, p_adj in zip(tested, adjusted):
+        check.update(p_adjusted=float(p_adj), drift=bool(p_adj < alpha))
+    for check in checks:
+        check["severity"] = "medium" if check.get("drift") else "none"
+    return checks
 
 
 def drift(client, cfg: MonitoringConfig, validated: dict[str, Any], run_at: datetime | None = None) -> dict[str, Any]:
@@ -284,7 +299,7 @@ def drift(client, cfg: MonitoringConfig, validated: dict[str, Any], run_at: date
     seed = int(partition.dt.strftime("%Y%m%d"))
     result["embedding"] = _embedding_drift(client, cfg, model, baseline, frame, seed) if settings.text and len(frame) else []
     result["alerts"] += [{"family": "embedding", "column": e["column"], "severity": e["severity"], "effect_method": "mmd2", "effect": e.get("mmd2"),
-                          "p_adjusted": e.get("p_value")} for e in result["embedding"] if e.get("drift")]
+                          "p_adjusted": e.get("p_adjusted")} for e in result["embedding"] if e.get("drift")]
     result["severity"] = worst([result["severity"], *(e["severity"] for e in result["embedding"])])
     result.update(partition=partition.to_dict(), outcome="ok", baseline={k: baseline.manifest[k] for k in ("version", "window", "rows_used", "reference_rows", "uri")})
     result["report"] = _evidently_report(client, cfg, model, partition, baseline.reference, frame, columns, run_at)

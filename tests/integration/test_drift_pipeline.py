@@ -102,3 +102,14 @@ def test_concept_drift_counts_only_labels_that_had_arrived(world):
     assert later["evaluated"] == 6 * 1500 and report["labels"]["not_yet_arrived"] == 0
     assert [w["window"] for w in report["windows"]] == [f"2026-11-0{d}" for d in range(1, 7)]
     assert report["calibration"]["ece"] is not None and report["overall"]["roc_auc"] > 0.6
+
+
+def test_embedding_family_is_corrected_like_the_others():
+    from modelwatch.pipeline import _decide_embedding_family
+
+    checks = _decide_embedding_family([{"column": "prompt", "p_value": 0.025}, {"column": "response", "p_value": 0.09},
+                                       {"column": "reference", "p_value": None, "reason": "too few rows"}], alpha=0.05)
+    assert [c["p_adjusted"] for c in checks[:2]] == pytest.approx([0.05, 0.09])
+    assert [c["drift"] for c in checks[:2]] == [False, False] and checks[2]["severity"] == "none"
+    [single] = _decide_embedding_family([{"column": "prompt", "p_value": 0.001}], alpha=0.05)
+    assert single["drift"] and single["severity"] == "medium"
