@@ -1,14 +1,30 @@
 """modelwatch_rollback: route a breached experiment back to control, without a human in the path.
 
 Scheduled on the ``guardrail_breach`` asset. Each event carries its breaches (model,
-experiment, metric, evidence); each breach is applied exactly once (S3 conditional
-writes) and leaves an audit record under ``_audit/rollbacks/``.
+experiment, metric, evidence, report URI). Each breach is applied exactly once (S3
+conditional writes) through the model's configured action (routing document, deployment
+webhook or Airflow Variable), leaves an audit record under ``_audit/rollbacks/`` and is
+notified to the model's ``rollback.notify_url``. ``rollback.dry_run`` decides and audits
+without acting. A failed rollback run alerts through the webhook notifier.
 """
 
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
 from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH
+from modelwatch_notifier import WebhookNotifier
+
+
+def _action(client, rollback):
+    from modelwatch.rollback import RoutingDocumentAction, VariableAction, WebhookAction
+
+    if rollback.action == "webhook":
+        return WebhookAction(rollback.url, rollback.timeout_s, rollback.retries)
+    if rollback.action == "airflow_variable":
+        from airflow.sdk import Variable
+
+        return VariableAction(rollback.variable, lambda key: Variable.get(key, default=None), lambda key, value: Variable.set(key, value))
+    return RoutingDocumentAction(client, rollback.uri)
 
 
 @task
@@ -16,16 +32,22 @@ def roll_back() -> list[dict]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from modelwatch.config import load_config
     from modelwatch.rollback import apply_rollback
+    from modelwatch.webhook import post_json
 
     ctx = get_current_context()
     events = ctx["triggering_asset_events"][GUARDRAIL_BREACH]
-    client = S3Hook(aws_conn_id=load_config().defaults.aws_conn_id).get_conn()
+    cfg = load_config()
+    client = S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
     claimant = f"{ctx['dag'].dag_id}/{ctx['run_id']}"
     outcomes = []
     for event in events:
         for breach in event.extra.get("breaches", []):
-            outcome = apply_rollback(client, breach["reports_uri"], breach["routing_uri"], breach, claimant)
-            print(f"ROLLBACK {breach['model_id']} {breach['experiment_id']} ({breach['reason']}): {outcome['outcome']} -> {outcome['audit_uri']}")
+            rollback = cfg.model(breach["model_id"]).rollback
+            notify = (lambda record, url=rollback.notify_url: post_json(url, record, timeout_s=rollback.timeout_s, retries=rollback.retries)) \
+                if rollback.notify_url else None
+            outcome = apply_rollback(client, breach["reports_uri"], breach, _action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)
+            print(f"ROLLBACK {breach['model_id']} {breach['experiment_id']} ({breach['reason']}): {outcome['outcome']} via {outcome['action']} "
+                  f"{outcome['target']} -> {outcome['audit_uri']}")
             outcomes.append(outcome)
     if not outcomes:
         print("triggered without breaches in the event extras: nothing to roll back")
@@ -39,6 +61,7 @@ def roll_back() -> list[dict]:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=WebhookNotifier(message="modelwatch_rollback failed: a breach may not be rolled back; see {{ run_id }}"),
     tags=["modelwatch", "rollback"],
     doc_md=__doc__,
 )

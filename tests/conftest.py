@@ -21,6 +21,7 @@ os.environ.update(
     {
         "AIRFLOW_HOME": str(_AIRFLOW_HOME),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
@@ -30,6 +31,7 @@ os.environ.update(
     }
 )
 sys.path.insert(0, str(ROOT / "dags"))
+sys.path.insert(0, str(ROOT / "plugins"))
 
 
 @pytest.fixture(scope="session")

@@ -139,9 +139,25 @@ class Experiment(_Strict):
     control: str = "control"
     treatment: str = "treatment"
     split: dict[str, float] = {"treatment": 0.5}
+    start: str | None = None  # first day of the experiment (YYYY-MM-DD); the analysis is cumulative from here
+    mode: Literal["sequential", "fixed"] = "sequential"  # sequential: anytime-valid under daily looks
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0.5, lt=1)
+    correction: Literal["holm", "bh"] = "holm"  # across the primary metrics
+    planned_requests: int | None = Field(None, ge=100)  # total experiment requests the test is tuned for (default: from the power analysis)
+    min_quantile_count: int = Field(1000, ge=100)  # rows per arm before a p95/p99 comparison is made
     primary: list[MetricGoal] = []
     guardrails: list[MetricGoal] = []
     hard_limits: list[HardLimit] = []
+
+    @field_validator("start")
+    @classmethod
+    def _day(cls, value: str | None) -> str | None:
+        if value is not None:
+            from datetime import date
+
+            date.fromisoformat(value)
+        return value
 
     @field_validator("split")
     @classmethod
@@ -169,15 +185,35 @@ class Experiment(_Strict):
 
 
 class Rollback(_Strict):
-    action: Literal["routing_document"] = "routing_document"
-    uri: str
+    action: Literal["routing_document", "webhook", "airflow_variable"] = "routing_document"
+    uri: str | None = None  # routing_document: the s3:// document a router reads
+    url: str | None = None  # webhook: the deployment endpoint that receives the rollback
+    variable: str | None = None  # airflow_variable: the Variable a router reads
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    retries: int = Field(3, ge=0, le=10)
+    dry_run: bool = False  # decide, audit and notify, but change nothing
+    notify_url: str | None = None  # a webhook told of every rollback decision
 
     @field_validator("uri")
     @classmethod
-    def _s3(cls, value: str) -> str:
-        if not value.startswith("s3://"):
+    def _s3(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
             raise ValueError(f"expected an s3:// URI for the routing document, got {value!r}")
         return value
+
+    @field_validator("url", "notify_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> Rollback:
+        needed = {"routing_document": "uri", "webhook": "url", "airflow_variable": "variable"}[self.action]
+        if getattr(self, needed) is None:
+            raise ValueError(f"action {self.action} needs {needed}")
+        return self
 
 
 class ValidationSettings(_Strict):

@@ -5,7 +5,7 @@ import threading
 import uuid
 
 import pyarrow as pa
-from modelwatch.rollback import apply_rollback
+from modelwatch.rollback import RoutingDocumentAction, apply_rollback
 from modelwatch.storage import (
     delete_prefix,
     ensure_bucket,
@@ -55,16 +55,16 @@ def breach(b, breach_id="b1"):
 def test_rollback_rewrites_routing_and_keeps_other_experiments(s3):
     b = bucket(s3)
     put_json(s3, f"s3://{b}/routing/m.json", {"experiments": {"exp-0": {"state": "running", "weights": {"a": 0.5, "b": 0.5}}}})
-    result = apply_rollback(s3, f"s3://{b}/reports", f"s3://{b}/routing/m.json", breach(b), "run-1")
+    result = apply_rollback(s3, f"s3://{b}/reports", breach(b), RoutingDocumentAction(s3, f"s3://{b}/routing/m.json"), "run-1")
     assert result["outcome"] == "rolled_back"
     routing = get_json(s3, f"s3://{b}/routing/m.json")
     assert routing["experiments"]["exp-1"]["weights"] == {"control": 1.0, "treatment": 0.0}
     assert routing["experiments"]["exp-0"]["state"] == "running"
     audit = get_json(s3, result["audit_uri"])
     assert audit["breach"]["breach_id"] == "b1" and audit["outcome"] == "rolled_back"
-    again = apply_rollback(s3, f"s3://{b}/reports", f"s3://{b}/routing/m.json", breach(b), "run-2")
+    again = apply_rollback(s3, f"s3://{b}/reports", breach(b), RoutingDocumentAction(s3, f"s3://{b}/routing/m.json"), "run-2")
     assert again["outcome"] == "already_applied"
-    later = apply_rollback(s3, f"s3://{b}/reports", f"s3://{b}/routing/m.json", breach(b, "b2"), "run-3")
+    later = apply_rollback(s3, f"s3://{b}/reports", breach(b, "b2"), RoutingDocumentAction(s3, f"s3://{b}/routing/m.json"), "run-3")
     assert later["outcome"] == "already_rolled_back"
 
 
@@ -74,7 +74,7 @@ def test_concurrent_rollbacks_of_one_breach_act_once(s3):
 
     def fire(i):
         barrier.wait()
-        results.append(apply_rollback(s3, f"s3://{b}/reports", f"s3://{b}/routing/m.json", breach(b), f"run-{i}"))
+        results.append(apply_rollback(s3, f"s3://{b}/reports", breach(b), RoutingDocumentAction(s3, f"s3://{b}/routing/m.json"), f"run-{i}"))
 
     threads = [threading.Thread(target=fire, args=(i,)) for i in range(6)]
     for t in threads:
