@@ -32,7 +32,7 @@ def roll_back() -> list[dict]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from modelwatch.config import load_config
     from modelwatch.rollback import apply_rollback
-    from modelwatch.webhook import post_json
+    from modelwatch.webhook import notifier
 
     ctx = get_current_context()
     events = ctx["triggering_asset_events"][GUARDRAIL_BREACH]
@@ -43,8 +43,7 @@ def roll_back() -> list[dict]:
     for event in events:
         for breach in event.extra.get("breaches", []):
             rollback = cfg.model(breach["model_id"]).rollback
-            notify = (lambda record, url=rollback.notify_url: post_json(url, record, timeout_s=rollback.timeout_s, retries=rollback.retries)) \
-                if rollback.notify_url else None
+            notify = notifier(rollback.notify_url, timeout_s=rollback.timeout_s, retries=rollback.retries)
             outcome = apply_rollback(client, breach["reports_uri"], breach, _action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)
             print(f"ROLLBACK {breach['model_id']} {breach['experiment_id']} ({breach['reason']}): {outcome['outcome']} via {outcome['action']} "
                   f"{outcome['target']} -> {outcome['audit_uri']}")
