@@ -26,6 +26,7 @@ from modelwatch.storage import ensure_bucket, get_json, list_objects, make_clien
 START = date(2026, 11, 1)
 DAYS = 10
 DRIFT_DAY = START + timedelta(5)
+REGRESSION_DAY = START + timedelta(5)
 DEMO_DIR = PROJECT_ROOT / ".demo"
 OUTPUT = PROJECT_ROOT / "demo_output"
 WORKSPACE = OUTPUT / "evidently"
@@ -85,11 +86,14 @@ def main() -> int:
         for uri in (cfg.defaults.logs_uri, cfg.defaults.labels_uri, cfg.defaults.reports_uri, llm.rollback.uri):
             ensure_bucket(client, split_uri(uri)[0])
 
-        step(f"generating {DAYS} days of traffic from {START} (de-DE drifts from day 6, toxic burst day 7, broken rows day 5, treatment errors from day 8)")
-        scenario = Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE", toxic_burst_on=START + timedelta(6), regression="errors",
-                            regression_from=START + timedelta(7), broken_rows_on={START + timedelta(4): 24})
+        step(f"generating {DAYS} days of traffic from {START} (de-DE drifts from day 6, toxic burst day 7, broken rows day 5, "
+             f"exp-042's treatment p99 latency regresses from day {REGRESSION_DAY.day}, exp-aa-7 is an A/A test)")
+        scenario = Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE", toxic_burst_on=START + timedelta(6), regression="latency",
+                            regression_from=REGRESSION_DAY, broken_rows_on={START + timedelta(4): 24})
         exp = llm.experiments[0]
+        aa = cfg.model("churn-classifier-v2").experiments[0]
         generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, scenario=scenario, plan=ExperimentPlan(exp.id, exp.weights()),
+                         classic_plan=ExperimentPlan(aa.id, aa.weights()),
                          progress=lambda day, written: print(f"  {day}: " + ", ".join(f"{m} {n:,} rows" for m, n in written.items()), flush=True))
 
         step("starting Airflow 3 (API server, scheduler, dag-processor; LocalExecutor on SQLite) in .demo/airflow")

@@ -81,6 +81,12 @@ class DriftSettings(_Strict):
     permutations: int = Field(1000, ge=100, le=100_000)  # MMD permutation test
     report_rows: int = Field(20_000, ge=100)  # rows per side in the Evidently report
     positive_class: str | None = None  # classifiers: the class F1, AUC and calibration are about
+
+    @model_validator(mode="after")
+    def _permutations_can_reach_alpha(self) -> DriftSettings:
+        if 1 / (self.permutations + 1) > self.alpha:
+            raise ValueError(f"{self.permutations} permutations cannot give a p-value below alpha {self.alpha}: use at least {int(1 / self.alpha)}")
+        return self
     label_lookback_days: int = Field(14, ge=1, le=90)  # concept drift looks at this many days of labelled traffic
 
 

@@ -193,7 +193,8 @@ def _churn_probability(tenure: float, spend: float, plan: str, calls: int) -> fl
     return 1 / (1 + math.exp(-z))
 
 
-def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario,
+                   plan: ExperimentPlan | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One day of churn-classifier traffic and its (delayed) labels."""
     rng = random.Random(f"{seed}:{model_id}:{day.isoformat()}")
     drifted = scenario.drift_from is not None and day >= scenario.drift_from
@@ -214,7 +215,7 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
                 "request_id": request_id,
                 "timestamp": _iso(ts),
                 "model_id": model_id,
-                "variant": "production",
+                "variant": assign(request_id, plan.id, plan.weights) if plan else "production",  # an A/A test: arms behave alike
                 "status": "ok",
                 "latency_ms": round(rng.lognormvariate(math.log(12), 0.3), 3),
                 "features": {"tenure_months": round(tenure, 1), "monthly_spend": round(spend, 2), "plan": plan, "support_calls": calls},
@@ -223,6 +224,8 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
                 "metadata": {"region": rng.choice(["na", "emea", "apac"])},
             }
         )
+        if plan:
+            rows[-1]["experiment_id"] = plan.id
         if scenario.labels:
             labels.append(
                 {
@@ -311,6 +314,7 @@ def generate_traffic(
     llm_rows: int = 3000,
     classic_rows: int = 1500,
     plan: ExperimentPlan | None = None,
+    classic_plan: ExperimentPlan | None = None,
     progress=None,
 ) -> dict[str, int]:
     """Write ``days`` days of traffic from ``start`` to S3; returns rows written per model."""
@@ -327,7 +331,7 @@ def generate_traffic(
             write_day(client, logs_uri, llm_model, day, rows, "jsonl.gz", broken)
             written[llm_model] = written.get(llm_model, 0) + len(rows) + len(broken)
         if classic_model:
-            rows, labels = classifier_day(classic_model, day, classic_rows, seed, scenario)
+            rows, labels = classifier_day(classic_model, day, classic_rows, seed, scenario, classic_plan)
             write_day(client, logs_uri, classic_model, day, rows, "parquet")
             written[classic_model] = written.get(classic_model, 0) + len(rows)
             if labels:

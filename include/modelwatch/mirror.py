@@ -8,7 +8,7 @@ from pathlib import Path
 from modelwatch.report import render_site_index
 from modelwatch.storage import get_bytes, list_objects, split_uri
 
-_SKIP = ("_work/", "_tmp/")
+_SKIP = ("_work/", "_tmp/", "_cache/")  # the embedding cache is machine state, not a report
 
 
 def mirror_reports(client, reports_uri: str, dest: Path) -> Path:
