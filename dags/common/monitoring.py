@@ -144,19 +144,33 @@ def concept(validated: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
+def experiments(validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+    """Every experiment from its start: health, primary metrics, guardrails, decision; experiments.json."""
+    from modelwatch.pipeline import experiments as run
+
+    if validated.get("outcome") == "no_traffic":
+        return validated
+    cfg = _config()
+    result = run(_s3(cfg), cfg, validated, profiled)
+    for exp in result["experiments"]:
+        print(f"{exp['experiment_id']}: {exp['decision'].upper()} — " + "; ".join(exp.get("reasons") or []))
+    return result
+
+
+@task
 def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None,
-            concepted: dict[str, Any] | None = None) -> dict[str, Any]:
+            concepted: dict[str, Any] | None = None, experimented: dict[str, Any] | None = None) -> dict[str, Any]:
     from modelwatch.pipeline import publish as run
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted)
+    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
 
 @task(outlets=[GUARDRAIL_BREACH], retries=0)
 def signal_breach(published: dict[str, Any]):
-    """Emit a guardrail_breach asset event when a hard limit broke; skip (no event) otherwise."""
+    """Emit a guardrail_breach asset event when a hard limit broke or a guardrail is inferior; skip (no event) otherwise."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     if not published["breaches"]:
@@ -176,6 +190,7 @@ def monitor_models(cadence: str):
         profiled = profile_task(cadence)(validated)
         daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
         drifted, concepted = (drift(validated), concept(validated)) if daily else (None, None)
-        signal_breach(publish(extracted, validated, profiled, drifted, concepted))
+        experimented = experiments(validated, profiled) if daily else None  # hourly: hard limits only (in profile)
+        signal_breach(publish(extracted, validated, profiled, drifted, concepted, experimented))
 
     return monitor.expand(partition=plan_partitions(cadence))

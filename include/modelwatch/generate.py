@@ -194,7 +194,7 @@ def _churn_probability(tenure: float, spend: float, plan: str, calls: int) -> fl
 
 
 def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario,
-                   plan: ExperimentPlan | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                   experiment: ExperimentPlan | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One day of churn-classifier traffic and its (delayed) labels."""
     rng = random.Random(f"{seed}:{model_id}:{day.isoformat()}")
     drifted = scenario.drift_from is not None and day >= scenario.drift_from
@@ -215,7 +215,7 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
                 "request_id": request_id,
                 "timestamp": _iso(ts),
                 "model_id": model_id,
-                "variant": assign(request_id, plan.id, plan.weights) if plan else "production",  # an A/A test: arms behave alike
+                "variant": assign(request_id, experiment.id, experiment.weights) if experiment else "production",  # A/A: arms behave alike
                 "status": "ok",
                 "latency_ms": round(rng.lognormvariate(math.log(12), 0.3), 3),
                 "features": {"tenure_months": round(tenure, 1), "monthly_spend": round(spend, 2), "plan": plan, "support_calls": calls},
@@ -224,8 +224,8 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
                 "metadata": {"region": rng.choice(["na", "emea", "apac"])},
             }
         )
-        if plan:
-            rows[-1]["experiment_id"] = plan.id
+        if experiment:
+            rows[-1]["experiment_id"] = experiment.id
         if scenario.labels:
             labels.append(
                 {

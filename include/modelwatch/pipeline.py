@@ -184,6 +184,8 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
                 "breach_id": breach_id(model.id, exp.id, partition.label, check["metric"]),
                 "routing_uri": model.rollback.uri if model.rollback else None,
                 "reports_uri": cfg.defaults.reports_uri,
+                "report_uri": report_uri(cfg, partition, "summary.json"),
+                "evidence": {"metric_value": check["value"], "requests": check["requests"], "limit": {"max": check["max"], "min": check["min"]}},
                 "detected_at": datetime.now(UTC).isoformat(),
             }
         )
@@ -191,13 +193,14 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
 
 
 def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
-            run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None) -> dict[str, Any]:
+            run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None,
+            experimented: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write summary.json and the readable index.html for the partition; returns the summary."""
     from modelwatch.report import render_partition_page
 
-    validated, profiled, drifted, concepted = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted)
+    validated, profiled, drifted, concepted, experimented = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted), _ran(experimented)
     partition = Partition.from_dict(extracted["partition"])
-    found = breaches(cfg, profiled)
+    found = breaches(cfg, profiled) + (experimented["breaches"] if experimented else [])
     outcome = extracted["outcome"] if extracted["outcome"] == "no_traffic" else ("breach" if found else "ok")
     summary = {
         "model_id": partition.model_id,
@@ -217,9 +220,11 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
         "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason")} if drifted else None,
         "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated")} if concepted else None,
+        "experiments": experimented["experiments"] if experimented else [],
         "outputs": {
             "metrics": profiled["metrics_uri"] if profiled else None,
             "concept": concepted.get("concept_uri") if concepted else None,
+            "experiments": experimented.get("experiments_uri") if experimented else None,
             "drift": drifted.get("drift_uri") if drifted else None,
             "evidently_report": drifted.get("report_uri") if drifted else None,
             "summary": report_uri(cfg, partition, "summary.json"),
@@ -368,3 +373,55 @@ def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[st
     uri = put_json(client, report_uri(cfg, partition, "concept.json"), result)
     return {"partition": partition.to_dict(), "outcome": "ok", "verdict": report["verdict"], "reason": report["reason"], "concept_uri": uri,
             "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"]}
+
+
+def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+    """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
+    from modelwatch.experiment_data import day_record, experiment_prefix, load_cumulative, store_day
+    from modelwatch.experiments import analyze_experiment, shadow_comparison
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pandas()
+    limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
+    results, found = [], []
+    for exp in model.experiments:
+        prefix = experiment_prefix(cfg.defaults.reports_uri, model.id, exp.id)
+        start = date.fromisoformat(exp.start) if exp.start else None
+        if start is not None and partition.dt < start:
+            results.append({"experiment_id": exp.id, "decision": "not_started", "reasons": [f"the experiment starts on {exp.start}"]})
+            continue
+        record, latency = day_record(valid, exp)
+        store_day(client, prefix, partition.dt, record, latency)
+        cumulative = load_cumulative(client, prefix, start or partition.dt, partition.dt)
+        daily = sum(cumulative["counts"].values()) / max(len(cumulative["days"]), 1)
+        hard = [c["reason"] for c in limit_breaches if c["experiment_id"] == exp.id]
+        result = analyze_experiment(exp, cumulative, partition.dt, daily, hard)
+        results.append(result)
+        if result["decision"] == "roll_back":
+            found += _guardrail_breaches(cfg, model, exp, partition, result)
+    shadow = shadow_comparison(valid)
+    uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
+    summary = [{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")} for r in results]
+    return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "experiments_uri": uri,
+            "shadow": bool(shadow)}
+
+
+def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Asset-event extras for the guardrails an experiment broke (hard limits are signalled by the profile stage)."""
+    from modelwatch.limits import breach_id
+
+    out = []
+    for g in result["guardrails"]:
+        if g.get("verdict") != "inferior":
+            continue
+        reason = f"guardrail {g['metric']} inferior: {g.get('scale')} {g['estimate']:+.4g} vs margin {g['margin']:g} (interval {g['lower']:+.4g}..{g['upper']:+.4g})"
+        out.append({
+            "model_id": model.id, "experiment_id": exp.id, "control": exp.control, "treatment": exp.treatment, "metric": g["metric"],
+            "value": g["estimate"], "limit": {"margin": g["margin"], "absolute": g["absolute"]}, "requests": g["n_treatment"],
+            "reason": reason, "evidence": {k: g.get(k) for k in ("method", "control_estimate", "treatment_estimate", "lower", "upper", "threshold")},
+            "partition": partition.label, "breach_id": breach_id(model.id, exp.id, partition.label, g["metric"]),
+            "routing_uri": model.rollback.uri if model.rollback else None, "reports_uri": cfg.defaults.reports_uri,
+            "report_uri": report_uri(cfg, partition, "experiments.json"), "detected_at": datetime.now(UTC).isoformat(),
+        })
+    return out

@@ -1,0 +1,80 @@
+"""The experiments stage over the real S3 server: a p99 regression is rolled back, an A/A test never is."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.pipeline import experiments, extract, profile, validate
+from modelwatch.storage import Partition, get_json
+
+START = date(2026, 11, 4)
+REGRESSION = date(2026, 11, 6)
+DAYS = 5
+
+
+@pytest.fixture(scope="module")
+def decisions(s3_server):
+    """Five days of both experiments from their start; exp-042's treatment p99 regresses from day 3."""
+    import yaml
+    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
+    from modelwatch.storage import ensure_bucket, make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["defaults"].update(logs_uri="s3://exp-logs/inference", reports_uri="s3://exp-reports/reports", labels_uri="s3://exp-logs/labels")
+    for model in data["models"]:
+        model["rollback"]["uri"] = f"s3://exp-serving/{model['id']}.json"
+        for exp in model.get("experiments", []):
+            exp["start"] = START.isoformat()
+    cfg = parse_config(data)
+    for bucket in ("exp-logs", "exp-reports", "exp-serving"):
+        ensure_bucket(client, bucket)
+    llm_exp, aa = cfg.model("support-bot-v3").experiments[0], cfg.model("churn-classifier-v2").experiments[0]
+    generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, llm_rows=3000, classic_rows=1500,
+                     scenario=Scenario(regression="latency", regression_from=REGRESSION),
+                     plan=ExperimentPlan(llm_exp.id, llm_exp.weights()), classic_plan=ExperimentPlan(aa.id, aa.weights()))
+    out = {}
+    for offset in range(DAYS):
+        day = START + timedelta(days=offset)
+        for model in cfg.models:
+            validated = validate(client, cfg, extract(client, cfg, Partition(model.id, day)))
+            profiled = profile(client, cfg, validated, "daily")
+            out[(model.id, day)] = experiments(client, cfg, validated, profiled)
+    return client, cfg, out
+
+
+def test_p99_regression_is_rolled_back_with_evidence(decisions):
+    client, cfg, out = decisions
+    llm = [out[("support-bot-v3", START + timedelta(days=i))] for i in range(DAYS)]
+    verdicts = [r["experiments"][0]["decision"] for r in llm]
+    assert verdicts[:2] == ["continue", "continue"], verdicts  # before the regression (and below 1,000 rows per arm for p99)
+    assert "roll_back" in verdicts[2:], verdicts
+    first = next(r for r in llm if r["experiments"][0]["decision"] == "roll_back")
+    [breach] = [b for b in first["breaches"] if b["metric"] == "latency_p99_ms"]
+    assert breach["experiment_id"] == "exp-042" and breach["evidence"]["lower"] > 0.05 and breach["report_uri"].endswith("experiments.json")
+    report = get_json(client, first["experiments_uri"])
+    [exp] = report["experiments"]
+    p99 = next(g for g in exp["guardrails"] if g["metric"] == "latency_p99_ms")
+    assert p99["verdict"] == "inferior" and p99["alpha_per_look"] == pytest.approx(0.05 / 28)
+    assert exp["health"]["ok"], exp["health"]["problems"]
+    judge = next(p for p in exp["primary"] if p["metric"] == "judge.helpfulness")
+    assert judge["abstained"] and "no judge scores" in judge["reason"]
+
+
+def test_aa_experiment_is_never_rolled_back_and_stays_healthy(decisions):
+    _, _, out = decisions
+    for offset in range(DAYS):
+        [aa] = out[("churn-classifier-v2", START + timedelta(days=offset))]["experiments"]
+        assert aa["decision"] in ("continue", "stop"), aa
+    assert out[("churn-classifier-v2", START + timedelta(days=DAYS - 1))]["breaches"] == []
+
+
+def test_reanalysing_a_day_overwrites_its_statistics(decisions):
+    client, cfg, out = decisions
+    day = START + timedelta(days=DAYS - 1)
+    model = "churn-classifier-v2"
+    validated = validate(client, cfg, extract(client, cfg, Partition(model, day)))
+    again = experiments(client, cfg, validated, profile(client, cfg, validated, "daily"))
+    assert again["experiments"][0]["requests"] == out[(model, day)]["experiments"][0]["requests"] == DAYS * 1500
