@@ -402,7 +402,12 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
             found += _guardrail_breaches(cfg, model, exp, partition, result)
     shadow = shadow_comparison(valid)
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
-    summary = [{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")} for r in results]
+    summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")},
+                "health_ok": r.get("health", {}).get("ok"),
+                "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason")}
+                            for p in r.get("primary", [])],
+                "guardrails": [{k: g.get(k) for k in ("metric", "verdict", "scale", "estimate", "lower", "upper", "margin", "reason")}
+                               for g in r.get("guardrails", [])]} for r in results]
     return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "experiments_uri": uri,
             "shadow": bool(shadow)}
 

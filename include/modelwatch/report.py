@@ -18,7 +18,10 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;bor
 table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.5rem 0}th,td{padding:.35rem .6rem;border-bottom:1px solid #e4e7eb;text-align:left}
 th{background:#f5f7fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;font-weight:600;font-size:.85rem}
-.ok{background:#e3f9e5;color:#1f6f2b}.breach{background:#ffe3e3;color:#a61b1b}.no_traffic,.abstain{background:#fff3c4;color:#8d6b00}
+.ok,.none,.stable,.non_inferior,.better,.promote{background:#e3f9e5;color:#1f6f2b}
+.breach,.high,.drift,.inferior,.worse,.roll_back{background:#ffe3e3;color:#a61b1b}
+.medium,.stop{background:#ffe8d9;color:#ad4e00}
+.no_traffic,.abstain,.low,.inconclusive,.continue,.insufficient_labels,.not_started{background:#fff3c4;color:#8d6b00}
 .bar{background:#5a8dee;height:.8rem;display:inline-block;border-radius:2px}.muted{color:#7b8794;font-size:.85rem}
 """
 _HEADLINE = ["requests", "error_rate", "timeout_rate", "refusal_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
@@ -80,6 +83,7 @@ def render_partition_page(summary: dict[str, Any]) -> str:
         parts.append(table(["experiment", "metric", "value", "requests", "reason"],
                            [[escape(b["experiment_id"]), escape(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), escape(b["reason"])] for b in summary["breaches"]], numeric_from=2))
     parts += _drift_section(summary.get("drift"), summary["outputs"].get("evidently_report"))
+    parts += _experiments_section(summary.get("experiments") or [])
     if summary.get("concept"):
         c = summary["concept"]
         parts.append(f'<h2>Concept drift {badge(c["verdict"])}</h2><p>{escape(c["reason"])} · {fmt(c["evaluated"])} labelled predictions evaluated'
@@ -133,6 +137,31 @@ def _drift_section(drift: dict[str, Any] | None, evidently_uri: str | None) -> l
                            [[badge(a["severity"]), escape(a["family"]), escape(a.get("segment") or ""), escape(a["column"]), escape(str(a["effect_method"])),
                              fmt(a["effect"]), fmt(a["p_adjusted"])] for a in drift["alerts"]], numeric_from=5))
     return parts
+
+
+def _experiments_section(experiments: list[dict[str, Any]]) -> list[str]:
+    """Each experiment's decision and reasons, then its primary metrics and guardrails."""
+    parts = []
+    for e in experiments:
+        parts.append(f"<h2>Experiment {escape(e['experiment_id'])} {badge(e['decision'])}</h2>")
+        parts.append("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in e.get("reasons") or []) + "</ul>")
+        if e.get("primary"):
+            parts.append(table(["primary metric", "decision", "lift", "lift interval", "p (corrected)", "note"],
+                               [[escape(p["metric"]), badge(p.get("decision") or "inconclusive"), _pct(p.get("relative_lift")),
+                                 f"{_pct(p.get('lift_ci_low'))} … {_pct(p.get('lift_ci_high'))}", fmt(p.get("p_adjusted")), escape(p.get("reason") or "")]
+                                for p in e["primary"]], numeric_from=2))
+        if e.get("guardrails"):
+            parts.append(table(["guardrail", "verdict", "estimate", "interval", "margin", "note"],
+                               [[escape(g["metric"]), badge(g.get("verdict") or "inconclusive"), fmt(g.get("estimate")),
+                                 f"{fmt(g.get('lower'))} … {fmt(g.get('upper'))}", fmt(g.get("margin")), escape(g.get("reason") or "")]
+                                for g in e["guardrails"]], numeric_from=2))
+    if experiments:
+        parts.append('<p class="muted">Every statistic, interval and health check: <a href="experiments.json">experiments.json</a></p>')
+    return parts
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):+.2f}%"
 
 
 def render_site_index(summaries: list[dict[str, Any]], links: dict[str, str]) -> str:
