@@ -37,6 +37,9 @@ from modelwatch.config import Experiment, MetricGoal
 from modelwatch.experiment_data import QUANTILES, RATIOS, metric_kind
 
 MAX_LOOKS = 28  # daily looks the quantile alpha-spending plan covers
+# A confidence sequence needs more rows than a fixed-horizon test for the same power: at 1.75x the
+# fixed-horizon n it reached 80% power over 14 daily looks (bench/suite_experiments.py).
+SEQUENTIAL_INFLATION = 1.75
 
 
 def sample_stats(moments: dict[str, float] | None) -> es.SampleStats:
@@ -69,7 +72,8 @@ def tuning_n(exp: Experiment, cumulative: dict[str, Any]) -> tuple[int, dict[str
     for goal in exp.primary:
         power = _power_for(goal, exp, cumulative)
         if power is not None and not power.abstained:
-            return int(power.required_total), power.to_dict()
+            factor = SEQUENTIAL_INFLATION if exp.mode == "sequential" else 1.0
+            return int(power.required_total * factor), {**power.to_dict(), "sequential_inflation": factor}
     return es.DEFAULT_TUNING_N, None
 
 

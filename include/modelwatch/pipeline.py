@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from modelwatch.config import MonitoringConfig
-from modelwatch.storage import Partition, get_bytes, get_table, list_objects, put_bytes, put_json, put_table
+from modelwatch.storage import Partition, get_bytes, get_json, get_table, list_objects, put_bytes, put_json, put_table
 
 SPAN_SECONDS = {"daily": 86_400.0, "hourly": 3_600.0}
 
@@ -393,6 +393,11 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
             continue
         record, latency = day_record(valid, exp)
         store_day(client, prefix, partition.dt, record, latency)
+        done = _rollback_record(client, cfg, model.id, exp.id)
+        if done is not None:  # terminal: the experiment was rolled back; do not signal again
+            results.append({"experiment_id": exp.id, "decision": "rolled_back", "requests": sum(record["counts"].values()),
+                            "reasons": [f"rolled back at {done['applied_at']} ({done['breach']['reason']}); audit {done['audit_uri']}"]})
+            continue
         cumulative = load_cumulative(client, prefix, start or partition.dt, partition.dt)
         daily = sum(cumulative["counts"].values()) / max(len(cumulative["days"]), 1)
         hard = [c["reason"] for c in limit_breaches if c["experiment_id"] == exp.id]
@@ -410,6 +415,18 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
                                for g in r.get("guardrails", [])]} for r in results]
     return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "experiments_uri": uri,
             "shadow": bool(shadow)}
+
+
+def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str) -> dict[str, Any] | None:
+    """The audit record of the rollback that acted on this experiment, if any (whatever the action)."""
+    from modelwatch.rollback import audit_prefix
+
+    for uri, _ in list_objects(client, audit_prefix(cfg.defaults.reports_uri, model_id, experiment_id)):
+        if uri.endswith(".json") and not uri.endswith(".claim.json"):
+            record = get_json(client, uri)
+            if record.get("outcome") == "rolled_back":
+                return record
+    return None
 
 
 def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition, result: dict[str, Any]) -> list[dict[str, Any]]:
