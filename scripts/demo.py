@@ -65,6 +65,19 @@ def _drift_table(client, cfg) -> list[str]:
     return lines
 
 
+def _decision_table(client, cfg) -> list[str]:
+    """One line per experiment and day: the decision and its first reason."""
+    lines = []
+    for model in cfg.models:
+        for offset in range(DAYS):
+            day = START + timedelta(offset)
+            summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
+            for e in summary.get("experiments") or []:
+                reason = (e.get("reasons") or [""])[0]
+                lines.append(f"{e['experiment_id']:<10} {day}  {e['decision']:<12} {reason[:110]}")
+    return lines
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -127,9 +140,11 @@ def main() -> int:
         time.sleep(3)
         airflow.wait_for_runs("modelwatch_rollback", len(airflow.runs("modelwatch_rollback")), timeout=300)
         routing = get_json(client, llm.rollback.uri)
-        audits = [u for u, _ in list_objects(client, f"{cfg.defaults.reports_uri}/_audit/rollbacks") if not u.endswith(".claim.json")]
+        audits = [get_json(client, u) for u, _ in list_objects(client, f"{cfg.defaults.reports_uri}/_audit/rollbacks") if not u.endswith(".claim.json")]
+        aa_routing = [u for u, _ in list_objects(client, cfg.model("churn-classifier-v2").rollback.uri)]
 
         drift_rows = _drift_table(client, cfg)
+        decision_rows = _decision_table(client, cfg)
 
         step("mirroring reports")
         index = mirror_reports(client, cfg.defaults.reports_uri, OUTPUT / "reports")
@@ -146,13 +161,18 @@ def main() -> int:
     state = routing["experiments"][exp.id]
     print(f"routing document {llm.rollback.uri}: {exp.id} is {state['state']} -> weights {state['weights']}")
     print(f"  reason: {state['reason']}")
-    print(f"audit records: {len(audits)} under {cfg.defaults.reports_uri}/_audit/rollbacks/")
+    outcomes = sorted(f"{a['breach']['experiment_id']}: {a['outcome']}" for a in audits)
+    print(f"audit records under {cfg.defaults.reports_uri}/_audit/rollbacks/: {outcomes} (one routing change; later breaches find it done)")
+    print(f"A/A experiment {aa.id}: {'never rolled back (no routing document written)' if not aa_routing else 'ROLLED BACK: a false alarm'}")
     print(f"reports (S3):   {cfg.defaults.reports_uri}/model_id=<model>/dt=<day>/{{summary.json,metrics.parquet,index.html}}")
     print(f"quarantine:     {cfg.defaults.reports_uri}/_quarantine/model_id=<model>/dt=<day>/quarantine.parquet")
     print(f"reports (local mirror): {index}")
     print(f"Evidently workspace:    {WORKSPACE}  (see the trend: .venv/bin/evidently ui --workspace {WORKSPACE})")
     print("\ndrift by day (baseline window 2026-11-01..03; de-DE drifts from " + DRIFT_DAY.isoformat() + "):")
     for row in drift_rows:
+        print("  " + row)
+    print(f"\nexperiment decisions by day (exp-042 starts {exp.start}; its treatment's p99 latency regresses from {REGRESSION_DAY}):")
+    for row in decision_rows:
         print("  " + row)
     print(f"wall time {elapsed:.0f} s, peak memory (all processes) {memory.peak / 2**30:.2f} GiB")
     return 1 if failed else 0
