@@ -1,21 +1,33 @@
 """modelwatch_baseline: build a versioned reference artifact for one model from a chosen window.
 
-Manual runs (and, later, a promotion) build ``_baselines/model_id=M/version=V/``: a bottom-k
-reference sample, DataSketches profiles of every drift column and an embedding sample.
-The daily drift stage compares each day against the version the model's config names.
+Runs when triggered by hand, and on the ``model_promoted`` asset: when the daily run
+promotes an experiment's treatment, its traffic since the experiment's start becomes a new
+baseline version (``promoted-<experiment>-<day>``; point the model's ``baseline.version`` at
+it to compare against the new model from then on).
 
-Trigger with conf ``{"model_id": "support-bot-v3", "start": "2026-11-01", "end": "2026-11-03"}``;
+Each build writes ``_baselines/model_id=M/version=V/``: a bottom-k reference sample,
+DataSketches profiles of every drift column and an embedding sample. Trigger by hand with
+conf ``{"model_id": "support-bot-v3", "start": "2026-11-01", "end": "2026-11-03"}``;
 ``version`` defaults to the config's baseline version, else ``<start>_<end>``.
 """
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag, task
-from common.monitoring import DEFAULT_ARGS
+from airflow.sdk import Param, dag, get_current_context, task
+from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED
+
+
+def _requests(params: dict) -> list[dict]:
+    """What to build: the promotions of the triggering asset events, else the run's params."""
+    events = get_current_context().get("triggering_asset_events") or {}
+    promoted = [p for event in events.get(MODEL_PROMOTED, []) for p in event.extra.get("promotions", [])]
+    if promoted:
+        return promoted
+    return [{"model_id": params["model_id"], "start": params.get("start"), "end": params.get("end"), "version": params.get("version")}]
 
 
 @task(execution_timeout=timedelta(hours=6))
-def build(params: dict | None = None) -> dict:
+def build(params: dict | None = None) -> list[dict]:
     from datetime import date
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -26,24 +38,30 @@ def build(params: dict | None = None) -> dict:
 
     try:
         cfg = load_config()
-        model = cfg.model(params["model_id"])
-    except (ConfigError, KeyError) as exc:
+    except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
-    window = model.baseline.window
-    start = params.get("start") or (window.start if window else None)
-    end = params.get("end") or (window.end if window else None)
-    if not start or not end:
-        raise AirflowFailException(f"model {model.id} has no baseline window in its config: pass start and end (YYYY-MM-DD) in the run conf")
     client = S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
     cache = EmbeddingCache(client, cfg.defaults.reports_uri)
-    manifest = build_baseline(client, cfg, model.id, date.fromisoformat(start), date.fromisoformat(end), params.get("version") or None,
-                              embed_texts=lambda texts: cache.get_or_embed(texts)[0])
-    return {k: manifest[k] for k in ("model_id", "version", "window", "rows_used", "reference_rows", "uri")}
+    built = []
+    for request in _requests(params or {}):
+        try:
+            model = cfg.model(request["model_id"])
+        except KeyError as exc:
+            raise AirflowFailException(str(exc)) from None
+        window = model.baseline.window
+        start = request.get("start") or (window.start if window else None)
+        end = request.get("end") or (window.end if window else None)
+        if not start or not end:
+            raise AirflowFailException(f"model {model.id} has no baseline window in its config: pass start and end (YYYY-MM-DD) in the run conf")
+        manifest = build_baseline(client, cfg, model.id, date.fromisoformat(start), date.fromisoformat(end), request.get("version") or None,
+                                  embed_texts=lambda texts: cache.get_or_embed(texts)[0], variants=request.get("variants"))
+        built.append({k: manifest[k] for k in ("model_id", "version", "window", "variants", "rows_used", "reference_rows", "uri")})
+    return built
 
 
 @dag(
     dag_id="modelwatch_baseline",
-    schedule=None,
+    schedule=[MODEL_PROMOTED],
     start_date=datetime(2026, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=2,

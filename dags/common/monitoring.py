@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import Asset, Metadata, Param, get_current_context, task, task_group
 
 GUARDRAIL_BREACH = Asset(name="guardrail_breach", uri="modelwatch://guardrail_breach", group="modelwatch")
+MODEL_PROMOTED = Asset(name="model_promoted", uri="modelwatch://model_promoted", group="modelwatch")
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ml-platform",
@@ -180,6 +181,18 @@ def signal_breach(published: dict[str, Any]):
     yield Metadata(GUARDRAIL_BREACH, extra={"breaches": published["breaches"]})
 
 
+@task(outlets=[MODEL_PROMOTED], retries=0)
+def signal_promotion(published: dict[str, Any]):
+    """Emit a model_promoted asset event (modelwatch_baseline builds the winner's baseline); skip otherwise."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not published.get("promotions"):
+        raise AirflowSkipException("no experiment was promoted in this partition")
+    for p in published["promotions"]:
+        print(f"PROMOTED {p['model_id']} {p['experiment_id']}: new baseline {p['version']} requested")
+    yield Metadata(MODEL_PROMOTED, extra={"promotions": published["promotions"]})
+
+
 def monitor_models(cadence: str):
     """Plan the run's partitions, then one mapped branch of stages per model."""
 
@@ -191,6 +204,9 @@ def monitor_models(cadence: str):
         daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
         drifted, concepted = (drift(validated), concept(validated)) if daily else (None, None)
         experimented = experiments(validated, profiled) if daily else None  # hourly: hard limits only (in profile)
-        signal_breach(publish(extracted, validated, profiled, drifted, concepted, experimented))
+        published = publish(extracted, validated, profiled, drifted, concepted, experimented)
+        signal_breach(published)
+        if daily:
+            signal_promotion(published)
 
     return monitor.expand(partition=plan_partitions(cadence))

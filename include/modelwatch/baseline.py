@@ -157,13 +157,18 @@ def read_valid_day(client, cfg: MonitoringConfig, model: Model, day: date) -> tu
 
 
 def build_baseline(client, cfg: MonitoringConfig, model_id: str, start: date, end: date, version: str | None = None,
-                   progress: Callable[[str], None] = print, embed_texts: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
-    """Build and store a baseline for ``model_id`` from the days ``start``..``end``; returns its manifest."""
+                   progress: Callable[[str], None] = print, embed_texts: Callable[[list[str]], np.ndarray] | None = None,
+                   variants: list[str] | None = None) -> dict[str, Any]:
+    """Build and store a baseline for ``model_id`` from the days ``start``..``end``; returns its manifest.
+
+    ``variants`` defaults to the incumbent ones; a promotion passes the winning treatment arm,
+    whose traffic is what the model will look like from now on.
+    """
     model = cfg.model(model_id)
     version = version or model.baseline.resolved_version() or f"{start}_{end}"
     prefix = baseline_prefix(cfg.defaults.reports_uri, model.id, version)
     settings = model.drift
-    incumbents = incumbent_variants(model)
+    incumbents = set(variants) if variants else incumbent_variants(model)
     sample: pd.DataFrame | None = None
     profiles: ProfileBuilder | None = None
     columns: DriftColumns | None = None

@@ -235,7 +235,8 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
     put_json(client, summary["outputs"]["summary"], summary)
     put_bytes(client, summary["outputs"]["page"], render_partition_page(summary).encode(), "text/html; charset=utf-8")
     drift_state = {"severity": drifted.get("severity"), "alerts": drifted.get("alert_count", 0)} if drifted else None
-    return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state}
+    return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state,
+            "promotions": experimented.get("promotions", []) if experimented else []}
 
 
 def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, seed: int) -> list[dict[str, Any]]:
@@ -384,7 +385,7 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
     model = cfg.model(partition.model_id)
     valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
-    results, found = [], []
+    results, found, promotions = [], [], []
     for exp in model.experiments:
         prefix = experiment_prefix(cfg.defaults.reports_uri, model.id, exp.id)
         start = date.fromisoformat(exp.start) if exp.start else None
@@ -405,6 +406,10 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
         results.append(result)
         if result["decision"] == "roll_back":
             found += _guardrail_breaches(cfg, model, exp, partition, result)
+        elif result["decision"] == "promote":
+            promotions.append({"model_id": model.id, "experiment_id": exp.id, "variants": [exp.treatment], "start": exp.start or partition.dt.isoformat(),
+                               "end": partition.dt.isoformat(), "version": f"promoted-{exp.id}-{partition.dt.isoformat()}",
+                               "reasons": result["reasons"]})
     shadow = shadow_comparison(valid)
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
     summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")},
@@ -413,8 +418,8 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
                             for p in r.get("primary", [])],
                 "guardrails": [{k: g.get(k) for k in ("metric", "verdict", "scale", "estimate", "lower", "upper", "margin", "reason")}
                                for g in r.get("guardrails", [])]} for r in results]
-    return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "experiments_uri": uri,
-            "shadow": bool(shadow)}
+    return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "promotions": promotions,
+            "experiments_uri": uri, "shadow": bool(shadow)}
 
 
 def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str) -> dict[str, Any] | None:

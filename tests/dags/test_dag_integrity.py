@@ -30,7 +30,7 @@ def test_operational_settings(dagbag):
         assert not dag.catchup and dag.max_active_runs <= 2
         for t in dag.tasks:
             assert t.owner == "ml-platform"
-            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach"):
+            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach", "signal_promotion"):
                 assert t.retries == 0  # config errors and event emission are not retried blindly
             else:
                 assert t.retries >= 2, t.task_id
@@ -41,14 +41,14 @@ def test_monitoring_dags_map_one_branch_per_model(dagbag):
         dag = dagbag.dags[dag_id]
         ids = {t.task_id for t in dag.tasks}
         stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach"}
-        assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.experiments"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
+        assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.experiments", "monitor.signal_promotion"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
         assert set(dag.params) >= {"target_date", "target_hour", "models"}
         assert [o.name for o in dag.get_task("monitor.signal_breach").outlets] == ["guardrail_breach"]
 
 
 def test_baseline_is_manual_with_its_params(dagbag):
     dag = dagbag.dags["modelwatch_baseline"]
-    assert type(dag.timetable).__name__ == "NullTimetable"  # manual runs only
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["model_promoted"]  # and manual runs
     assert set(dag.params) == {"model_id", "start", "end", "version"}
 
 
