@@ -59,8 +59,14 @@ def _drift_table(client, cfg) -> list[str]:
             day = START + timedelta(offset)
             summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
             drift = summary.get("drift") or {}
-            where = sorted({(a.get("segment") or " overall") + ":" + a["column"] for a in drift.get("alerts", [])})  # overall first
-            shown = ", ".join(w.strip() for w in where[:4]) + (f" (+{len(where) - 4} more)" if len(where) > 4 else "")
+            alerts = drift.get("alerts", [])
+            overall = sorted({a["column"] for a in alerts if not a.get("segment")})
+            segments: dict[str, int] = {}
+            for a in alerts:
+                if a.get("segment"):
+                    segments[a["segment"]] = segments.get(a["segment"], 0) + 1
+            shown = (f"overall: {', '.join(overall[:3])}{' …' if len(overall) > 3 else ''}" if overall else "") + \
+                (f"  segments: {', '.join(f'{k} ({n} columns)' for k, n in sorted(segments.items()))}" if segments else "")
             lines.append(f"{model.id:<22} {day}  {drift.get('severity') or drift.get('outcome') or '-':<7} {shown}")
     return lines
 

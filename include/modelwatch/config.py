@@ -79,13 +79,16 @@ class DriftSettings(_Strict):
     min_segment_count: int = Field(200, ge=20)  # rows needed on both sides before a segment is tested
     methods: dict[str, DriftMethod] = {}  # per-column override of the drift statistic
     permutations: int = Field(1000, ge=100, le=100_000)  # MMD permutation test
+    # Embedding drift has no effect-size floor to stop a daily false alarm, so it is held to a stricter level.
+    embedding_alpha: float = Field(0.01, gt=0, lt=1)
     report_rows: int = Field(20_000, ge=100)  # rows per side in the Evidently report
     positive_class: str | None = None  # classifiers: the class F1, AUC and calibration are about
 
     @model_validator(mode="after")
     def _permutations_can_reach_alpha(self) -> DriftSettings:
-        if 1 / (self.permutations + 1) > self.alpha:
-            raise ValueError(f"{self.permutations} permutations cannot give a p-value below alpha {self.alpha}: use at least {int(1 / self.alpha)}")
+        level = min(self.alpha, self.embedding_alpha)
+        if 1 / (self.permutations + 1) > level:
+            raise ValueError(f"{self.permutations} permutations cannot give a p-value below {level}: use at least {int(1 / level)}")
         return self
     label_lookback_days: int = Field(14, ge=1, le=90)  # concept drift looks at this many days of labelled traffic
 

@@ -256,9 +256,9 @@ def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, se
             continue
         texts = sample_texts(current, column, model.drift.embedding_sample, seed)
         vectors, cache_stats = cache.get_or_embed(texts) if texts else (np.zeros((0, reference.shape[1]), np.float32), {})
-        result = mmd_test(reference, vectors, n_permutations=model.drift.permutations, alpha=model.drift.alpha, seed=seed)
+        result = mmd_test(reference, vectors, n_permutations=model.drift.permutations, alpha=model.drift.embedding_alpha, seed=seed)
         out.append({"column": column, **result.to_dict(), "cache": cache_stats})
-    return _decide_embedding_family(out, model.drift.alpha)
+    return _decide_embedding_family(out, model.drift.embedding_alpha)
 
 
 def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
