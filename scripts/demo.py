@@ -51,36 +51,38 @@ class PeakMemory(threading.Thread):
             time.sleep(0.5)
 
 
-def _drift_table(client, cfg) -> list[str]:
-    """One line per model and day: drift severity and where it drifted."""
-    lines = []
+def _summaries(client, cfg):
+    """(model, day, summary.json) of every model and demo day."""
     for model in cfg.models:
         for offset in range(DAYS):
             day = START + timedelta(offset)
-            summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
-            drift = summary.get("drift") or {}
-            alerts = drift.get("alerts", [])
-            overall = sorted({a["column"] for a in alerts if not a.get("segment")})
-            segments: dict[str, int] = {}
-            for a in alerts:
-                if a.get("segment"):
-                    segments[a["segment"]] = segments.get(a["segment"], 0) + 1
-            shown = (f"overall: {', '.join(overall[:3])}{' …' if len(overall) > 3 else ''}" if overall else "") + \
-                (f"  segments: {', '.join(f'{k} ({n} columns)' for k, n in sorted(segments.items()))}" if segments else "")
-            lines.append(f"{model.id:<22} {day}  {drift.get('severity') or drift.get('outcome') or '-':<7} {shown}")
+            yield model, day, get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
+
+
+def _drift_table(client, cfg) -> list[str]:
+    """One line per model and day: drift severity and where it drifted."""
+    lines = []
+    for model, day, summary in _summaries(client, cfg):
+        drift = summary.get("drift") or {}
+        alerts = drift.get("alerts", [])
+        overall = sorted({a["column"] for a in alerts if not a.get("segment")})
+        segments: dict[str, int] = {}
+        for a in alerts:
+            if a.get("segment"):
+                segments[a["segment"]] = segments.get(a["segment"], 0) + 1
+        shown = (f"overall: {', '.join(overall[:3])}{' …' if len(overall) > 3 else ''}" if overall else "") + \
+            (f"  segments: {', '.join(f'{k} ({n} columns)' for k, n in sorted(segments.items()))}" if segments else "")
+        lines.append(f"{model.id:<22} {day}  {drift.get('severity') or drift.get('outcome') or '-':<7} {shown}")
     return lines
 
 
 def _decision_table(client, cfg) -> list[str]:
     """One line per experiment and day: the decision and its first reason."""
     lines = []
-    for model in cfg.models:
-        for offset in range(DAYS):
-            day = START + timedelta(offset)
-            summary = get_json(client, f"{cfg.defaults.reports_uri}/model_id={model.id}/dt={day}/summary.json")
-            for e in summary.get("experiments") or []:
-                reason = (e.get("reasons") or [""])[0]
-                lines.append(f"{e['experiment_id']:<10} {day}  {e['decision']:<12} {reason[:110]}")
+    for _model, day, summary in _summaries(client, cfg):
+        for e in summary.get("experiments") or []:
+            reason = (e.get("reasons") or [""])[0]
+            lines.append(f"{e['experiment_id']:<10} {day}  {e['decision']:<12} {reason[:110]}")
     return lines
 
 
