@@ -94,11 +94,28 @@ class DriftSettings(_Strict):
 
 
 class JudgeSettings(_Strict):
-    backend: Literal["heuristic", "anthropic", "openai"] = "heuristic"
-    rubric: str = "default"
+    backend: Literal["heuristic", "anthropic", "openai_compatible"] = "heuristic"  # heuristic: offline, no network
+    model: str | None = None  # the judge model for anthropic / openai_compatible
+    connection_id: str = "llm_judge"  # Airflow connection holding the API key (and base_url in its extra)
+    rubric: str = "default"  # include/config/rubrics/<rubric>.yaml
     daily_budget_usd: float = Field(5.0, ge=0)
     max_samples: int = Field(400, ge=0)
+    ci_width: float | None = Field(None, gt=0)  # target width of the 95% interval of mean helpfulness; sizes the sample
     stratify_by: list[str] = []
+    min_per_stratum: int = Field(5, ge=1)
+    oversample: dict[str, float] = {}  # stratum value -> factor, for rare high-risk strata (e.g. {length_band=long: 2})
+    concurrency: int = Field(4, ge=1, le=64)
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+    price_per_1k_input_usd: float = Field(0.003, ge=0)
+    price_per_1k_output_usd: float = Field(0.015, ge=0)
+    review_sample: int = Field(20, ge=0)  # rows exported each day for human labelling
+
+    @model_validator(mode="after")
+    def _model_for_llm_backends(self) -> JudgeSettings:
+        if self.backend != "heuristic" and not self.model:
+            raise ValueError(f"backend {self.backend} needs model (the judge model's name)")
+        return self
 
 
 def _check_metric(name: str) -> str:
