@@ -277,7 +277,7 @@ def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list
     return checks
 
 
-def drift(client, cfg: MonitoringConfig, validated: dict[str, Any], run_at: datetime | None = None) -> dict[str, Any]:
+def drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
     """Drift of the partition's incumbent traffic against the model's baseline: drift.json, report.html (Evidently)."""
     from modelwatch.baseline import BaselineMissing, coerce_kinds, incumbent_variants, load_baseline
     from modelwatch.columns import DriftColumns, drift_frame
@@ -308,14 +308,14 @@ def drift(client, cfg: MonitoringConfig, validated: dict[str, Any], run_at: date
                           "p_adjusted": e.get("p_adjusted")} for e in result["embedding"] if e.get("drift")]
     result["severity"] = worst([result["severity"], *(e["severity"] for e in result["embedding"])])
     result.update(partition=partition.to_dict(), outcome="ok", baseline={k: baseline.manifest[k] for k in ("version", "window", "rows_used", "reference_rows", "uri")})
-    result["report"] = _evidently_report(client, cfg, model, partition, baseline.reference, frame, columns, run_at)
+    result["report"] = _evidently_report(client, cfg, model, partition, baseline.reference, frame, columns)
     put_json(client, drift_uri, result)
     top = sorted(result["alerts"], key=lambda a: ["none", "low", "medium", "high"].index(a["severity"]), reverse=True)
     return {"partition": partition.to_dict(), "outcome": "ok", "severity": result["severity"], "alerts": top[:50], "alert_count": len(result["alerts"]),
             "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"]}
 
 
-def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns, run_at: datetime | None) -> dict[str, Any]:
+def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns) -> dict[str, Any]:
     """The analysts' Evidently report (report.html) and its snapshot (evidently_snapshot.json) for the partition."""
     import os
 
