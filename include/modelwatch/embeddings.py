@@ -72,6 +72,7 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64, progress: Callable[[
     Texts are encoded in order of length so that each batch pads to similar lengths
     (fewer wasted tokens); ``progress(done, total)`` is called after every batch.
     Filtering empty or missing texts is the caller's job; a non-string raises TypeError.
+    Texts longer than the model's 256 word pieces are truncated by sentence-transformers.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
