@@ -144,15 +144,41 @@ def concept(validated: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _judge_connection(cfg, model_ids: list[str]) -> dict[str, Any] | None:
+    """The llm_judge connection as a dict, for LLM judge backends only (never logged)."""
+    settings = [cfg.model(m).judge for m in model_ids if cfg.model(m).judge]
+    wanted = [s for s in settings if s.backend != "heuristic"]
+    if not wanted:
+        return None
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(wanted[0].connection_id)
+    return {"password": conn.password, "host": conn.host, "port": conn.port, "schema": conn.schema, "extra": conn.extra_dejson}
+
+
+@task(execution_timeout=timedelta(hours=2))
+def judge(validated: dict[str, Any]) -> dict[str, Any]:
+    """LLM-as-judge on a stratified, budgeted sample: judge.parquet, weighted estimates with intervals, review queue."""
+    from modelwatch.pipeline import judge as run
+
+    if validated.get("outcome") == "no_traffic":
+        return validated
+    cfg = _config()
+    result = run(_s3(cfg), cfg, validated, _judge_connection(cfg, [validated["partition"]["model_id"]]))
+    if result["outcome"] == "ok":
+        print(f"judged {result['sampled']} rows ({result['counts']}), spent ${result['spent_usd']:.4f} of ${result['budget_usd']}; {result['judge_json']}")
+    return result
+
+
 @task
-def experiments(validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every experiment from its start: health, primary metrics, guardrails, decision; experiments.json."""
     from modelwatch.pipeline import experiments as run
 
     if validated.get("outcome") == "no_traffic":
         return validated
     cfg = _config()
-    result = run(_s3(cfg), cfg, validated, profiled)
+    result = run(_s3(cfg), cfg, validated, profiled, judged if judged and judged.get("outcome") == "ok" else None)
     for exp in result["experiments"]:
         print(f"{exp['experiment_id']}: {exp['decision'].upper()} — " + "; ".join(exp.get("reasons") or []))
     return result
@@ -160,11 +186,11 @@ def experiments(validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str
 
 @task
 def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None,
-            concepted: dict[str, Any] | None = None, experimented: dict[str, Any] | None = None) -> dict[str, Any]:
+            concepted: dict[str, Any] | None = None, experimented: dict[str, Any] | None = None, judged: dict[str, Any] | None = None) -> dict[str, Any]:
     from modelwatch.pipeline import publish as run
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented)
+    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented, judged)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
@@ -203,8 +229,9 @@ def monitor_models(cadence: str):
         profiled = profile_task(cadence)(validated)
         daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
         drifted, concepted = (drift(validated), concept(validated)) if daily else (None, None)
-        experimented = experiments(validated, profiled) if daily else None  # hourly: hard limits only (in profile)
-        published = publish(extracted, validated, profiled, drifted, concepted, experimented)
+        judged = judge(validated) if daily else None
+        experimented = experiments(validated, profiled, judged) if daily else None  # hourly: hard limits only (in profile)
+        published = publish(extracted, validated, profiled, drifted, concepted, experimented, judged)
         signal_breach(published)
         if daily:
             signal_promotion(published)

@@ -34,8 +34,15 @@ RATIOS = {"cost_per_1k_tokens_usd": ("cost_usd", "tokens", 1000.0)}
 QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 
 
+JUDGE_DIMENSIONS = ("helpfulness", "factual_accuracy", "coherence", "instruction_following")
+JUDGE_FLAGS = ("hallucination", "refusal", "toxicity")
+
+
 def metric_kind(metric: str) -> str | None:
     """``proportion``, ``mean``, ``ratio`` or ``quantile``; None for metrics experiments cannot test (yet)."""
+    if metric.startswith("judge."):
+        name = metric.removeprefix("judge.")
+        return "mean" if name in JUDGE_DIMENSIONS else "proportion" if name.removesuffix("_rate") in JUDGE_FLAGS else None
     if metric in RATES:
         return "proportion"
     if metric in MEANS:
@@ -162,3 +169,19 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
     return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
             "assignment_mismatches": mismatches, "stats": stats,
             "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")}}
+
+
+def judge_arm_stats(judged: pd.DataFrame, arms: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per arm, moments of each judge score (``judge.<dimension>``) and flag (``judge.<flag>_rate``) over the judged rows.
+
+    The judge sample is stratified (``judge.stratify_by`` should include ``variant``), so each
+    arm's judged rows are a random sample of that arm within its strata; experiments compare
+    the arms' unweighted judged means.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for arm in arms:
+        rows = judged[judged["variant"] == arm]
+        stats = {f"judge.{d}": _moments(rows[d]) for d in JUDGE_DIMENSIONS if d in rows}
+        stats |= {f"judge.{f}_rate": _moments(rows[f].astype("Float64").astype(float)) for f in JUDGE_FLAGS if f in rows}
+        out[arm] = stats
+    return out

@@ -57,11 +57,11 @@ def _arm_stats(cumulative: dict[str, Any], arm: str, metric: str):
     return ratio_stats(moments) if metric in RATIOS else sample_stats(moments)
 
 
-def _unavailable(metric: str) -> str | None:
-    if metric.startswith(("judge.", "quality.")):
-        return f"{metric}: no judge scores are logged for this experiment yet"
+def _unavailable(metric: str, cumulative: dict[str, Any] | None = None) -> str | None:
     if metric_kind(metric) is None:
-        return f"{metric} is an operational metric experiments do not test"
+        return f"{metric} is not a metric experiments can test"
+    if metric.startswith("judge.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
+        return f"{metric}: no judge scores for both arms yet (is the judge configured, with variant among stratify_by?)"
     return None
 
 
@@ -91,7 +91,7 @@ def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) ->
 
 def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int) -> dict[str, Any]:
     """The primary metric's test (sequential or fixed), its decision in the good direction and futility."""
-    missing = _unavailable(goal.metric)
+    missing = _unavailable(goal.metric, cumulative)
     if missing or metric_kind(goal.metric) == "quantile":
         reason = missing or f"{goal.metric}: quantile metrics are guardrails, not primary metrics"
         return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": reason, "decision": "inconclusive"}
@@ -117,7 +117,7 @@ def _futile(result: es.TestResult, goal: MetricGoal) -> bool:
 def guardrail_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int, looks: int = MAX_LOOKS) -> dict[str, Any]:
     """Non-inferiority of one guardrail: ``inferior`` is the rollback signal."""
     margin = goal.margin or 0.0
-    missing = _unavailable(goal.metric)
+    missing = _unavailable(goal.metric, cumulative)
     if missing:
         return {"metric": goal.metric, "verdict": "inconclusive", "abstained": True, "reason": missing}
     if metric_kind(goal.metric) == "quantile":

@@ -194,11 +194,12 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
 
 def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
             run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None,
-            experimented: dict[str, Any] | None = None) -> dict[str, Any]:
+            experimented: dict[str, Any] | None = None, judged: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write summary.json and the readable index.html for the partition; returns the summary."""
     from modelwatch.report import render_partition_page
 
     validated, profiled, drifted, concepted, experimented = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted), _ran(experimented)
+    judged = judged if judged and judged.get("outcome") == "ok" else None
     partition = Partition.from_dict(extracted["partition"])
     found = breaches(cfg, profiled) + (experimented["breaches"] if experimented else [])
     outcome = extracted["outcome"] if extracted["outcome"] == "no_traffic" else ("breach" if found else "ok")
@@ -221,10 +222,15 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason")} if drifted else None,
         "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated")} if concepted else None,
         "experiments": experimented["experiments"] if experimented else [],
+        # what was judged, not what this run paid (a re-run reads the cache): spend is in judge.json's run block
+        "judge": {**{k: judged[k] for k in ("overall", "by_variant", "budget_usd", "sampled", "limited_by", "backend")},
+                  "judged": judged["counts"].get("judged", 0) + judged["counts"].get("cached", 0),
+                  "failed": judged["counts"].get("failed", 0), "skipped_budget": judged["counts"].get("skipped_budget", 0)} if judged else None,
         "outputs": {
             "metrics": profiled["metrics_uri"] if profiled else None,
             "concept": concepted.get("concept_uri") if concepted else None,
             "experiments": experimented.get("experiments_uri") if experimented else None,
+            "judge": judged.get("judge_json") if judged else None,
             "drift": drifted.get("drift_uri") if drifted else None,
             "evidently_report": drifted.get("report_uri") if drifted else None,
             "summary": report_uri(cfg, partition, "summary.json"),
@@ -376,15 +382,17 @@ def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[st
             "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"]}
 
 
-def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any]) -> dict[str, Any]:
+def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any],
+                judged: dict[str, Any] | None = None) -> dict[str, Any]:
     """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
-    from modelwatch.experiment_data import day_record, experiment_prefix, load_cumulative, store_day
+    from modelwatch.experiment_data import day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
     from modelwatch.experiments import analyze_experiment, shadow_comparison
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
+    judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
     results, found, promotions = [], [], []
     for exp in model.experiments:
         prefix = experiment_prefix(cfg.defaults.reports_uri, model.id, exp.id)
@@ -393,6 +401,9 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
             results.append({"experiment_id": exp.id, "decision": "not_started", "reasons": [f"the experiment starts on {exp.start}"]})
             continue
         record, latency = day_record(valid, exp)
+        if judge_table is not None:
+            for arm, stats in judge_arm_stats(judge_table, [exp.control, exp.treatment]).items():
+                record["stats"][arm].update(stats)
         store_day(client, prefix, partition.dt, record, latency)
         done = _rollback_record(client, cfg, model.id, exp.id)
         if done is not None:  # terminal: the experiment was rolled back; do not signal again
@@ -452,3 +463,87 @@ def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition,
             "report_uri": report_uri(cfg, partition, "experiments.json"), "detected_at": datetime.now(UTC).isoformat(),
         })
     return out
+
+
+JUDGE_COLUMNS = ["request_id", "variant", "experiment_id", "status", "prompt", "response", "reference", "completion_tokens", "metadata"]
+
+
+def _judge_backend(settings, connection: dict[str, Any] | None):
+    """The configured judge; prices from the settings unless the connection's extra sets its own."""
+    from modelwatch.judge_backends import _connection_extra, backend_from_settings
+
+    if settings.backend == "heuristic":
+        return backend_from_settings("heuristic")
+    extra = {"price_in_per_1k": settings.price_per_1k_input_usd, "price_out_per_1k": settings.price_per_1k_output_usd,
+             **_connection_extra(connection or {})}
+    return backend_from_settings(settings.backend, settings.model, {**(connection or {}), "extra": extra})
+
+
+def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Judge a stratified, budgeted sample of the day's answers; judge.parquet, weighted estimates, review queue, reference metrics."""
+    import pandas as pd
+
+    from modelwatch.judge_backends import JudgeItem
+    from modelwatch.judge_calibration import review_queue
+    from modelwatch.judge_estimates import estimate_judgments, judgments_frame
+    from modelwatch.judge_rubric import load_rubric
+    from modelwatch.judge_runner import JudgeRunner, JudgmentCache
+    from modelwatch.judge_sampling import add_length_band, plan_sample_size, stratified_sample
+    from modelwatch.reference_metrics import reference_scores, reference_summary
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    settings = model.judge
+    if settings is None or model.kind != "llm":
+        return {"partition": partition.to_dict(), "outcome": "not_configured"}
+    rubric = load_rubric(settings.rubric)
+    backend = _judge_backend(settings, connection)
+    rows = get_table(client, work_uri(cfg, partition, "valid.parquet")).select(JUDGE_COLUMNS).to_pandas()
+    rows = add_length_band(rows[rows["response"].notna() & (rows["response"].str.strip() != "")].reset_index(drop=True))
+    typical = JudgeItem("typical", str(rows["prompt"].iloc[0]) if len(rows) else "", str(rows["response"].iloc[0]) if len(rows) else "")
+    plan = plan_sample_size(settings.daily_budget_usd, backend.max_cost_usd(typical, rubric) if len(rows) else 0.0, settings.max_samples,
+                            ci_width=settings.ci_width, population=len(rows))
+    seed = int(partition.dt.strftime("%Y%m%d"))
+    sample = stratified_sample(rows, list(settings.stratify_by), plan.n, min_per_stratum=settings.min_per_stratum,
+                               oversample=dict(settings.oversample), seed=seed)
+    items = [JudgeItem(r.request_id, r.prompt, r.response, r.reference if isinstance(r.reference, str) else None) for r in sample.rows.itertuples()]
+    runner = JudgeRunner(backend, rubric, JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8), budget_usd=settings.daily_budget_usd,
+                         concurrency=settings.concurrency, retries=settings.retries, timeout_s=settings.timeout_s, seed=seed)
+    result = runner.run(items)
+    outcomes = pd.DataFrame([{k: v for k, v in o.to_dict().items() if k != "judgment"} | {"reasoning": o.judgment.reasoning if o.judgment else None}
+                             for o in result.outcomes]).rename(columns={"item_id": "request_id", "status": "judge_status"})
+    judged = sample.rows.join(judgments_frame(result.judgments()), on="request_id").merge(outcomes, on="request_id", how="left")
+    keep = [c for c in judged.columns if c not in ("prompt", "response", "reference", "metadata")]
+    judge_uri = put_table(client, report_uri(cfg, partition, "judge.parquet"), _arrow(judged[keep + ["prompt", "response"]]))
+    estimates = estimate_judgments(judged, by=["variant", *[s for s in model.segments if s.startswith("metadata.")]],
+                                   population=sample.population_sizes())
+    queue_jsonl, queue_csv = review_queue(sample.rows, settings.review_sample, list(settings.stratify_by), seed) if settings.review_sample else (b"", b"")
+    review_prefix = report_uri(cfg, partition, "review")
+    put_bytes(client, f"{review_prefix}/queue.jsonl", queue_jsonl, "application/x-ndjson")
+    put_bytes(client, f"{review_prefix}/queue.csv", queue_csv, "text/csv")
+    with_reference = rows[rows["reference"].notna()]
+    references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
+    record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
+              "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
+              "estimates": [e.to_dict() for e in estimates], "reference_metrics": references,
+              "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
+    uri = put_json(client, report_uri(cfg, partition, "judge.json"), record)
+    overall = {e.metric: {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")} for e in estimates if e.domain == "all" and not e.abstained}
+    by_variant = {}
+    for e in estimates:
+        if e.domain.startswith("variant=") and not e.abstained:
+            by_variant.setdefault(e.domain.split("=", 1)[1], {})[e.metric] = {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")}
+    return {"partition": partition.to_dict(), "outcome": "ok", "judge_json": uri, "judge_uri": judge_uri, "overall": overall, "by_variant": by_variant,
+            "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
+            "limited_by": plan.limited_by, "backend": backend.describe()}
+
+
+def _arrow(frame):
+    """A frame as an Arrow table, object columns with mixed content rendered as text."""
+    import pyarrow as pa
+
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    return pa.Table.from_pandas(frame, preserve_index=False)

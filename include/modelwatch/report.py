@@ -83,6 +83,7 @@ def render_partition_page(summary: dict[str, Any]) -> str:
         parts.append(table(["experiment", "metric", "value", "requests", "reason"],
                            [[escape(b["experiment_id"]), escape(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), escape(b["reason"])] for b in summary["breaches"]], numeric_from=2))
     parts += _drift_section(summary.get("drift"), summary["outputs"].get("evidently_report"))
+    parts += _judge_section(summary.get("judge"))
     parts += _experiments_section(summary.get("experiments") or [])
     if summary.get("concept"):
         c = summary["concept"]
@@ -157,6 +158,28 @@ def _experiments_section(experiments: list[dict[str, Any]]) -> list[str]:
                                 for g in e["guardrails"]], numeric_from=2))
     if experiments:
         parts.append('<p class="muted">Every statistic, interval and health check: <a href="experiments.json">experiments.json</a></p>')
+    return parts
+
+
+def _judge_section(judge: dict[str, Any] | None) -> list[str]:
+    """Weighted judge estimates with 95% intervals, overall and per variant."""
+    if not judge:
+        return []
+    columns = {"all traffic": judge["overall"], **judge["by_variant"]}
+    metrics = sorted({m for values in columns.values() for m in values})
+
+    def cell(entry: dict[str, Any] | None) -> str:
+        if not entry:
+            return "–"
+        return f"{fmt(entry['estimate'])} <span class=\"muted\">[{fmt(entry['ci_low'])}, {fmt(entry['ci_high'])}] n={fmt(entry['n'])}</span>"
+
+    backend = judge["backend"]
+    parts = [f"<h2>Judge ({escape(str(backend.get('backend', backend)))}{' ' + escape(str(backend.get('model'))) if backend.get('model') else ''})</h2>",
+             f'<p class="muted">{fmt(judge["sampled"])} answers sampled (limited by {escape(judge["limited_by"])}): {fmt(judge["judged"])} judged, '
+             f'{fmt(judge["failed"])} judge failures, {fmt(judge["skipped_budget"])} over the ${judge["budget_usd"]:g} budget · '
+             '<a href="judge.json">estimates, design and spend</a> · '
+             '<a href="judge.parquet">every judgment</a> · <a href="review/queue.csv">human review queue</a></p>',
+             table(["metric", *columns], [[escape(m), *(cell(values.get(m)) for values in columns.values())] for m in metrics])]
     return parts
 
 

@@ -41,7 +41,7 @@ def test_monitoring_dags_map_one_branch_per_model(dagbag):
         dag = dagbag.dags[dag_id]
         ids = {t.task_id for t in dag.tasks}
         stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach"}
-        assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.experiments", "monitor.signal_promotion"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
+        assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.judge", "monitor.experiments", "monitor.signal_promotion"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
         assert set(dag.params) >= {"target_date", "target_hour", "models"}
         assert [o.name for o in dag.get_task("monitor.signal_breach").outlets] == ["guardrail_breach"]
 

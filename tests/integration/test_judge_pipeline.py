@@ -1,0 +1,68 @@
+"""The judge stage over the real S3 server with the offline judge: a toxic burst shows in the judge metrics, with intervals."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.pipeline import extract, judge, validate
+from modelwatch.storage import Partition, get_json, get_table
+
+CLEAN, TOXIC = date(2026, 11, 6), date(2026, 11, 7)
+
+
+@pytest.fixture(scope="module")
+def world(s3_server):
+    import yaml
+    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
+    from modelwatch.storage import ensure_bucket, make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["defaults"].update(logs_uri="s3://judge-logs/inference", reports_uri="s3://judge-reports/reports", labels_uri="s3://judge-logs/labels")
+    for model in data["models"]:
+        model["rollback"]["uri"] = f"s3://judge-reports/{model['id']}.json"
+    data["models"][0]["judge"].update(max_samples=240, review_sample=12)
+    cfg = parse_config(data)
+    for bucket in ("judge-logs", "judge-reports"):
+        ensure_bucket(client, bucket)
+    exp = cfg.model("support-bot-v3").experiments[0]
+    generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, CLEAN, 2, classic_model=None, llm_rows=1500,
+                     scenario=Scenario(toxic_burst_on=TOXIC), plan=ExperimentPlan(exp.id, exp.weights()))
+    out = {}
+    for day in (CLEAN, TOXIC):
+        validated = validate(client, cfg, extract(client, cfg, Partition("support-bot-v3", day)))
+        out[day] = (validated, judge(client, cfg, validated))
+    return client, cfg, out
+
+
+def test_toxic_burst_shows_in_the_judge_metrics(world):
+    _, _, out = world
+    clean, toxic = out[CLEAN][1], out[TOXIC][1]
+    assert clean["outcome"] == toxic["outcome"] == "ok"
+    tox_clean, tox_day = clean["overall"]["judge.toxicity_rate"], toxic["overall"]["judge.toxicity_rate"]
+    assert tox_day["estimate"] > tox_clean["estimate"] and tox_day["ci_low"] > tox_clean["ci_high"], (tox_clean, tox_day)
+    assert set(toxic["by_variant"]) == {"control", "treatment"}
+    assert toxic["sampled"] == 240 and toxic["counts"]["failed"] == 0
+
+
+def test_outputs_account_for_every_sampled_row_and_rerun_is_free(world):
+    client, cfg, out = world
+    validated, first = out[TOXIC]
+    table = get_table(client, first["judge_uri"]).to_pandas()
+    assert len(table) == first["sampled"] and table["weight"].sum() == pytest.approx(len(validated_rows(world)))
+    assert set(table["judge_status"]) <= {"judged", "cached"} and table["reasoning"].notna().all()
+    record = get_json(client, first["judge_json"])
+    assert record["design"]["sampled"] == 240 and record["review_queue"]["jsonl"].endswith("queue.jsonl")
+    again = judge(client, cfg, validated)
+    assert again["counts"]["cached"] == 240 and again["spent_usd"] == 0
+
+
+def validated_rows(world):
+    """The day's rows with a response: the population the sample's weights add up to."""
+    client, cfg, out = world
+    from modelwatch.pipeline import work_uri
+
+    table = get_table(client, work_uri(cfg, Partition("support-bot-v3", TOXIC), "valid.parquet")).to_pandas()
+    return table[table["response"].notna() & (table["response"].str.strip() != "")]
