@@ -507,9 +507,14 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     sample = stratified_sample(rows, list(settings.stratify_by), plan.n, min_per_stratum=settings.min_per_stratum,
                                oversample=dict(settings.oversample), seed=seed)
     items = [JudgeItem(r.request_id, r.prompt, r.response, r.reference if isinstance(r.reference, str) else None) for r in sample.rows.itertuples()]
+    golden = _golden_items(settings.rubric)
     runner = JudgeRunner(backend, rubric, JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8), budget_usd=settings.daily_budget_usd,
                          concurrency=settings.concurrency, retries=settings.retries, timeout_s=settings.timeout_s, seed=seed)
-    result = runner.run(items)
+    # the golden set goes first and shares the budget; the cache makes it a one-time cost per rubric version and judge
+    everything = runner.run([item for item, _ in golden] + items)
+    golden_ids = {item.item_id for item, _ in golden}
+    result = _without(everything, golden_ids)
+    calibration = _golden_agreement(everything, golden)
     outcomes = pd.DataFrame([{k: v for k, v in o.to_dict().items() if k != "judgment"} | {"reasoning": o.judgment.reasoning if o.judgment else None}
                              for o in result.outcomes]).rename(columns={"item_id": "request_id", "status": "judge_status"})
     judged = sample.rows.join(judgments_frame(result.judgments()), on="request_id").merge(outcomes, on="request_id", how="left")
@@ -521,11 +526,12 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     review_prefix = report_uri(cfg, partition, "review")
     put_bytes(client, f"{review_prefix}/queue.jsonl", queue_jsonl, "application/x-ndjson")
     put_bytes(client, f"{review_prefix}/queue.csv", queue_csv, "text/csv")
+    ppi = _ppi_with_review_labels(client, cfg, model.id, judged)
     with_reference = rows[rows["reference"].notna()]
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
-              "estimates": [e.to_dict() for e in estimates], "reference_metrics": references,
+              "estimates": [e.to_dict() for e in estimates], "reference_metrics": references, "calibration": calibration, "ppi": ppi,
               "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
     uri = put_json(client, report_uri(cfg, partition, "judge.json"), record)
     overall = {e.metric: {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")} for e in estimates if e.domain == "all" and not e.abstained}
@@ -536,6 +542,73 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     return {"partition": partition.to_dict(), "outcome": "ok", "judge_json": uri, "judge_uri": judge_uri, "overall": overall, "by_variant": by_variant,
             "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
             "limited_by": plan.limited_by, "backend": backend.describe()}
+
+
+def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:
+    """(JudgeItem, human labels) of the rubric's golden set; empty when the rubric has none."""
+    from modelwatch.judge_backends import JudgeItem
+    from modelwatch.judge_calibration import golden_path, load_golden
+
+    path = golden_path(rubric)
+    if not path.exists():
+        return []
+    golden = load_golden(path)
+    return [(JudgeItem(f"golden:{gid}", row["prompt"], row["response"], row["reference"] if isinstance(row["reference"], str) else None),
+             row.to_dict()) for gid, row in golden.iterrows()]
+
+
+def _without(result, ids: set[str]):
+    """The run result restricted to the items not in ``ids``."""
+    from dataclasses import replace
+
+    return replace(result, outcomes=[o for o in result.outcomes if o.item_id not in ids])
+
+
+def _golden_agreement(result, golden: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Judge–human agreement on the golden set (Cohen's kappa, flag precision/recall)."""
+    import pandas as pd
+
+    from modelwatch.judge_calibration import LABELS, agreement
+    from modelwatch.judge_estimates import judgments_frame
+
+    if not golden:
+        return {"reason": "this rubric has no golden set under include/config/golden/"}
+    judged = judgments_frame({k: v for k, v in result.judgments().items() if k.startswith("golden:")})
+    human = pd.DataFrame([{"request_id": item.item_id, **{k: labels.get(k) for k in LABELS}} for item, labels in golden]).set_index("request_id")
+    return agreement(judged, human)
+
+
+def _ppi_with_review_labels(client, cfg: MonitoringConfig, model_id: str, judged) -> dict[str, Any]:
+    """Prediction-powered estimates (Angelopoulos et al. 2023) where people labelled part of today's judged rows.
+
+    Filled-in review files go under ``{labels_uri}/model_id=M/review/*.jsonl``; labels are
+    matched to today's judged rows by request_id.
+    """
+    from modelwatch.judge_calibration import DIMENSIONS, FLAGS, read_review_labels
+    from modelwatch.judge_estimates import ppi_from_frame
+
+    frames, problems = [], []
+    for uri, _ in list_objects(client, f"{cfg.defaults.labels_uri}/model_id={model_id}/review/"):
+        if uri.endswith(".jsonl"):
+            read = read_review_labels(get_bytes(client, uri))
+            frames.append(read.labels)
+            problems += [f"{uri}:{p.line}: {p.reason}" for p in read.problems]
+    labelled = [f for f in frames if len(f)]
+    if not labelled:
+        return {"reason": "no human review labels for this model yet", "problems": problems}
+    import pandas as pd
+
+    labels = pd.concat(labelled)
+    labels = labels[~labels.index.duplicated(keep="last")].add_prefix("human_")
+    frame = judged.join(labels, on="request_id")
+    matched = int(frame[[f"human_{d}" for d in DIMENSIONS if f"human_{d}" in frame]].notna().any(axis=1).sum())
+    if matched < 2:
+        return {"reason": f"{matched} of today's judged rows have human labels; PPI needs at least 2", "problems": problems}
+    out = {}
+    for name in DIMENSIONS + FLAGS:
+        if f"human_{name}" in frame and name in frame:
+            out[name] = ppi_from_frame(frame, name, f"human_{name}", power_tuning=True, weight_column="weight").to_dict()
+    return {"labelled_rows": matched, "estimates": out, "problems": problems}
 
 
 def _arrow(frame):

@@ -66,3 +66,27 @@ def validated_rows(world):
 
     table = get_table(client, work_uri(cfg, Partition("support-bot-v3", TOXIC), "valid.parquet")).to_pandas()
     return table[table["response"].notna() & (table["response"].str.strip() != "")]
+
+
+def test_golden_agreement_and_ppi_from_returned_review_labels(world):
+    import json
+
+    from modelwatch.storage import put_bytes
+
+    client, cfg, out = world
+    validated, first = out[TOXIC]
+    record = get_json(client, first["judge_json"])
+    calibration = record["calibration"]
+    assert calibration["n_matched"] == calibration["n_human"] >= 40  # the shipped golden set, judged once and cached
+    assert "kappa_quadratic" in calibration["dimensions"]["helpfulness"] and "recall" in calibration["flags"]["toxicity"]
+    assert record["ppi"]["reason"].startswith("no human review labels")
+
+    judged = get_table(client, first["judge_uri"]).to_pandas().head(30)
+    lines = [json.dumps({"request_id": r.request_id, "labels": {"helpfulness": 3, "factual_accuracy": 3, "coherence": 4, "instruction_following": 4,
+                                                             "hallucination": False, "refusal": False, "toxicity": bool(r.toxicity)},
+                         "labeller": "qa", "labelled_at": "2026-11-09T10:00:00Z"}) for r in judged.itertuples()]
+    put_bytes(client, f"{cfg.defaults.labels_uri}/model_id=support-bot-v3/review/batch-1.jsonl", ("\n".join(lines) + "\n").encode())
+    again = get_json(client, judge(client, cfg, validated)["judge_json"])
+    assert again["ppi"]["labelled_rows"] == 30
+    helpfulness = again["ppi"]["estimates"]["helpfulness"]
+    assert helpfulness["ci_low"] <= helpfulness["estimate"] <= helpfulness["ci_high"]
