@@ -86,6 +86,21 @@ def _decision_table(client, cfg) -> list[str]:
     return lines
 
 
+def _judge_table(client, cfg) -> list[str]:
+    """One line per LLM day: judged answers and the weighted toxicity, refusal and helpfulness estimates with 95% intervals."""
+    lines = []
+    for model, day, summary in _summaries(client, cfg):
+        judge = summary.get("judge")
+        if not judge:
+            continue
+        cells = []
+        for metric in ("judge.toxicity_rate", "judge.refusal_rate", "judge.helpfulness"):
+            e = judge["overall"].get(metric)
+            cells.append(f"{metric.removeprefix('judge.')} {e['estimate']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]" if e else f"{metric} –")
+        lines.append(f"{model.id:<16} {day}  n={judge['judged']:<4} " + "   ".join(cells))
+    return lines
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -153,6 +168,7 @@ def main() -> int:
 
         drift_rows = _drift_table(client, cfg)
         decision_rows = _decision_table(client, cfg)
+        judge_rows = _judge_table(client, cfg)
 
         step("mirroring reports")
         index = mirror_reports(client, cfg.defaults.reports_uri, OUTPUT / "reports")
@@ -178,6 +194,9 @@ def main() -> int:
     print(f"Evidently workspace:    {WORKSPACE}  (see the trend: .venv/bin/evidently ui --workspace {WORKSPACE})")
     print("\ndrift by day (baseline window 2026-11-01..03; de-DE drifts from " + DRIFT_DAY.isoformat() + "):")
     for row in drift_rows:
+        print("  " + row)
+    print(f"\njudge (offline heuristic judge; weighted estimates, 95% intervals; toxic burst on {START + timedelta(6)}):")
+    for row in judge_rows:
         print("  " + row)
     print(f"\nexperiment decisions by day (exp-042 starts {exp.start}; its treatment's p99 latency regresses from {REGRESSION_DAY}):")
     for row in decision_rows:
