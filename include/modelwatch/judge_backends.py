@@ -369,7 +369,7 @@ class OpenAICompatibleJudge(_LLMJudge):
     ``max_tokens`` (widest support) or ``max_completion_tokens`` (newer OpenAI models).
     """
 
-    name = "openai"
+    name = "openai_compatible"
     sdk_name = "openai"
     NO_KEY = "no-key"
 
@@ -737,7 +737,7 @@ def _cosine(vectors: Mapping[str, np.ndarray], a: str | None, b: str | None) -> 
 
 # -- construction from settings ----------------------------------------------------------------------------
 
-BACKENDS = ("heuristic", "anthropic", "openai")
+BACKENDS = ("heuristic", "anthropic", "openai_compatible")
 CONNECTION_EXTRA_KEYS = {
     "base_url": "endpoint, e.g. http://vllm:8000/v1 (default: the vendor's API)",
     "model": "model name, when the judge settings name none",
@@ -752,7 +752,7 @@ CONNECTION_EXTRA_KEYS = {
 }
 
 
-def _connection_extra(connection: Mapping[str, Any]) -> dict[str, Any]:
+def connection_extra(connection: Mapping[str, Any]) -> dict[str, Any]:
     """The connection's extra as a dict (Airflow gives a JSON string or, via extra_dejson, a dict); unknown keys are an error."""
     extra = connection.get("extra") or {}
     if isinstance(extra, str):
@@ -767,6 +767,9 @@ def _connection_extra(connection: Mapping[str, Any]) -> dict[str, Any]:
         known = "; ".join(f"{k}: {v}" for k, v in CONNECTION_EXTRA_KEYS.items())
         raise ValueError(f"llm_judge connection: unknown extra key(s) {unknown}; known: {known}")
     return extra
+
+
+_connection_extra = connection_extra  # the earlier private name, still imported by modelwatch.pipeline
 
 
 def _host_url(connection: Mapping[str, Any]) -> str | None:
@@ -794,7 +797,7 @@ def backend_from_settings(backend: str, model: str | None = None, connection: Ma
     if backend == "heuristic":
         return HeuristicJudge()
     connection = connection or {}
-    extra = _connection_extra(connection)
+    extra = connection_extra(connection)
     model = model or extra.get("model")
     if not model:
         raise ValueError(f"judge backend {backend!r} needs a model: set it in the judge settings or as extra.model of the llm_judge connection")

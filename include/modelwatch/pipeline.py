@@ -470,12 +470,12 @@ JUDGE_COLUMNS = ["request_id", "variant", "experiment_id", "status", "prompt", "
 
 def _judge_backend(settings, connection: dict[str, Any] | None):
     """The configured judge; prices from the settings unless the connection's extra sets its own."""
-    from modelwatch.judge_backends import _connection_extra, backend_from_settings
+    from modelwatch.judge_backends import backend_from_settings, connection_extra
 
     if settings.backend == "heuristic":
         return backend_from_settings("heuristic")
     extra = {"price_in_per_1k": settings.price_per_1k_input_usd, "price_out_per_1k": settings.price_per_1k_output_usd,
-             **_connection_extra(connection or {})}
+             **connection_extra(connection or {})}
     return backend_from_settings(settings.backend, settings.model, {**(connection or {}), "extra": extra})
 
 
@@ -500,21 +500,24 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     backend = _judge_backend(settings, connection)
     rows = get_table(client, work_uri(cfg, partition, "valid.parquet")).select(JUDGE_COLUMNS).to_pandas()
     rows = add_length_band(rows[rows["response"].notna() & (rows["response"].str.strip() != "")].reset_index(drop=True))
-    typical = JudgeItem("typical", str(rows["prompt"].iloc[0]) if len(rows) else "", str(rows["response"].iloc[0]) if len(rows) else "")
-    plan = plan_sample_size(settings.daily_budget_usd, backend.max_cost_usd(typical, rubric) if len(rows) else 0.0, settings.max_samples,
-                            ci_width=settings.ci_width, population=len(rows))
     seed = int(partition.dt.strftime("%Y%m%d"))
+    cache = JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8)
+
+    def runner(budget: float) -> JudgeRunner:
+        return JudgeRunner(backend, rubric, cache, budget_usd=budget, concurrency=settings.concurrency, retries=settings.retries,
+                           timeout_s=settings.timeout_s, seed=seed)
+
+    # The golden set may take up to GOLDEN_BUDGET_SHARE of the day's budget; cached, it is a one-time cost per rubric version
+    # and judge (spread over days when the share is too small), and never starves the day's sample.
+    golden = _golden_items(settings.rubric)
+    golden_run = runner(settings.daily_budget_usd * GOLDEN_BUDGET_SHARE).run([item for item, _ in golden])
+    calibration = _golden_agreement(golden_run, golden)
+    remaining = max(settings.daily_budget_usd - golden_run.spent_usd, 0.0)
+    plan = plan_sample_size(remaining, _expected_cost(backend, rubric, rows), settings.max_samples, ci_width=settings.ci_width, population=len(rows))
     sample = stratified_sample(rows, list(settings.stratify_by), plan.n, min_per_stratum=settings.min_per_stratum,
                                oversample=dict(settings.oversample), seed=seed)
     items = [JudgeItem(r.request_id, r.prompt, r.response, r.reference if isinstance(r.reference, str) else None) for r in sample.rows.itertuples()]
-    golden = _golden_items(settings.rubric)
-    runner = JudgeRunner(backend, rubric, JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8), budget_usd=settings.daily_budget_usd,
-                         concurrency=settings.concurrency, retries=settings.retries, timeout_s=settings.timeout_s, seed=seed)
-    # the golden set goes first and shares the budget; the cache makes it a one-time cost per rubric version and judge
-    everything = runner.run([item for item, _ in golden] + items)
-    golden_ids = {item.item_id for item, _ in golden}
-    result = _without(everything, golden_ids)
-    calibration = _golden_agreement(everything, golden)
+    result = runner(remaining).run(items)
     outcomes = pd.DataFrame([{k: v for k, v in o.to_dict().items() if k != "judgment"} | {"reasoning": o.judgment.reasoning if o.judgment else None}
                              for o in result.outcomes]).rename(columns={"item_id": "request_id", "status": "judge_status"})
     judged = sample.rows.join(judgments_frame(result.judgments()), on="request_id").merge(outcomes, on="request_id", how="left")
@@ -531,6 +534,7 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
+              "golden_run": golden_run.summary(),
               "estimates": [e.to_dict() for e in estimates], "reference_metrics": references, "calibration": calibration, "ppi": ppi,
               "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
     uri = put_json(client, report_uri(cfg, partition, "judge.json"), record)
@@ -542,6 +546,25 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     return {"partition": partition.to_dict(), "outcome": "ok", "judge_json": uri, "judge_uri": judge_uri, "overall": overall, "by_variant": by_variant,
             "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
             "limited_by": plan.limited_by, "backend": backend.describe()}
+
+
+EXPECTED_OUTPUT_TOKENS = 200  # a rubric answer: scores, flags and a few sentences of reasoning
+GOLDEN_BUDGET_SHARE = 0.2
+
+
+def _expected_cost(backend, rubric, rows) -> float:
+    """Expected cost of one judge call, to size the sample: the median answer's prompt at ~4 characters a token.
+
+    The runner enforces the budget with each call's worst-case cost; planning with that
+    bound would judge several times fewer rows than the budget buys.
+    """
+    pricing = getattr(backend, "pricing", None)
+    if pricing is None or rows.empty:
+        return 0.0
+    lengths = (rows["prompt"].str.len() + rows["response"].str.len()).sort_values()
+    median = rows.loc[lengths.index[len(lengths) // 2]]
+    system, user = rubric.prompt(str(median["prompt"]), str(median["response"]))
+    return pricing.cost(len(system + user) // 4, EXPECTED_OUTPUT_TOKENS)
 
 
 def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:
@@ -557,13 +580,6 @@ def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:
              row.to_dict()) for gid, row in golden.iterrows()]
 
 
-def _without(result, ids: set[str]):
-    """The run result restricted to the items not in ``ids``."""
-    from dataclasses import replace
-
-    return replace(result, outcomes=[o for o in result.outcomes if o.item_id not in ids])
-
-
 def _golden_agreement(result, golden: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
     """Judge–human agreement on the golden set (Cohen's kappa, flag precision/recall)."""
     import pandas as pd
@@ -573,7 +589,7 @@ def _golden_agreement(result, golden: list[tuple[Any, dict[str, Any]]]) -> dict[
 
     if not golden:
         return {"reason": "this rubric has no golden set under include/config/golden/"}
-    judged = judgments_frame({k: v for k, v in result.judgments().items() if k.startswith("golden:")})
+    judged = judgments_frame(result.judgments())
     human = pd.DataFrame([{"request_id": item.item_id, **{k: labels.get(k) for k in LABELS}} for item, labels in golden]).set_index("request_id")
     return agreement(judged, human)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -90,3 +91,34 @@ def test_golden_agreement_and_ppi_from_returned_review_labels(world):
     assert again["ppi"]["labelled_rows"] == 30
     helpfulness = again["ppi"]["estimates"]["helpfulness"]
     assert helpfulness["ci_low"] <= helpfulness["estimate"] <= helpfulness["ci_high"]
+
+
+def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(world):
+    """The same stage with backend openai_compatible against a local server speaking the wire format, with injected faults."""
+    import yaml
+    from judge_server import FakeJudgeServer
+    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
+    from modelwatch.judge_rubric import load_rubric
+
+    client, cfg, out = world
+    validated, _ = out[CLEAN]
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["defaults"] = cfg.defaults.model_dump()
+    for model in data["models"]:
+        model["rollback"]["uri"] = f"s3://judge-reports/{model['id']}.json"
+    data["models"][0]["judge"].update(backend="openai_compatible", model="judge-test", daily_budget_usd=0.5, max_samples=400,
+                                      price_per_1k_input_usd=0.01, price_per_1k_output_usd=0.03, review_sample=0, concurrency=4)
+    llm_cfg = parse_config(data)
+    with FakeJudgeServer.for_rubric(load_rubric("support-v2")) as server:
+        server.add_faults(["429", "500", "malformed"])
+        result = judge(client, llm_cfg, validated, {"password": "test-key", "extra": {"base_url": server.openai_url}})
+        stats = server.stats()
+    record = get_json(client, result["judge_json"])
+    assert record["run"]["spent_usd"] + record["golden_run"]["spent_usd"] <= 0.5 + 1e-12  # the budget holds, golden set included
+    assert record["golden_run"]["spent_usd"] <= 0.1 + 1e-12  # the golden set's share
+    assert result["limited_by"] == "budget" and 0 < result["sampled"] < 400
+    runs = (record["golden_run"], record["run"])
+    assert sum(r["errors_by_kind"].get("rate_limited", 0) for r in runs) == 1  # the injected 429 was retried
+    assert sum(r["errors_by_kind"].get("server_error", 0) for r in runs) == 1 and sum(r["errors_by_kind"].get("malformed", 0) for r in runs) == 1
+    assert stats["requests"] == sum(r["calls"] for r in runs) and stats["max_in_flight"] <= 4
+    assert result["backend"]["backend"] == "openai_compatible" and "test-key" not in json.dumps(record)
