@@ -80,5 +80,7 @@ def isolated_config(s3, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata DB (SQLite) for dag.test() runs."""
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    subprocess.run([airflow, "pools", "set", "llm_judge", "2", "judge tasks"], check=True, capture_output=True, env=os.environ)
     return _AIRFLOW_HOME

@@ -156,7 +156,7 @@ def _judge_connection(cfg, model_ids: list[str]) -> dict[str, Any] | None:
     return {"password": conn.password, "host": conn.host, "port": conn.port, "schema": conn.schema, "extra": conn.extra_dejson}
 
 
-@task(execution_timeout=timedelta(hours=2))
+@task(execution_timeout=timedelta(hours=2), pool="llm_judge")  # the pool bounds judge tasks across runs; the runner bounds calls within one
 def judge(validated: dict[str, Any]) -> dict[str, Any]:
     """LLM-as-judge on a stratified, budgeted sample: judge.parquet, weighted estimates with intervals, review queue."""
     from modelwatch.pipeline import judge as run

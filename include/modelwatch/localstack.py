@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+JUDGE_POOL, JUDGE_POOL_SLOTS = "llm_judge", 2
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -131,8 +133,10 @@ class LocalAirflow:
         return done
 
     def migrate(self) -> None:
+        """Create the metadata DB and the pools the DAGs use."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.cli("db", "migrate")
+        self.cli("pools", "set", JUDGE_POOL, str(JUDGE_POOL_SLOTS), "modelwatch judge tasks: bounds concurrent LLM-judge calls across runs")
 
     def start(self) -> LocalAirflow:
         logs = self.home / "process-logs"
