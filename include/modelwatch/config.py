@@ -312,7 +312,8 @@ class MonitoringConfig(_Strict):
         return self.defaults.max_invalid_share if own is None else own
 
 
-def _key_path(loc: tuple) -> str:
+def key_path(loc: tuple) -> str:
+    """A pydantic error location as a key path: ``models[0].experiments[1].split``."""
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -342,7 +343,7 @@ def _known_keys(loc: tuple) -> list[str]:
 def _describe_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
-        where = _key_path(err["loc"])
+        where = key_path(err["loc"])
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
             close = difflib.get_close_matches(key, _known_keys(err["loc"]), n=1)

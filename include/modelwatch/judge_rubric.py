@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from modelwatch.config import key_path
+
 RUBRICS_DIR = Path(__file__).resolve().parents[1] / "config" / "rubrics"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -233,23 +235,11 @@ def _schema_differences(expected: Any, actual: Any, path: str):
 # -- loading -----------------------------------------------------------------------------------------------
 
 
-def _key_path(loc: tuple) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif str(part).startswith(("function-", "model-")):
-            continue
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(top level)"
-
-
 def _problems(exc: ValidationError) -> list[str]:
     """One ``key.path: message`` line per problem; validator messages that already start with their key path are kept as is."""
     out = []
     for err in exc.errors():
-        where = _key_path(err["loc"])
+        where = key_path(err["loc"])
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         for line in message.split("\n"):
             located = where == "(top level)" or line.startswith((f"{where}.", f"{where}:"))
