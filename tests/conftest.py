@@ -84,3 +84,27 @@ def airflow_db():
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
     subprocess.run([airflow, "pools", "set", "llm_judge", "2", "judge tasks"], check=True, capture_output=True, env=os.environ)
     return _AIRFLOW_HOME
+
+
+def bundled_config_data(name: str) -> dict:
+    """The bundled config as data, with buckets ``<name>-logs``, ``<name>-reports``, ``<name>-serving`` for one test module."""
+    import yaml
+    from modelwatch.config import DEFAULT_CONFIG_PATH
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["defaults"].update(logs_uri=f"s3://{name}-logs/inference", reports_uri=f"s3://{name}-reports/reports", labels_uri=f"s3://{name}-logs/labels")
+    for model in data["models"]:
+        if model.get("rollback"):
+            model["rollback"]["uri"] = f"s3://{name}-serving/{model['id']}.json"
+    return data
+
+
+def scoped_config(client, name: str, data: dict | None = None):
+    """Validate ``data`` (default: ``bundled_config_data(name)``) and create its buckets on the S3 server."""
+    from modelwatch.config import parse_config
+    from modelwatch.storage import ensure_bucket
+
+    cfg = parse_config(data or bundled_config_data(name))
+    for bucket in (f"{name}-logs", f"{name}-reports", f"{name}-serving"):
+        ensure_bucket(client, bucket)
+    return cfg

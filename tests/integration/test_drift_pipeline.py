@@ -17,20 +17,14 @@ DRIFT_DAY = date(2026, 11, 5)
 @pytest.fixture(scope="module")
 def world(s3_server, tmp_path_factory):
     """Six days of traffic; from day 5 the de-DE locale drifts (new topic, longer prompts); baselines from days 1-3."""
-    import yaml
-    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
-    from modelwatch.storage import ensure_bucket, make_client
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["defaults"].update(logs_uri="s3://drift-logs/inference", reports_uri="s3://drift-reports/reports", labels_uri="s3://drift-logs/labels")
+    data = bundled_config_data("drift")
     for model in data["models"]:
         model.setdefault("drift", {}).update(embedding_sample=300, permutations=200)
-        if model.get("rollback"):
-            model["rollback"]["uri"] = "s3://drift-serving/routing.json"
-    cfg = parse_config(data)
-    for bucket in ("drift-logs", "drift-reports", "drift-serving"):
-        ensure_bucket(client, bucket)
+    cfg = scoped_config(client, "drift", data)
     llm = cfg.model("support-bot-v3")
     generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, 6, llm_rows=2500, classic_rows=1500,
                      scenario=Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE"), plan=ExperimentPlan("exp-042", llm.experiments[0].weights()))

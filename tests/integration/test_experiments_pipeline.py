@@ -17,20 +17,15 @@ DAYS = 5
 @pytest.fixture(scope="module")
 def decisions(s3_server):
     """Five days of both experiments from their start; exp-042's treatment p99 regresses from day 3."""
-    import yaml
-    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
-    from modelwatch.storage import ensure_bucket, make_client
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["defaults"].update(logs_uri="s3://exp-logs/inference", reports_uri="s3://exp-reports/reports", labels_uri="s3://exp-logs/labels")
+    data = bundled_config_data("exp")
     for model in data["models"]:
-        model["rollback"]["uri"] = f"s3://exp-serving/{model['id']}.json"
         for exp in model.get("experiments", []):
             exp["start"] = START.isoformat()
-    cfg = parse_config(data)
-    for bucket in ("exp-logs", "exp-reports", "exp-serving"):
-        ensure_bucket(client, bucket)
+    cfg = scoped_config(client, "exp", data)
     llm_exp, aa = cfg.model("support-bot-v3").experiments[0], cfg.model("churn-classifier-v2").experiments[0]
     generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, llm_rows=3000, classic_rows=1500,
                      scenario=Scenario(regression="latency", regression_from=REGRESSION),

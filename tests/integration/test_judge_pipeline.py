@@ -15,19 +15,13 @@ CLEAN, TOXIC = date(2026, 11, 6), date(2026, 11, 7)
 
 @pytest.fixture(scope="module")
 def world(s3_server):
-    import yaml
-    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
-    from modelwatch.storage import ensure_bucket, make_client
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["defaults"].update(logs_uri="s3://judge-logs/inference", reports_uri="s3://judge-reports/reports", labels_uri="s3://judge-logs/labels")
-    for model in data["models"]:
-        model["rollback"]["uri"] = f"s3://judge-reports/{model['id']}.json"
+    data = bundled_config_data("judge")
     data["models"][0]["judge"].update(max_samples=240, review_sample=12)
-    cfg = parse_config(data)
-    for bucket in ("judge-logs", "judge-reports"):
-        ensure_bucket(client, bucket)
+    cfg = scoped_config(client, "judge", data)
     exp = cfg.model("support-bot-v3").experiments[0]
     generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, CLEAN, 2, classic_model=None, llm_rows=1500,
                      scenario=Scenario(toxic_burst_on=TOXIC), plan=ExperimentPlan(exp.id, exp.weights()))
@@ -95,17 +89,14 @@ def test_golden_agreement_and_ppi_from_returned_review_labels(world):
 
 def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(world):
     """The same stage with backend openai_compatible against a local server speaking the wire format, with injected faults."""
-    import yaml
+    from conftest import bundled_config_data
     from judge_server import FakeJudgeServer
-    from modelwatch.config import DEFAULT_CONFIG_PATH, parse_config
+    from modelwatch.config import parse_config
     from modelwatch.judge_rubric import load_rubric
 
     client, cfg, out = world
     validated, _ = out[CLEAN]
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["defaults"] = cfg.defaults.model_dump()
-    for model in data["models"]:
-        model["rollback"]["uri"] = f"s3://judge-reports/{model['id']}.json"
+    data = bundled_config_data("judge")
     data["models"][0]["judge"].update(backend="openai_compatible", model="judge-test", daily_budget_usd=0.5, max_samples=400,
                                       price_per_1k_input_usd=0.01, price_per_1k_output_usd=0.03, review_sample=0, concurrency=4)
     llm_cfg = parse_config(data)
