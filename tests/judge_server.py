@@ -22,6 +22,17 @@ any status     e.g. ``"500"``, ``"503"``, ``"401"``: that status with an error b
 ``"disconnect"`` closes the connection without answering
 =============  ==========================================================================
 
+Pairwise comparisons. A user message holding ``<answer_a>...</answer_a>`` and
+``<answer_b>...</answer_b>`` (the layout of ``modelwatch.judge_pairwise``) is answered
+with ``{"preference": "A"|"B"|"tie", "reasoning": ...}``: each answer gets a quality
+0-7 from the sha256 of its text (``answer_quality``); the better one wins, equal
+qualities tie (``pair_preference``). That verdict depends on the answers, not on the
+order they are shown in, so swapping them mirrors it. With ``position_bias=p`` a request
+instead prefers the answer shown first ("A") with probability ``p``, decided by the
+sha256 of the whole user message (so deterministic, and independent between the two
+orders of a pair): ``preference_for``. Faults apply as above (``"invalid"`` answers a
+preference of "C").
+
 ``stats()`` reports requests, the maximum number in flight at once (requests are counted
 in flight from arrival until their answer is ready, so a client with concurrency N never
 shows more than N unless it abandoned timed-out requests), and requests per fault.
@@ -35,15 +46,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CONTENT_FAULTS = ("malformed", "invalid", "prose")
+_PAIR_ANSWER = {tag: re.compile(rf"<{tag}>\n(.*?)\n</{tag}>", re.DOTALL) for tag in ("answer_a", "answer_b")}
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class RequestRecord:
     user: str
     fault: str | None
     status: int  # 0: the connection was dropped
+    request: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # the JSON body as sent
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,7 +91,10 @@ class FakeJudgeServer:
     """The fake server; a context manager. ``dimensions``/``flags`` are the rubric's keys, ``scale`` its score range."""
 
     def __init__(self, dimensions: Sequence[str], flags: Sequence[str], *, scale: tuple[int, int] = (1, 5), latency_s: float = 0.0,
-                 slow_s: float = 2.0, retry_after_s: float = 0.0, api_key: str | None = None):
+                 slow_s: float = 2.0, retry_after_s: float = 0.0, api_key: str | None = None, position_bias: float = 0.0):
+        if not 0.0 <= position_bias <= 1.0:
+            raise ValueError(f"position_bias must be a probability in [0, 1], got {position_bias}")
+        self.position_bias = position_bias
         self.dimensions = list(dimensions)
         self.flags = list(flags)
         self.scale = scale
@@ -168,6 +185,38 @@ class FakeJudgeServer:
         flags = {flag: digest[16 + i] % 8 == 0 for i, flag in enumerate(self.flags)}
         return {"scores": scores, "flags": flags, "reasoning": f"fake judgment {digest.hex()[:12]}"}
 
+    @staticmethod
+    def pair_answers(user: str) -> tuple[str, str] | None:
+        """(first shown, second shown) answers of a pairwise user message; None for any other message."""
+        found = [pattern.search(user) for pattern in _PAIR_ANSWER.values()]
+        return (found[0].group(1), found[1].group(1)) if found[0] and found[1] else None
+
+    @staticmethod
+    def answer_quality(answer: str) -> int:
+        """This server's hidden quality of an answer, 0-7, from the sha256 of its text."""
+        return hashlib.sha256(answer.encode()).digest()[0] % 8
+
+    def pair_preference(self, first: str, second: str) -> str:
+        """The unbiased verdict on two answers in the order shown: "A" (first better), "B" or "tie"."""
+        q_first, q_second = self.answer_quality(first), self.answer_quality(second)
+        return "A" if q_first > q_second else "B" if q_second > q_first else "tie"
+
+    def position_biased(self, user: str) -> bool:
+        """Whether this request falls in the ``position_bias`` share that prefers the first answer whatever it says."""
+        draw = int.from_bytes(hashlib.sha256(b"position-bias:" + user.encode()).digest()[:8], "big") / 2**64
+        return draw < self.position_bias
+
+    def preference_for(self, user: str) -> dict[str, Any]:
+        """The pairwise verdict this server gives for a pairwise user message (see the module docstring)."""
+        answers = self.pair_answers(user)
+        if answers is None:
+            raise ValueError("not a pairwise user message: no <answer_a> and <answer_b> blocks")
+        first, second = answers
+        if self.position_biased(user):
+            return {"preference": "A", "reasoning": "fake preference: position bias, the first answer"}
+        return {"preference": self.pair_preference(first, second),
+                "reasoning": f"fake preference: qualities {self.answer_quality(first)} and {self.answer_quality(second)}"}
+
     # -- serving -----------------------------------------------------------------------------------------
 
     def _next_fault(self, user: str) -> str | None:
@@ -191,7 +240,7 @@ class FakeJudgeServer:
         model = str(request.get("model", ""))
         status = 200 if fault in (None, "slow", *CONTENT_FAULTS) else 0 if fault == "disconnect" else int(fault)
         with self._lock:  # recorded on arrival: a client that times out has still made the request
-            self._records.append(RequestRecord(wire, model, user, fault, status))
+            self._records.append(RequestRecord(wire, model, user, fault, status, request))
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
@@ -220,11 +269,15 @@ class FakeJudgeServer:
         return handler.headers.get("x-api-key") or handler.headers.get("authorization", "").removeprefix("Bearer ")
 
     def _content(self, user: str, fault: str | None) -> str:
-        judgment = self.judgment_for(user)
+        pairwise = self.pair_answers(user) is not None
+        judgment = self.preference_for(user) if pairwise else self.judgment_for(user)
         if fault == "malformed":
             return json.dumps(judgment)[:40]
         if fault == "invalid":
-            judgment["scores"][self.dimensions[0]] = self.scale[1] + 2
+            if pairwise:
+                judgment["preference"] = "C"
+            else:
+                judgment["scores"][self.dimensions[0]] = self.scale[1] + 2
         text = json.dumps(judgment)
         return f"Here is my evaluation.\n```json\n{text}\n```\nLet me know if you need more." if fault == "prose" else text
 

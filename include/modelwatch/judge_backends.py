@@ -111,6 +111,20 @@ class JudgeCall:
         return self.judgment is not None
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One answered request made with ``_LLMJudge.ask`` (any messages, e.g. a pairwise comparison): text, usage, latency.
+
+    ``usage_reported`` is False when the server sent no token counts (price the call at its upper bound then).
+    """
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    usage_reported: bool
+    latency_s: float
+
+
 class JudgeCallError(Exception):
     """A judge request that failed without an answer: HTTP error, timeout, connection failure."""
 
@@ -278,8 +292,9 @@ class _LLMJudge(JudgeBackend):
     def _sdk(self) -> Any: ...
 
     @abstractmethod
-    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float) -> tuple[str, int, int, bool]:
-        """One request: ``(answer text, input tokens, output tokens, usage reported)``."""
+    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float, *,
+                  schema: Mapping[str, Any] | None = None) -> tuple[str, int, int, bool]:
+        """One request: ``(answer text, input tokens, output tokens, usage reported)``; ``schema`` None means the rubric's."""
 
     def _extra_input_tokens(self, rubric: Rubric) -> int:
         return 0
@@ -310,6 +325,36 @@ class _LLMJudge(JudgeBackend):
         except JudgmentParseError as exc:
             judgment, problem = None, str(exc)
         return JudgeCall(self.name, self.model, self.confidence, text, judgment, problem, tokens_in, tokens_out, cost, latency, reported)
+
+    # -- requests with other messages (modelwatch.judge_pairwise) -----------------------------------------
+
+    def _schema_input_tokens(self, schema: Mapping[str, Any]) -> int:
+        """Input tokens a request spends on sending ``schema``: 0 unless the backend sends it (structured output)."""
+        return 0
+
+    def max_cost_of(self, system: str, user: str, schema: Mapping[str, Any]) -> float:
+        """Upper bound on the cost of ``ask(system, user, rubric, schema)``, computed as ``max_cost_usd`` is for a rubric item."""
+        tokens_in = token_upper_bound(system) + token_upper_bound(user) + REQUEST_OVERHEAD_TOKENS + self._schema_input_tokens(schema)
+        return self.pricing.cost(tokens_in, self.max_tokens)
+
+    def ask(self, system: str, user: str, rubric: Rubric, schema: Mapping[str, Any], *, timeout_s: float | None = None) -> Completion:
+        """One request with the given messages, whose answer should follow ``schema`` (sent as structured output where enabled).
+
+        Unparsed: the caller validates the text. Failures raise ``JudgeCallError`` exactly as in
+        ``judge`` (same kinds, the API key scrubbed from messages); one request, no retries.
+        """
+        start = time.perf_counter()
+        try:
+            text, tokens_in, tokens_out, reported = self._complete(system, user, rubric, timeout_s or self.timeout_s, schema=schema)
+        except Exception as exc:
+            error = translate_sdk_error(exc, self._sdk())
+            if error is None:
+                raise
+            key = self._api_key.reveal()
+            if key and key in str(error):
+                error.args = (str(error).replace(key, "***"),)
+            raise error from exc
+        return Completion(text, tokens_in, tokens_out, reported, time.perf_counter() - start)
 
 
 class AnthropicJudge(_LLMJudge):
@@ -345,10 +390,14 @@ class AnthropicJudge(_LLMJudge):
     def _extra_input_tokens(self, rubric: Rubric) -> int:
         return token_upper_bound(json.dumps(rubric.json_schema)) if self.structured_output else 0
 
-    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float) -> tuple[str, int, int, bool]:
+    def _schema_input_tokens(self, schema: Mapping[str, Any]) -> int:
+        return token_upper_bound(json.dumps(schema)) if self.structured_output else 0
+
+    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float, *,
+                  schema: Mapping[str, Any] | None = None) -> tuple[str, int, int, bool]:
         kwargs: dict[str, Any] = {}
         if self.structured_output:
-            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": rubric.json_schema}}
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": rubric.json_schema if schema is None else dict(schema)}}
         message = self.client.messages.create(model=self.model, max_tokens=self.max_tokens, system=system,
                                               messages=[{"role": "user", "content": user}], timeout=timeout_s, **kwargs)
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
@@ -396,7 +445,9 @@ class OpenAICompatibleJudge(_LLMJudge):
 
         return openai.OpenAI(api_key=self._api_key.reveal() or self.NO_KEY, base_url=self.base_url, timeout=self.timeout_s, max_retries=0)
 
-    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float) -> tuple[str, int, int, bool]:
+    def _complete(self, system: str, user: str, rubric: Rubric, timeout_s: float, *,
+                  schema: Mapping[str, Any] | None = None) -> tuple[str, int, int, bool]:
+        # json_mode asks for any JSON object; the schema itself is described in the system prompt, not sent
         kwargs: dict[str, Any] = {self.max_tokens_param: self.max_tokens}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
