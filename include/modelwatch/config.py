@@ -110,6 +110,7 @@ class JudgeSettings(_Strict):
     price_per_1k_input_usd: float = Field(0.003, ge=0)
     price_per_1k_output_usd: float = Field(0.015, ge=0)
     review_sample: int = Field(20, ge=0)  # rows exported each day for human labelling
+    pairwise_samples: int = Field(100, ge=0)  # shadow answers compared with the served answer to the same request, both orders
 
     @model_validator(mode="after")
     def _model_for_llm_backends(self) -> JudgeSettings:

@@ -84,6 +84,7 @@ class Scenario:
     toxic_burst_on: date | None = None
     broken_rows_on: dict[date, int] = field(default_factory=dict)
     labels: bool = True
+    shadow_share: float = 0.0  # share of requests mirrored to a shadow model (logged, never served)
 
 
 @dataclass
@@ -185,7 +186,21 @@ def llm_day(model_id: str, day: date, n: int, seed: int, scenario: Scenario, pla
         if rng.random() < 0.05:  # golden-set traffic carries a reference answer
             row["reference"] = _fill(rng, rng.choice(answers))
         rows.append(row)
+        if scenario.shadow_share and status == "ok" and rng.random() < scenario.shadow_share:
+            rows.append(_shadow_of(row, rng, answers))
     return rows
+
+
+def _shadow_of(row: dict[str, Any], rng: random.Random, answers: list[str]) -> dict[str, Any]:
+    """The shadow model's answer to the same request: same prompt, its own answer, a bit slower; marked with shadow_of."""
+    response = _fill(rng, rng.choice(answers))
+    if rng.random() < 0.3:  # the shadow checkpoint often pads its answers
+        response += " Let me know if there is anything else I can help you with today."
+    c_tok = _tokens(response)
+    return {**row, "request_id": f"{row['request_id']}-shadow", "variant": "shadow", "response": response, "completion_tokens": c_tok,
+            "latency_ms": round(rng.lognormvariate(math.log(700), 0.35) + 18.0 * c_tok, 2), "experiment_id": None,
+            "cost_usd": round(row["prompt_tokens"] / 1000 * LLM_PRICE_PER_1K["prompt"] + c_tok / 1000 * LLM_PRICE_PER_1K["completion"], 8),
+            "feedback": 0, "metadata": {**row["metadata"], "shadow_of": row["request_id"]}}
 
 
 def _churn_probability(tenure: float, spend: float, plan: str, calls: int) -> float:

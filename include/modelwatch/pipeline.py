@@ -529,6 +529,7 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     review_prefix = report_uri(cfg, partition, "review")
     put_bytes(client, f"{review_prefix}/queue.jsonl", queue_jsonl, "application/x-ndjson")
     put_bytes(client, f"{review_prefix}/queue.csv", queue_csv, "text/csv")
+    pairwise = _shadow_pairwise(rows, settings, backend, rubric, max(remaining - result.spent_usd, 0.0), seed)
     ppi = _ppi_with_review_labels(client, cfg, model.id, judged)
     with_reference = rows[rows["reference"].notna()]
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
@@ -536,6 +537,7 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
               "golden_run": golden_run.summary(),
               "estimates": [e.to_dict() for e in estimates], "reference_metrics": references, "calibration": calibration, "ppi": ppi,
+              "pairwise": pairwise,
               "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
     uri = put_json(client, report_uri(cfg, partition, "judge.json"), record)
     overall = {e.metric: {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")} for e in estimates if e.domain == "all" and not e.abstained}
@@ -545,7 +547,9 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
             by_variant.setdefault(e.domain.split("=", 1)[1], {})[e.metric] = {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")}
     return {"partition": partition.to_dict(), "outcome": "ok", "judge_json": uri, "judge_uri": judge_uri, "overall": overall, "by_variant": by_variant,
             "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
-            "limited_by": plan.limited_by, "backend": backend.describe()}
+            "limited_by": plan.limited_by, "backend": backend.describe(),
+            "pairwise": {k: pairwise.get(k) for k in ("label_a", "label_b", "judged", "consistency_rate", "wins", "losses", "ties", "win_rate",
+                                                       "win_rate_ci", "sign_test_p")} if pairwise.get("judged") else None}
 
 
 EXPECTED_OUTPUT_TOKENS = 200  # a rubric answer: scores, flags and a few sentences of reasoning
@@ -565,6 +569,38 @@ def _expected_cost(backend, rubric, rows) -> float:
     median = rows.loc[lengths.index[len(lengths) // 2]]
     system, user = rubric.prompt(str(median["prompt"]), str(median["response"]))
     return pricing.cost(len(system + user) // 4, EXPECTED_OUTPUT_TOKENS)
+
+
+def _shadow_pairwise(rows, settings, backend, rubric, budget: float, seed: int) -> dict[str, Any]:
+    """Shadow answers against the served answer to the same request, judged in both orders (position-consistency controlled).
+
+    A shadow row names the request it mirrors in ``metadata.shadow_of``; at most
+    ``judge.pairwise_samples`` pairs are sampled (seeded) and judged within what is left of
+    the day's budget.
+    """
+    import json
+
+    from modelwatch.judge_pairwise import PairItem, PairwiseRunner
+
+    shadow = rows[rows["variant"] == "shadow"]
+    if shadow.empty or not settings.pairwise_samples:
+        return {"reason": "no shadow traffic today" if shadow.empty else "pairwise_samples is 0"}
+    served = rows.set_index("request_id")
+    pairs = []
+    for r in shadow.itertuples():
+        original = json.loads(r.metadata).get("shadow_of") if isinstance(r.metadata, str) else None
+        if original in served.index:
+            base = served.loc[original]
+            pairs.append(PairItem(r.request_id, r.prompt, base["response"], r.response, r.reference if isinstance(r.reference, str) else None,
+                                  label_a="served", label_b="shadow"))
+    if not pairs:
+        return {"reason": f"{len(shadow)} shadow rows, none naming a served request of the day in metadata.shadow_of"}
+    import random
+
+    chosen = random.Random(seed).sample(pairs, min(settings.pairwise_samples, len(pairs)))
+    runner = PairwiseRunner(backend, rubric, budget_usd=budget, concurrency=settings.concurrency, retries=settings.retries,
+                            timeout_s=settings.timeout_s, seed=seed)
+    return {"available_pairs": len(pairs), **runner.run(chosen).summary()}
 
 
 def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:

@@ -24,7 +24,7 @@ def world(s3_server):
     cfg = scoped_config(client, "judge", data)
     exp = cfg.model("support-bot-v3").experiments[0]
     generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, CLEAN, 2, classic_model=None, llm_rows=1500,
-                     scenario=Scenario(toxic_burst_on=TOXIC), plan=ExperimentPlan(exp.id, exp.weights()))
+                     scenario=Scenario(toxic_burst_on=TOXIC, shadow_share=0.05), plan=ExperimentPlan(exp.id, exp.weights()))
     out = {}
     for day in (CLEAN, TOXIC):
         validated = validate(client, cfg, extract(client, cfg, Partition("support-bot-v3", day)))
@@ -38,8 +38,19 @@ def test_toxic_burst_shows_in_the_judge_metrics(world):
     assert clean["outcome"] == toxic["outcome"] == "ok"
     tox_clean, tox_day = clean["overall"]["judge.toxicity_rate"], toxic["overall"]["judge.toxicity_rate"]
     assert tox_day["estimate"] > tox_clean["estimate"] and tox_day["ci_low"] > tox_clean["ci_high"], (tox_clean, tox_day)
-    assert set(toxic["by_variant"]) == {"control", "treatment"}
+    assert set(toxic["by_variant"]) == {"control", "treatment", "shadow"}
     assert toxic["sampled"] == 240 and toxic["counts"]["failed"] == 0
+
+
+def test_shadow_answers_are_compared_in_both_orders(world):
+    client, _, out = world
+    _, result = out[CLEAN]
+    pairwise = get_json(client, result["judge_json"])["pairwise"]
+    assert pairwise["label_a"] == "served" and pairwise["label_b"] == "shadow"
+    assert pairwise["judged"] == min(100, pairwise["available_pairs"]) and pairwise["available_pairs"] >= 40
+    assert pairwise["consistency_rate"] == 1.0  # the offline judge scores each answer alone: no position to prefer
+    assert pairwise["wins"] + pairwise["losses"] + pairwise["ties"] == pairwise["judged"]
+    assert result["pairwise"]["win_rate_ci"][0] <= result["pairwise"]["win_rate"] <= result["pairwise"]["win_rate_ci"][1]
 
 
 def test_outputs_account_for_every_sampled_row_and_rerun_is_free(world):
@@ -111,5 +122,7 @@ def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(worl
     runs = (record["golden_run"], record["run"])
     assert sum(r["errors_by_kind"].get("rate_limited", 0) for r in runs) == 1  # the injected 429 was retried
     assert sum(r["errors_by_kind"].get("server_error", 0) for r in runs) == 1 and sum(r["errors_by_kind"].get("malformed", 0) for r in runs) == 1
-    assert stats["requests"] == sum(r["calls"] for r in runs) and stats["max_in_flight"] <= 4
+    pairwise_calls = record["pairwise"].get("calls", 0)  # shadow pairs, two orders each, on what the budget left
+    assert stats["requests"] == sum(r["calls"] for r in runs) + pairwise_calls and stats["max_in_flight"] <= 4
+    assert record["run"]["spent_usd"] + record["golden_run"]["spent_usd"] + record["pairwise"].get("spent_usd", 0) <= 0.5 + 1e-12
     assert result["backend"]["backend"] == "openai_compatible" and "test-key" not in json.dumps(record)
