@@ -97,6 +97,10 @@ def _judge_table(client, cfg) -> list[str]:
         for metric in ("judge.toxicity_rate", "judge.refusal_rate", "judge.helpfulness"):
             e = judge["overall"].get(metric)
             cells.append(f"{metric.removeprefix('judge.')} {e['estimate']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]" if e else f"{metric} –")
+        pairwise = judge.get("pairwise") or {}
+        if pairwise.get("win_rate") is not None:
+            low, high = pairwise["win_rate_ci"]
+            cells.append(f"shadow wins {pairwise['win_rate']:.2f} [{low:.2f}, {high:.2f}] of {pairwise['wins'] + pairwise['losses']} decided pairs")
         lines.append(f"{model.id:<16} {day}  n={judge['judged']:<4} " + "   ".join(cells))
     return lines
 
@@ -123,9 +127,9 @@ def main() -> int:
             ensure_bucket(client, split_uri(uri)[0])
 
         step(f"generating {DAYS} days of traffic from {START} (de-DE drifts from day 6, toxic burst day 7, broken rows day 5, "
-             f"exp-042's treatment p99 latency regresses from day {REGRESSION_DAY.day}, exp-aa-7 is an A/A test)")
+             f"exp-042's treatment p99 latency regresses from day {REGRESSION_DAY.day}, exp-aa-7 is an A/A test, 5% of requests mirrored to a shadow model)")
         scenario = Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE", toxic_burst_on=START + timedelta(6), regression="latency",
-                            regression_from=REGRESSION_DAY, broken_rows_on={START + timedelta(4): 24})
+                            regression_from=REGRESSION_DAY, broken_rows_on={START + timedelta(4): 24}, shadow_share=0.05)
         exp = llm.experiments[0]
         aa = cfg.model("churn-classifier-v2").experiments[0]
         generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, scenario=scenario, plan=ExperimentPlan(exp.id, exp.weights()),

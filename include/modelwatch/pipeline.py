@@ -224,6 +224,7 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "experiments": experimented["experiments"] if experimented else [],
         # what was judged, not what this run paid (a re-run reads the cache): spend is in judge.json's run block
         "judge": {**{k: judged[k] for k in ("overall", "by_variant", "budget_usd", "sampled", "limited_by", "backend")},
+                  "pairwise": judged.get("pairwise"),
                   "judged": judged["counts"].get("judged", 0) + judged["counts"].get("cached", 0),
                   "failed": judged["counts"].get("failed", 0), "skipped_budget": judged["counts"].get("skipped_budget", 0)} if judged else None,
         "outputs": {

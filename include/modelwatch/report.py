@@ -180,6 +180,12 @@ def _judge_section(judge: dict[str, Any] | None) -> list[str]:
              '<a href="judge.json">estimates, design and spend</a> · '
              '<a href="judge.parquet">every judgment</a> · <a href="review/queue.csv">human review queue</a></p>',
              table(["metric", *columns], [[escape(m), *(cell(values.get(m)) for values in columns.values())] for m in metrics])]
+    pairwise = judge.get("pairwise")
+    if pairwise and pairwise.get("win_rate") is not None:
+        low, high = pairwise["win_rate_ci"]
+        parts.append(f"<p>Shadow vs served answers to the same requests, judged in both orders: {escape(pairwise['label_b'])} preferred in "
+                     f"{fmt(pairwise['win_rate'])} [{fmt(low)}, {fmt(high)}] of {fmt(pairwise['wins'] + pairwise['losses'])} decided pairs "
+                     f"({fmt(pairwise['ties'])} ties; position consistency {fmt(pairwise['consistency_rate'])}; sign test p {fmt(pairwise['sign_test_p'])})</p>")
     return parts
 
 
