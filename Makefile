@@ -34,7 +34,7 @@ bench: install
 	$(PY) bench/run.py --size $(SIZE)
 
 lint: install
-	$(VENV)/bin/ruff check include dags tests scripts
+	$(VENV)/bin/ruff check include dags plugins tests scripts bench
 
 # Re-resolve the pinned direct dependencies and rewrite the lock file.
 lock:
