@@ -159,7 +159,7 @@ def _judge_connection(cfg, model_ids: list[str]) -> dict[str, Any] | None:
 @task(execution_timeout=timedelta(hours=2), pool="llm_judge")  # the pool bounds judge tasks across runs; the runner bounds calls within one
 def judge(validated: dict[str, Any]) -> dict[str, Any]:
     """LLM-as-judge on a stratified, budgeted sample: judge.parquet, weighted estimates with intervals, review queue."""
-    from modelwatch.pipeline import judge as run
+    from modelwatch.judge_stage import judge as run
 
     if validated.get("outcome") == "no_traffic":
         return validated

@@ -7,7 +7,8 @@ from datetime import date
 
 import pytest
 from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.pipeline import extract, judge, validate
+from modelwatch.judge_stage import judge
+from modelwatch.pipeline import extract, validate
 from modelwatch.storage import Partition, get_json, get_table
 
 CLEAN, TOXIC = date(2026, 11, 6), date(2026, 11, 7)
