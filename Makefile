@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 PIP_VERSION := 26.3
 SIZE ?= full
 
-.PHONY: install demo test test-fast bench lint lock clean
+.PHONY: install system-deps demo test test-fast bench lint lock clean
 
 install: $(STAMP)
 
@@ -20,13 +20,20 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# Prometheus, the Pushgateway and promtool from Debian's packages, for the metrics and alert-rule tests.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null || \
+	{ echo "installing Debian packages prometheus prometheus-pushgateway"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-pushgateway >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-pushgateway >/dev/null; }; }
+
 demo: install
 	$(PY) scripts/demo.py
 
-test: install
+test: install system-deps
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install system-deps
 	$(PY) -m pytest -m "not scheduler"
 
 # Benchmark suites (bench/suite_*.py): `make bench` at full size, `make bench SIZE=small` for a quick pass.

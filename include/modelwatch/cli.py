@@ -110,6 +110,19 @@ def cmd_build_baseline(args) -> int:
     return 0
 
 
+def cmd_alert_rules(args) -> int:
+    from modelwatch.alert_rules import write_rules, write_rules_tests
+    from modelwatch.config import load_config
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    write_rules(cfg, out)
+    if args.tests:
+        write_rules_tests(cfg, Path(args.tests), out.name)
+    print(f"Prometheus rules for {len(cfg.models)} models -> {out}" + (f"; promtool tests -> {args.tests}" if args.tests else ""))
+    return 0
+
+
 def cmd_contract(args) -> int:
     from modelwatch.contract import contract_markdown
 
@@ -164,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="last day, inclusive")
     p.add_argument("--version", help="version name (default: the config's, else <start>_<end>)")
     p.set_defaults(func=cmd_build_baseline)
+
+    p = sub.add_parser("alert-rules", help="write Prometheus alert rules (and promtool tests) generated from the config")
+    p.add_argument("--config", default=None)
+    p.add_argument("--out", default="modelwatch-rules.yml")
+    p.add_argument("--tests", default=None, help="also write promtool unit tests for the rules to this path")
+    p.set_defaults(func=cmd_alert_rules)
 
     p = sub.add_parser("contract", help="print the log contract as a Markdown table")
     p.set_defaults(func=cmd_contract)

@@ -41,6 +41,7 @@ class Defaults(_Strict):
     reports_uri: str = "s3://ml-monitoring/reports"
     labels_uri: str = "s3://ml-logs/labels"
     aws_conn_id: str = "aws_default"
+    pushgateway_url: str | None = None  # e.g. http://pushgateway:9091: each run pushes its metrics there (Prometheus' batch-job convention)
     max_invalid_share: float = Field(0.05, ge=0.0, le=1.0)
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")

@@ -244,9 +244,28 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
     }
     put_json(client, summary["outputs"]["summary"], summary)
     put_bytes(client, summary["outputs"]["page"], render_partition_page(summary).encode(), "text/html; charset=utf-8")
+    pushed = push_metrics(cfg, summary)
     drift_state = {"severity": drifted.get("severity"), "alerts": drifted.get("alert_count", 0)} if drifted else None
     return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state,
-            "promotions": experimented.get("promotions", []) if experimented else []}
+            "promotions": experimented.get("promotions", []) if experimented else [], "pushed": pushed}
+
+
+def push_metrics(cfg: MonitoringConfig, summary: dict[str, Any]) -> str | None:
+    """Push the run's metrics to the configured Pushgateway; a failure is reported, not raised.
+
+    The S3 summary is the run's record; a Pushgateway outage must not fail monitoring (the
+    ``MonitoringSilent`` alert notices the missing pushes).
+    """
+    if not cfg.defaults.pushgateway_url:
+        return None
+    from modelwatch.prom_metrics import push_summary
+
+    try:
+        group = push_summary(cfg.defaults.pushgateway_url, summary)
+    except Exception as exc:  # noqa: BLE001 - any transport failure is reported in the task result and log
+        print(f"WARNING metrics not pushed to {cfg.defaults.pushgateway_url}: {exc}")
+        return f"failed: {exc}"
+    return f"pushed {group}"
 
 
 def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, seed: int) -> list[dict[str, Any]]:
