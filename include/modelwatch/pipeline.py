@@ -448,6 +448,7 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
     summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")},
                 "health_ok": r.get("health", {}).get("ok"),
+                "srm_p_value": r.get("health", {}).get("srm", {}).get("p_value"),
                 "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason")}
                             for p in r.get("primary", [])],
                 "guardrails": [{k: g.get(k) for k in ("metric", "verdict", "scale", "estimate", "lower", "upper", "margin", "reason")}

@@ -73,3 +73,9 @@ def test_reanalysing_a_day_overwrites_its_statistics(decisions):
     validated = validate(client, cfg, extract(client, cfg, Partition(model, day)))
     again = experiments(client, cfg, validated, profile(client, cfg, validated, "daily"))
     assert again["experiments"][0]["requests"] == out[(model, day)]["experiments"][0]["requests"] == DAYS * 1500
+
+
+def test_the_summary_carries_the_srm_p_value_for_metrics_and_alerts(decisions):
+    _, _, out = decisions
+    [aa] = out[("churn-classifier-v2", START + timedelta(days=DAYS - 1))]["experiments"]
+    assert 0.001 < aa["srm_p_value"] <= 1.0  # a healthy 50/50 split
