@@ -74,7 +74,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from string import Template
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -82,6 +82,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from scipy.stats import binomtest
 
 from modelwatch.judge_backends import ERROR, MALFORMED, TIMEOUT, Completion, HeuristicJudge, JudgeBackend, JudgeCallError, JudgeItem, Pricing
+from modelwatch.judge_budget import BudgetLedger
 from modelwatch.judge_rubric import Judgment, JudgmentParseError, Rubric, extract_json_object
 from modelwatch.judge_runner import ABORTED, BATCH_SIZE, FAILED, JUDGED, SKIPPED_BUDGET
 
@@ -522,87 +523,6 @@ def pairwise_stats(outcomes: Sequence[PairOutcome], *, confidence: float = 0.95,
 
 
 @dataclass
-class _Ledger:
-    """Thread-safe budget and totals, like ``judge_runner._Ledger`` but reserving several requests at once (a pair's two orders).
-
-    ``reserve`` waits while a reservation does not fit and other reservations are
-    outstanding (they will settle); with none outstanding, the run stops. Callers never
-    wait while holding a reservation (a retry first gives back what its pair holds), so
-    waiting workers cannot block each other.
-    """
-
-    budget_usd: float | None
-    spent: float = 0.0
-    assumed: float = 0.0
-    reserved: float = 0.0
-    outstanding: int = 0
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    errors: Counter = field(default_factory=Counter)
-    stop_reason: str | None = None
-    abort_reason: str | None = None
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-
-    def reserve(self, estimates: Sequence[float]) -> str | None:
-        """Reserve all ``estimates`` or none; None on success, else why the run stopped."""
-        total = sum(estimates)
-        with self._cond:
-            while True:
-                if self.stop_reason or self.abort_reason:
-                    return self.abort_reason or self.stop_reason
-                committed = self.spent + self.assumed
-                if self.budget_usd is None or committed + self.reserved + total <= self.budget_usd:
-                    self.reserved += total
-                    self.outstanding += len(estimates)
-                    return None
-                if self.outstanding == 0:
-                    self.stop_reason = (f"budget ${self.budget_usd:.6g} reached: ${committed:.6g} spent, ${self.reserved:.6g} reserved and the "
-                                        f"next {'pair' if len(estimates) > 1 else 'request'} may cost up to ${total:.6g}")
-                    self._cond.notify_all()
-                    return self.stop_reason
-                self._cond.wait()
-
-    def _unreserve(self, estimate: float) -> None:
-        self.outstanding -= 1
-        self.reserved = 0.0 if self.outstanding == 0 else self.reserved - estimate
-
-    def release(self, estimate: float) -> None:
-        """Give back a reservation that was not used (no request made)."""
-        with self._cond:
-            self._unreserve(estimate)
-            self._cond.notify_all()
-
-    def settle(self, estimate: float, cost: float, assumed: float = 0.0, tokens: tuple[int, int] = (0, 0), error_kind: str | None = None) -> None:
-        """A request was made: replace its reservation by its reported (``cost``) and assumed costs; count it, its tokens and error."""
-        with self._cond:
-            self._unreserve(estimate)
-            self.calls += 1
-            self.spent += cost
-            self.assumed += assumed
-            self.input_tokens += tokens[0]
-            self.output_tokens += tokens[1]
-            if error_kind:
-                self.errors[error_kind] += 1
-            if cost + assumed > estimate * (1 + 1e-9) + 1e-12:
-                log.warning("a pairwise judge call cost $%.6g, more than its reserved upper bound $%.6g; the budget may be exceeded by the "
-                            "difference", cost + assumed, estimate)
-            self._cond.notify_all()
-
-    def count_free(self, error_kind: str | None = None) -> None:
-        """A local (free, unreserved) verdict."""
-        with self._cond:
-            self.calls += 1
-            if error_kind:
-                self.errors[error_kind] += 1
-
-    def abort(self, reason: str) -> None:
-        with self._cond:
-            self.abort_reason = self.abort_reason or reason
-            self._cond.notify_all()
-
-
-@dataclass
 class _Tally:
     """One pair's requests, tokens and cost (assumed costs of timeouts included)."""
 
@@ -709,7 +629,7 @@ class PairwiseRunner:
         """Judge every pair in both orders; outcomes in input order. All pairs must share one (label_a, label_b)."""
         _labels(pairs)
         start = time.perf_counter()
-        ledger = _Ledger(self.budget_usd)
+        ledger = BudgetLedger(self.budget_usd)
         free = self.judge.batched and all(self.judge.max_cost_usd(p, order, self.rubric) == 0 for p in pairs for order in ORDERS)
         if not pairs:
             outcomes: list[PairOutcome] = []
@@ -738,7 +658,7 @@ class PairwiseRunner:
 
     # -- one pair ----------------------------------------------------------------------------------------
 
-    def _judge_one(self, pair: PairItem, ledger: _Ledger) -> PairOutcome:
+    def _judge_one(self, pair: PairItem, ledger: BudgetLedger) -> PairOutcome:
         """Reserve both orders' worst case at once, then judge order ab and order ba (each with its retries)."""
         tally = _Tally()
         estimates = {order: self.judge.max_cost_usd(pair, order, self.rubric) for order in ORDERS}
@@ -753,7 +673,7 @@ class PairwiseRunner:
             verdicts[order] = verdict
         return judged_outcome(pair, verdicts[AB], verdicts[BA], **tally.fields())
 
-    def _judge_order(self, pair: PairItem, order: str, estimate: float, later: list[float], ledger: _Ledger,
+    def _judge_order(self, pair: PairItem, order: str, estimate: float, later: list[float], ledger: BudgetLedger,
                      tally: _Tally) -> PairVerdict | _Stop:
         """One order, with retries (transient: ``retries``; malformed: once).
 
@@ -817,7 +737,7 @@ class PairwiseRunner:
             return stop(FAILED, MALFORMED, f"{where}: {call.parse_error} (also after one retry)")
 
     @staticmethod
-    def _denied(ledger: _Ledger, reason: str, *, judged_one: bool) -> _Stop:
+    def _denied(ledger: BudgetLedger, reason: str, *, judged_one: bool) -> _Stop:
         if ledger.abort_reason:
             return _Stop(FAILED, ABORTED, f"not judged: the run was aborted ({ledger.abort_reason})")
         note = "; order ab was judged but the pair is not counted" if judged_one else ""
@@ -830,7 +750,7 @@ class PairwiseRunner:
 
     # -- a free local judge ------------------------------------------------------------------------------
 
-    def _judge_batched(self, pairs: Sequence[PairItem], ledger: _Ledger) -> list[PairOutcome]:
+    def _judge_batched(self, pairs: Sequence[PairItem], ledger: BudgetLedger) -> list[PairOutcome]:
         """A free batched judge (the heuristic): ``judge_pairs`` in batches, no budget needed."""
         outcomes: list[PairOutcome] = []
         size = max(1, BATCH_SIZE // 2)  # two answers per pair

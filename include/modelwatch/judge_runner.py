@@ -53,13 +53,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelwatch.judge_backends import ERROR, MALFORMED, TIMEOUT, JudgeBackend, JudgeCall, JudgeCallError, JudgeItem
+from modelwatch.judge_budget import BudgetLedger
 from modelwatch.judge_rubric import Judgment, Rubric, rubric_hash
 from modelwatch.storage import get_json, put_if_absent, put_json
 
@@ -228,79 +229,6 @@ def _cache_record(key: str, item: JudgeItem, call: JudgeCall, rubric: Rubric, ru
             "judged_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-# -- accounting --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Ledger:
-    """Thread-safe budget, call cap and totals. ``reserve`` blocks while a call does not fit but others are in flight."""
-
-    budget_usd: float | None
-    max_calls: int | None
-    spent: float = 0.0
-    assumed: float = 0.0
-    reserved: float = 0.0
-    in_flight: int = 0
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    errors: Counter = field(default_factory=Counter)
-    stop_reason: str | None = None
-    abort_reason: str | None = None
-    cache_write_errors: int = 0
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-
-    def reserve(self, estimate: float) -> str | None:
-        """Reserve ``estimate`` USD and one call; None on success, else why the run stopped."""
-        with self._cond:
-            while True:
-                if self.stop_reason or self.abort_reason:
-                    return self.stop_reason or self.abort_reason
-                if self.max_calls is not None and self.calls >= self.max_calls:
-                    return self._stop(f"max_calls {self.max_calls} reached")
-                committed = self.spent + self.assumed
-                if self.budget_usd is None or committed + self.reserved + estimate <= self.budget_usd:
-                    self.reserved += estimate
-                    self.in_flight += 1
-                    self.calls += 1
-                    return None
-                if self.in_flight == 0:
-                    return self._stop(f"budget ${self.budget_usd:.6g} reached: ${committed:.6g} spent and the next call may cost "
-                                      f"up to ${estimate:.6g}")
-                self._cond.wait()
-
-    def _stop(self, reason: str) -> str:
-        self.stop_reason = reason
-        self._cond.notify_all()
-        return reason
-
-    def settle(self, estimate: float, cost: float, assumed: float = 0.0, tokens: tuple[int, int] = (0, 0),
-               error_kind: str | None = None) -> None:
-        """Replace a reservation by the actual (``cost``) and assumed costs; count tokens and the error, if any."""
-        with self._cond:
-            self.in_flight -= 1
-            self.reserved = 0.0 if self.in_flight == 0 else self.reserved - estimate
-            self.spent += cost
-            self.assumed += assumed
-            self.input_tokens += tokens[0]
-            self.output_tokens += tokens[1]
-            if error_kind:
-                self.errors[error_kind] += 1
-            if cost + assumed > estimate * (1 + 1e-9) + 1e-12:
-                log.warning("a judge call cost $%.6g, more than its reserved upper bound $%.6g: the server reported more tokens than "
-                            "the UTF-8 size of the request; the budget may be exceeded by the difference", cost + assumed, estimate)
-            self._cond.notify_all()
-
-    def abort(self, reason: str) -> None:
-        with self._cond:
-            self.abort_reason = self.abort_reason or reason
-            self._cond.notify_all()
-
-    def count_cache_write_error(self) -> None:
-        with self._cond:
-            self.cache_write_errors += 1
-
-
 # -- the runner --------------------------------------------------------------------------------------------
 
 
@@ -342,7 +270,7 @@ class JudgeRunner:
     def run(self, items: Sequence[JudgeItem]) -> RunResult:
         """Judge ``items``: cache lookups, then the misses (each distinct content once), then totals."""
         start = time.perf_counter()
-        ledger = _Ledger(self.budget_usd, self.max_calls)
+        ledger = BudgetLedger(self.budget_usd, self.max_calls)
         keys = [cache_key(item, self.rubric, self._rubric_digest, self.backend) for item in items]
         first: dict[str, int] = {}
         for index, key in enumerate(keys):
@@ -396,7 +324,7 @@ class JudgeRunner:
             delay = max(delay, min(retry_after_s, self.max_backoff_s))
         return delay
 
-    def _judge_one(self, key: str, item: JudgeItem, ledger: _Ledger, overwrite: bool) -> ItemOutcome:
+    def _judge_one(self, key: str, item: JudgeItem, ledger: BudgetLedger, overwrite: bool) -> ItemOutcome:
         attempts = transient_retries = malformed_retries = 0
         tokens_in = tokens_out = 0
         cost = 0.0
@@ -443,7 +371,7 @@ class JudgeRunner:
             self._store(key, item, call, ledger, overwrite)
             return end(JUDGED, judgment=call.judgment, latency_s=call.latency_s)
 
-    def _store(self, key: str, item: JudgeItem, call: JudgeCall, ledger: _Ledger, overwrite: bool) -> None:
+    def _store(self, key: str, item: JudgeItem, call: JudgeCall, ledger: BudgetLedger, overwrite: bool) -> None:
         if self.cache is None:
             return
         try:
@@ -454,12 +382,12 @@ class JudgeRunner:
 
     # -- many items --------------------------------------------------------------------------------------
 
-    def _judge_concurrently(self, todo: list[tuple[str, JudgeItem]], ledger: _Ledger, corrupt: set[str]) -> dict[str, ItemOutcome]:
+    def _judge_concurrently(self, todo: list[tuple[str, JudgeItem]], ledger: BudgetLedger, corrupt: set[str]) -> dict[str, ItemOutcome]:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="judge") as pool:
             futures = {key: pool.submit(self._judge_one, key, item, ledger, key in corrupt) for key, item in todo}
             return {key: future.result() for key, future in futures.items()}
 
-    def _judge_batched(self, todo: list[tuple[str, JudgeItem]], ledger: _Ledger, corrupt: set[str]) -> dict[str, ItemOutcome]:
+    def _judge_batched(self, todo: list[tuple[str, JudgeItem]], ledger: BudgetLedger, corrupt: set[str]) -> dict[str, ItemOutcome]:
         """A free local backend (the heuristic judge): ``judge_many`` in batches, ``max_calls`` items at most, cached in parallel."""
         out: dict[str, ItemOutcome] = {}
         allowed = todo if self.max_calls is None else todo[: self.max_calls]
