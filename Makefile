@@ -20,12 +20,15 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-# Prometheus, the Pushgateway and promtool from Debian's packages, for the metrics and alert-rule tests.
+# Debian packages the tests use: Prometheus, the Pushgateway and promtool (metrics and alert rules),
+# Chromium and ChromeDriver (the report pages are checked in a headless browser).
+SYSTEM_PACKAGES := prometheus prometheus-pushgateway chromium chromium-driver
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null || \
-	{ echo "installing Debian packages prometheus prometheus-pushgateway"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-pushgateway >/dev/null || \
-	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-pushgateway >/dev/null; }; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null && \
+	 command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	{ echo "installing Debian packages $(SYSTEM_PACKAGES)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; }
 
 demo: install
 	$(PY) scripts/demo.py
