@@ -198,8 +198,7 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
 def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
             run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None,
             experimented: dict[str, Any] | None = None, judged: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write summary.json and the readable index.html for the partition; returns the summary."""
-    from modelwatch.report import render_partition_page
+    """Write summary.json, the partition's index.html (with 30-day trends) and the site index; returns the run's result."""
 
     validated, profiled, drifted, concepted, experimented = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted), _ran(experimented)
     judged = judged if judged and judged.get("outcome") == "ok" else None
@@ -223,7 +222,7 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         "hard_limits": profiled["hard_limits"] if profiled else [],
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
         "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason")} if drifted else None,
-        "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated")} if concepted else None,
+        "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated", "estimation")} if concepted else None,
         "experiments": experimented["experiments"] if experimented else [],
         # what was judged, not what this run paid (a re-run reads the cache): spend is in judge.json's run block
         "judge": {**{k: judged[k] for k in ("overall", "by_variant", "budget_usd", "sampled", "limited_by", "backend")},
@@ -242,12 +241,63 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
         },
         "run": run,
     }
+    summary["baseline_comparison"] = _baseline_comparison(client, cfg, partition, summary)
     put_json(client, summary["outputs"]["summary"], summary)
-    put_bytes(client, summary["outputs"]["page"], render_partition_page(summary).encode(), "text/html; charset=utf-8")
+    _publish_pages(client, cfg, partition, summary, judged)
     pushed = push_metrics(cfg, summary)
     drift_state = {"severity": drifted.get("severity"), "alerts": drifted.get("alert_count", 0)} if drifted else None
     return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state,
             "promotions": experimented.get("promotions", []) if experimented else [], "pushed": pushed}
+
+
+def _baseline_comparison(client, cfg: MonitoringConfig, partition: Partition, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Today's quantiles and segment mix next to the baseline's profiles, when the drift stage found a baseline."""
+    from modelwatch.baseline import baseline_prefix
+    from modelwatch.report_data import baseline_comparison, segment_mix
+    from modelwatch.storage import exists
+
+    version = (summary.get("drift") or {}).get("baseline_version")
+    uri = f"{baseline_prefix(cfg.defaults.reports_uri, partition.model_id, version)}/profiles.json" if version else None
+    if uri is None or not exists(client, uri):
+        return None
+    profiles = get_json(client, uri)
+    return {"version": version, "quantiles": baseline_comparison(profiles, summary), "segment_mix": segment_mix(profiles, summary)}
+
+
+def _experiment_thresholds(cfg: MonitoringConfig, model_id: str) -> dict[str, dict[tuple[str, str], float]]:
+    """Per experiment, the line each forest-plot row is judged against, on the plotted scale.
+
+    Primary metrics are plotted as relative lifts: a relative MDE is drawn in the good
+    direction (an absolute MDE is on another scale and is not drawn). Guardrails are plotted
+    on their own scale: the non-inferiority threshold is the margin on the bad side.
+    """
+    out: dict[str, dict[tuple[str, str], float]] = {}
+    for exp in cfg.model(model_id).experiments:
+        marks = out.setdefault(exp.id, {})
+        for goal in exp.primary:
+            if goal.mde is not None and not goal.absolute:
+                marks[("primary", goal.metric)] = goal.mde if goal.direction == "increase" else -goal.mde
+        for goal in exp.guardrails:
+            margin = goal.margin or 0.0
+            marks[("guardrail", goal.metric)] = margin if goal.direction == "decrease" else -margin
+    return out
+
+
+def _publish_pages(client, cfg: MonitoringConfig, partition: Partition, summary: dict[str, Any], judged: dict[str, Any] | None) -> None:
+    """The partition's page (daily pages with the 30-day trends read from earlier summaries) and the site index."""
+    from modelwatch.report import PageContext, index_href_from, render_partition_page
+    from modelwatch.report_data import load_history, select_examples
+    from modelwatch.report_site import publish_site_index
+
+    history = load_history(client, cfg.defaults.reports_uri, partition.model_id, summary) if partition.hour is None else None
+    examples = []
+    if judged and judged.get("judge_uri"):
+        dimensions = [m.removeprefix("judge.") for m in summary["judge"]["overall"] if not m.endswith("_rate")]
+        examples = select_examples(get_table(client, judged["judge_uri"]).to_pandas(), dimensions)
+    context = PageContext(history=history, examples=examples, thresholds=_experiment_thresholds(cfg, partition.model_id),
+                          index_href=index_href_from(summary["partition"]))
+    put_bytes(client, summary["outputs"]["page"], render_partition_page(summary, context).encode(), "text/html; charset=utf-8")
+    publish_site_index(client, cfg.defaults.reports_uri)
 
 
 def push_metrics(cfg: MonitoringConfig, summary: dict[str, Any]) -> str | None:
@@ -369,27 +419,36 @@ def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[st
 
     As-of semantics: only labels with ``labelled_at`` before the partition's end count, so
     a backfill sees what was known on that day, not what arrived later.
+
+    Classic models also get the day's performance estimate (CBPE / DLE, ``performance_estimation``)
+    in ``estimation.json``, with each past day's realised metric beside its estimate once its
+    labels have arrived.
     """
     from datetime import timedelta
 
     import pandas as pd
 
     from modelwatch.concept import analyze_concept_drift, join_labels, read_labels
+    from modelwatch.performance_estimation import estimate_stage
     from modelwatch.storage import exists
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     days = [partition.dt - timedelta(days=i) for i in range(model.drift.label_lookback_days - 1, -1, -1)]
     wanted = ["request_id", "timestamp", "variant", "prediction", "probability", "class_probabilities", "feedback"]
-    frames, days_used = [], []
+    frames, days_used, tables = [], [], {}
     for day in days:
         uri = work_uri(cfg, Partition(model.id, day), "valid.parquet")
         if exists(client, uri):
-            frames.append(get_table(client, uri).select(wanted).to_pandas())
+            table = get_table(client, uri)
+            frames.append(table.select(wanted).to_pandas())
             days_used.append(day.isoformat())
+            if model.kind != "llm" and model.estimation.enabled:
+                tables[day.isoformat()] = table
     predictions = pd.concat(frames, ignore_index=True)
     labels_info: dict[str, Any] = {}
     frame = predictions
+    estimation = None
     if model.kind != "llm":
         read = read_labels(client, cfg.defaults.labels_uri, model.id, days)
         labels = read.table.to_pandas()
@@ -398,11 +457,13 @@ def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[st
         joined = join_labels(predictions, arrived)
         frame = joined.frame
         labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": joined.counts()}
+        estimation = estimate_stage(client, cfg, model, partition.dt, tables, arrived, report_uri(cfg, partition, "estimation.json"))
     report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False).to_dict()
-    result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report}
+    result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report,
+              "estimation_uri": estimation.get("estimation_uri") if estimation else None}
     uri = put_json(client, report_uri(cfg, partition, "concept.json"), result)
     return {"partition": partition.to_dict(), "outcome": "ok", "verdict": report["verdict"], "reason": report["reason"], "concept_uri": uri,
-            "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"]}
+            "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"], "estimation": estimation}
 
 
 def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any],

@@ -1,0 +1,195 @@
+"""Report rendering: SVG charts match their data, gaps stay gaps, forest plots mark intervals, thresholds and zero; text is escaped."""
+
+from __future__ import annotations
+
+import html
+import xml.etree.ElementTree as ET
+from datetime import date, timedelta
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from modelwatch.report import PageContext, render_partition_page
+from modelwatch.report_data import History, baseline_comparison, history_from_summaries, select_examples, window_comparison
+from modelwatch.report_glance import answers
+from modelwatch.report_site import site_index_html
+from modelwatch.report_svg import ChartBox, Interval, LinearScale, Series, forest_plot, line_chart, nice_ticks, runs
+from prom_servers import sample_summary
+
+SVG = "{http://www.w3.org/2000/svg}"
+PAYLOADS = ["<script>window.__pwned=1</script>", '"><img src=x onerror="window.__pwned=1">', "javascript:alert(1)", "</textarea><svg onload=alert(1)>",
+            "' onmouseover='alert(1)"]
+
+
+def full_summary(**knobs) -> dict:
+    """The Prometheus tests' sample summary with the fields publish also writes (hard-limit details, files, outputs)."""
+    s = sample_summary(**knobs)
+    for check in s["hard_limits"]:
+        check.update(arm="treatment", min=None, requests=1200, reason="")
+    for breach in s["breaches"]:
+        breach.update(value=0.03, requests=1200)
+    s.update(files=[{"uri": "s3://logs/part-0.jsonl.gz", "format": "jsonl.gz", "rows_read": 12050}], prompt_token_histogram=[], validation=None,
+             outputs={"evidently_report": "s3://r/report.html", "page": "s3://r/index.html"}, run={"run_id": "manual"})
+    s["judge"].update(backend={"backend": "heuristic"}, sampled=380, limited_by="max_samples", pairwise=None)
+    return s
+
+
+def _points(svg: str) -> list[list[tuple[float, float]]]:
+    root = ET.fromstring(svg)
+    return [[tuple(map(float, p.split(","))) for p in line.get("points").split()] for line in root.iter(f"{SVG}polyline")]
+
+
+def test_polyline_points_are_the_data_scaled_onto_the_axes():
+    box = ChartBox()
+    values = [10.0, 20.0, 15.0, 40.0]
+    svg = line_chart(["a", "b", "c", "d"], [Series("latency", values)], title="t", y_label="ms", box=box)
+    (line,) = _points(svg)
+    ticks = nice_ticks(0.0, 40.0)
+    y = LinearScale((ticks[0], ticks[-1]), box.y_span)
+    x = LinearScale((0, 3), box.x_span)
+    assert line == [(pytest.approx(x(i), abs=0.06), pytest.approx(y(v), abs=0.06)) for i, v in enumerate(values)]
+    assert line[3][1] < line[0][1]  # larger values sit higher (smaller y)
+    labels = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == "y-tick"]
+    assert labels[0] == "0" and labels[-1] == "40"
+
+
+def test_missing_days_are_gaps_and_isolated_days_are_dots():
+    values = [1.0, 2.0, None, 3.0, float("nan"), 5.0, 6.0, 7.0]
+    assert runs(values) == [[0, 1], [3], [5, 6, 7]]
+    svg = line_chart([str(i) for i in range(len(values))], [Series("s", values)], title="t", y_label="y")
+    lines = _points(svg)
+    assert [len(p) for p in lines] == [2, 3]  # the lone day 3 is not part of any line ...
+    circles = list(ET.fromstring(svg).iter(f"{SVG}circle"))
+    assert len(circles) == 6  # ... but has its dot, like every present day
+    empty = line_chart(["a", "b"], [Series("s", [None, None])], title="t", y_label="y")
+    assert "no data in this window" in empty and "<polyline" not in empty
+
+
+def test_line_chart_rejects_misaligned_series_and_has_a_legend_for_several():
+    with pytest.raises(ValueError, match="2 values for 3 x positions"):
+        line_chart(["a", "b", "c"], [Series("s", [1, 2])], title="t", y_label="y")
+    svg = line_chart(["a", "b"], [Series("p50", [1, 2]), Series("p99", [3, 4], dashed=True)], title="t", y_label="ms")
+    legend = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == "legend-item"]
+    assert ["".join(g.itertext()) for g in legend] == ["p50", "p99"]
+
+
+def test_nice_ticks_cover_the_range_with_round_steps():
+    for lo, hi in [(0, 1), (0.0013, 0.0071), (-3.2, 17.9), (1234, 98765), (5, 5)]:
+        ticks = nice_ticks(lo, hi)
+        steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:])}
+        assert ticks[0] <= min(lo, hi) and ticks[-1] >= max(lo, hi) and len(steps) == 1
+        step = steps.pop()
+        mantissa = step / 10 ** __import__("math").floor(__import__("math").log10(step))
+        assert round(mantissa, 9) in (1, 2, 5, 10)
+
+
+def test_forest_plot_marks_the_interval_the_zero_line_and_the_threshold():
+    rows = [Interval("error_rate", 0.002, -0.001, 0.005, "inconclusive", threshold=0.001),
+            Interval("latency_p99_ms", None, None, None, "inconclusive", note="needs 1000 rows")]
+    svg = forest_plot(rows, title="guardrails", x_label="difference")
+    root = ET.fromstring(svg)
+    zero = next(e for e in root.iter(f"{SVG}line") if e.get("class") == "zero")
+    ci = next(e for e in root.iter(f"{SVG}line") if e.get("class") == "ci")
+    threshold = next(e for e in root.iter(f"{SVG}line") if e.get("class") == "threshold")
+    estimate = next(e for e in root.iter(f"{SVG}rect") if e.get("class") == "estimate")
+    lo, hi, z, t = float(ci.get("x1")), float(ci.get("x2")), float(zero.get("x1")), float(threshold.get("x1"))
+    assert lo < z < t < hi  # the interval straddles both zero and the margin: inconclusive, as drawn
+    assert lo < float(estimate.get("x")) + 4 < hi
+    assert (t - z) / (hi - lo) == pytest.approx(0.001 / 0.006, rel=1e-2)  # positions are linear in the values
+    assert "needs 1000 rows" in "".join(root.itertext())
+    assert {"estimate and interval", "no effect (0)", "threshold (margin or MDE)"} <= set(root.itertext())
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_svg_text_is_escaped_in_content_and_attributes(payload):
+    svg = line_chart(["d1", payload], [Series(payload, [1, 2]), Series("x", [2, 1])], title=payload, y_label=payload)
+    svg += forest_plot([Interval(payload, 0.1, 0.0, 0.2, payload, note=payload)], title=payload, x_label=payload)
+    assert payload not in svg.replace(html.escape(payload, quote=True), "")
+    for doc in svg.split("</svg>")[:-1]:
+        root = ET.fromstring(doc + "</svg>")  # still well-formed: nothing broke out of its attribute or element
+        assert not [e for e in root.iter() if e.tag.split("}")[-1] in ("script", "img", "foreignObject")]
+        assert not [k for e in root.iter() for k in e.attrib if k.lower().startswith("on")]
+
+
+def _days(n: int, start: date = date(2026, 11, 1)) -> list[dict]:
+    out = []
+    for i in range(n):
+        s = full_summary()
+        s["partition"]["dt"] = (start + timedelta(days=i)).isoformat()
+        s["metrics"]["__all__"]["latency_p95_ms"] = 1000.0 + 100 * i
+        out.append(s)
+    return out
+
+
+def test_history_has_gaps_for_missing_days_and_compares_with_the_median():
+    summaries = _days(5)
+    del summaries[2]
+    history = history_from_summaries(summaries, "support-bot-v3", date(2026, 11, 5), days=7)
+    assert [s is not None for s in history.summaries] == [False, False, True, True, False, True, True]
+    (row,) = window_comparison(history, ["latency_p95_ms"])
+    assert row["today"] == 1400.0 and row["median"] == 1100.0 and row["days"] == 3
+    assert row["change"] == pytest.approx(1400 / 1100 - 1)
+
+
+def test_baseline_comparison_reads_the_profile_quantiles():
+    summary = sample_summary()
+    profiles = {"latency_ms": {"kind": "numerical", "quantiles": {"p50": 400.0, "p95": 2000.0, "p99": 3200.0}},
+                "input.prompt_tokens": {"kind": "numerical", "quantiles": {"p95": 1000.0}}}
+    rows = {r["metric"]: r for r in baseline_comparison(profiles, summary)}
+    assert rows["latency_p95_ms"]["baseline"] == 2000.0 and rows["latency_p95_ms"]["change"] == pytest.approx(1850 / 2000 - 1)
+    assert rows["prompt_tokens_p95"]["change"] == pytest.approx(900 / 1000 - 1) and len(rows) == 4
+
+
+def test_examples_put_flagged_answers_first_then_the_lowest_scored():
+    frame = pd.DataFrame({
+        "request_id": ["a", "b", "c", "d", "e"], "variant": "control", "prompt": ["p"] * 5, "response": ["r"] * 4 + ["x" * 5000],
+        "reasoning": ["why"] * 5, "helpfulness": [5.0, 1.0, 4.0, 2.0, None], "coherence": [5.0, 2.0, 4.0, 2.0, None],
+        "toxicity": pd.array([False, False, True, False, None], dtype="boolean"), "hallucination": pd.array([False] * 5, dtype="boolean")})
+    chosen = select_examples(frame, ["helpfulness", "coherence"], flagged=2, lowest=2)
+    assert [e.request_id for e in chosen] == ["c", "b", "d"]
+    assert chosen[0].why == "flagged toxicity" and chosen[0].flags == ["toxicity"]
+    assert chosen[1].why.startswith("lowest mean score (1.50)")
+    long = select_examples(frame.assign(helpfulness=[5, 5, 5, 5, 1.0], coherence=[5, 5, 5, 5, 1.0]), ["helpfulness"], flagged=0, lowest=1)
+    assert long[0].request_id == "e" and long[0].truncated and len(long[0].response) == 2001
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += [(tag, k, v) for k, v in attrs]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_partition_page_and_index_escape_traffic_and_judge_text(payload):
+    s = full_summary()
+    s["model_id"] = s["partition"]["model_id"] = "bot" + payload
+    s["segments"][0]["value"] = payload
+    s["drift"]["alerts"][0]["column"] = payload
+    s["experiments"][0]["reasons"] = [payload]
+    example = select_examples(pd.DataFrame({"request_id": [payload], "variant": [payload], "prompt": [payload], "response": [payload],
+                                            "reasoning": [payload], "helpfulness": [1.0]}), ["helpfulness"])
+    days = _days(3)
+    history = History([date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)], [days[0], None, s])
+    page = render_partition_page(s, PageContext(history=history, examples=example, index_href="../../index.html"))
+    index = site_index_html([s, *days])
+    for doc in (page, index):
+        parser = _Tags()
+        parser.feed(doc)
+        assert "script" not in parser.tags and "img" not in parser.tags and "textarea" not in parser.tags
+        assert not [a for a in parser.attrs if a[1].startswith("on")]
+        assert not [a for a in parser.attrs if a[1] == "href" and a[2].lower().startswith("javascript")]
+    assert page.count(html.escape(payload, quote=True)) >= 6  # model id, segment, column, reason, prompt, response, reasoning ...
+    assert 'http-equiv="Content-Security-Policy"' in page
+
+
+def test_the_five_answers_follow_the_summary():
+    ok = full_summary()
+    state = {a.question: a.state for a in answers(ok)}
+    assert state == {"healthy now?": "ok", "drifting?": "medium", "vs baseline?": "not_checked", "cost?": "ok", "experiments?": "continue"}
+    bad = full_summary(decision="roll_back")
+    assert {a.question: a.state for a in answers(bad)}["healthy now?"] == "breach"
+    assert answers(bad)[4].state == "roll_back"
