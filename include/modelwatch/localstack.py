@@ -194,3 +194,118 @@ class LocalAirflow:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id}: {len(done)} of {count} runs finished within {timeout:.0f} s ({states}); logs in {self.home}")
             time.sleep(2)
+
+
+class CeleryAirflow(LocalAirflow):
+    """A production-shaped Airflow on this machine: PostgreSQL metadata DB, CeleryExecutor with a Redis broker.
+
+    The same processes as Airflow's official Celery compose file — API server, scheduler,
+    dag-processor and a Celery worker — run as children on 127.0.0.1; tasks reach the
+    metadata only through the API server's execution API, as they do in a real deployment.
+    ``database_url`` names a PostgreSQL database that exists (``create_database`` makes one).
+    """
+
+    def __init__(self, home: Path, database_url: str, broker_url: str, worker_concurrency: int = 2,
+                 extra_env: dict[str, str] | None = None):
+        super().__init__(home, extra_env={
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database_url,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+            **(extra_env or {}),
+        })
+        self.database_url = database_url
+
+    @staticmethod
+    def _admin(server_url: str, *statements: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(server_url)
+        try:
+            conn.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
+    @classmethod
+    def create_database(cls, server_url: str, name: str) -> str:
+        """Create database ``name`` on the PostgreSQL server at ``server_url`` (dropping a leftover one); returns its URL."""
+        cls._admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+        base = server_url.rsplit("/", 1)[0]
+        return f"{base.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+
+    @classmethod
+    def drop_database(cls, server_url: str, name: str) -> None:
+        cls._admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def start(self) -> CeleryAirflow:
+        super().start()
+        logs = self.home / "process-logs"
+        self.procs.append(_spawn([str(BIN / "airflow"), "celery", "worker", "--without-mingle", "--without-gossip"], logs / "celery-worker.log", self.env))
+        return self
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(self.database_url.replace("postgresql+psycopg2://", "postgresql://", 1)) as db, db.cursor() as cur:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall()
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180.0) -> None:
+        import psycopg2
+
+        try:
+            super().wait_for_dags(dag_ids, timeout)
+        except psycopg2.Error as exc:  # the tables exist after migrate; anything else is a real error
+            raise RuntimeError(f"reading the metadata DB failed: {exc}") from exc
+
+
+class AirflowAPI:
+    """The public REST API (``/api/v2``) of an Airflow whose simple auth manager makes everyone admin."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self._token: str | None = None
+
+    def token(self) -> str:
+        if self._token is None:
+            with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=30) as resp:
+                self._token = json.loads(resp.read())["access_token"]
+        return self._token
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.base_url}/api/v2{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path} answered {exc.code}: {exc.read().decode(errors='replace')[:2000]}") from None
+
+    def unpause(self, dag_id: str) -> dict:
+        return self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict, logical_date: str | None = None) -> dict:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "conf": conf, "logical_date": logical_date})
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float, poll_s: float = 3.0) -> dict:
+        """Poll the run until it finishes; returns the run (``state`` success or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} {run_id} still {run['state']} after {timeout:.0f} s")
+            time.sleep(poll_s)
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, int]:
+        """Count of task instances (mapped ones included) by state."""
+        out: dict[str, int] = {}
+        for ti in self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]:
+            out[str(ti["state"])] = out.get(str(ti["state"]), 0) + 1
+        return out
