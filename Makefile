@@ -49,7 +49,7 @@ lint: install
 # Re-resolve the pinned direct dependencies and rewrite the lock file.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet "pip==$(PIP_VERSION)" && .lockenv/bin/pip install --quiet -e '.[dev]'
+	.lockenv/bin/pip install --quiet "pip==$(PIP_VERSION)" && .lockenv/bin/pip install --quiet -e '.[pipeline,serving,dev]'
 	.lockenv/bin/pip freeze --exclude-editable > requirements.lock && rm -rf .lockenv
 
 clean:

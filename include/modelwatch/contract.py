@@ -2,7 +2,7 @@
 
 A serving layer emits one JSON object per request (a JSON line or a Parquet row).
 ``FIELDS`` is the single source of truth; from it come the canonical Arrow schema
-(``CANONICAL_SCHEMA``), the per-value coercion rules (``coerce_record``) and the
+(``readers.CANONICAL_SCHEMA``), the per-value coercion rules (``coerce_record``) and the
 list of columns the Great Expectations suite checks.
 
 Nested objects (``features``, ``metadata``, ``probability`` as a class map) and
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
-
-import pyarrow as pa
 
 Kind = Literal["string", "timestamp", "number", "integer", "feedback", "object", "scalar", "probability"]
 Requirement = Literal["always", "llm", "classic", "optional"]
@@ -27,6 +26,7 @@ Requirement = Literal["always", "llm", "classic", "optional"]
 STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "refused_by_filter")
 BASE_VARIANTS: tuple[str, ...] = ("production", "shadow")
 FEEDBACK_VALUES: tuple[int, ...] = (-1, 0, 1)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Lineage columns added by the reader: where each row came from.
 ROW_ID = "_row_id"
@@ -71,27 +71,6 @@ FIELDS: tuple[Field, ...] = (
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 KNOWN_FIELDS: frozenset[str] = frozenset(FIELD_BY_NAME)
 
-_ARROW_TYPE: dict[Kind, pa.DataType] = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "number": pa.float64(),
-    "integer": pa.int64(),
-    "feedback": pa.int8(),
-    "object": pa.string(),  # JSON text
-    "scalar": pa.string(),  # class labels as given; numbers rendered with repr()
-    "probability": pa.float64(),
-}
-
-CANONICAL_SCHEMA: pa.Schema = pa.schema(
-    [pa.field(ROW_ID, pa.int64(), nullable=False), pa.field(SOURCE, pa.string()), pa.field(LINE, pa.int64())]
-    + [pa.field(f.name, _ARROW_TYPE[f.kind]) for f in FIELDS]
-    + [
-        pa.field("class_probabilities", pa.string()),  # JSON text when probability was a class map
-        pa.field(EXTRA, pa.string()),  # JSON text of unknown fields, kept not rejected
-        pa.field(TYPE_ERRORS, pa.string()),  # "; "-joined coercion problems, null when clean
-    ]
-)
-CANONICAL_COLUMNS: list[str] = CANONICAL_SCHEMA.names
 
 
 def required_fields(model_kind: str) -> list[str]:
@@ -100,13 +79,36 @@ def required_fields(model_kind: str) -> list[str]:
     return [f.name for f in FIELDS if f.required in wanted]
 
 
+def _fits_float(value: int | float) -> bool:
+    return isinstance(value, float) or INT64_MIN <= value <= INT64_MAX
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "(nested too deeply to show)"
     return f"{type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _to_utc(ts: Any, shown: str) -> tuple[Any, str | None]:
+    """A timezone-aware datetime in UTC, or a problem when the shift leaves the years 1-9999."""
+    try:
+        return ts.astimezone(UTC), None
+    except OverflowError:
+        return None, f"timestamp: {shown} is outside the years 1-9999 once converted to UTC"
+
+
+def _json_text(name: str, value: Any) -> tuple[str | None, str | None]:
+    """An object as canonical JSON text, or a problem when it nests deeper than the encoder can go."""
+    try:
+        return json.dumps(value, sort_keys=True, default=str), None
+    except RecursionError:
+        return None, f"{name}: object nested deeper than the JSON encoder's recursion limit (~{sys.getrecursionlimit()} levels); flatten it"
 
 
 def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
@@ -121,8 +123,7 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
 
         if not isinstance(value, str):
             if hasattr(value, "tzinfo"):  # Parquet timestamps arrive as datetime
-                ts = value if value.tzinfo else value.replace(tzinfo=UTC)
-                return ts.astimezone(UTC), None
+                return _to_utc(value if value.tzinfo else value.replace(tzinfo=UTC), repr(value))
             return None, f"timestamp: expected ISO-8601 string, got {_describe(value)}"
         try:
             ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -130,10 +131,13 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
             return None, f"timestamp: not ISO-8601: {value[:40]!r}"
         if ts.tzinfo is None:
             return None, f"timestamp: no UTC offset in {value[:40]!r} (write e.g. 2026-11-01T10:00:00Z)"
-        return ts.astimezone(UTC), None
+        return _to_utc(ts, repr(value[:40]))
     if kind in ("number", "integer"):
         if not _is_number(value):
             return None, f"{field.name}: expected {kind}, got {_describe(value)}"
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            # A JSON integer beyond 64 bits: no column can hold it and float() may overflow.
+            return None, f"{field.name}: {kind} out of range, got {_describe(value)}"
         if kind == "integer" and not float(value).is_integer():
             return None, f"{field.name}: expected integer, got {value!r}"
         if isinstance(value, float) and not math.isfinite(value):
@@ -141,12 +145,12 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
             return float(value), None
         return (int(value) if kind == "integer" else float(value)), None
     if kind == "feedback":
-        if _is_number(value) and float(value).is_integer():
+        if _is_number(value) and value in FEEDBACK_VALUES:
             return int(value), None
         return None, f"feedback: expected -1, 0 or 1, got {_describe(value)}"
     if kind == "object":
         if isinstance(value, dict):
-            return json.dumps(value, sort_keys=True, default=str), None
+            return _json_text(field.name, value)
         return None, f"{field.name}: expected object, got {_describe(value)}"
     if kind == "scalar":
         if isinstance(value, str):
@@ -161,9 +165,9 @@ def _probability(value: Any, prediction: Any) -> tuple[float | None, str | None,
     """(confidence, class map as JSON, problem). A class map's confidence is that of the prediction."""
     if value is None:
         return None, None, None
-    if _is_number(value):
+    if _is_number(value) and _fits_float(value):
         return float(value), None, None
-    if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
+    if isinstance(value, dict) and value and all(_is_number(v) and _fits_float(v) for v in value.values()):
         probs = {str(k): float(v) for k, v in value.items()}
         confidence = probs.get(str(prediction), max(probs.values()))
         return confidence, json.dumps(probs, sort_keys=True), None
@@ -192,7 +196,9 @@ def coerce_record(record: Any) -> dict[str, Any]:
     if problem:
         problems.append(problem)
     extra = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
-    out[EXTRA] = json.dumps(extra, sort_keys=True, default=str) if extra else None
+    out[EXTRA], problem = _json_text("extra fields", extra) if extra else (None, None)
+    if problem:
+        problems.append(problem)
     out[TYPE_ERRORS] = "; ".join(problems) if problems else None
     return out
 

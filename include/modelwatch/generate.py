@@ -85,6 +85,10 @@ class Scenario:
     broken_rows_on: dict[date, int] = field(default_factory=dict)
     labels: bool = True
     shadow_share: float = 0.0  # share of requests mirrored to a shadow model (logged, never served)
+    # From this day a sign-up campaign brings the churn classifier new customers (tenure ~ N(8, 6) months): a covariate
+    # shift towards its decision boundary that lowers accuracy (0.76 -> ~0.63) while P(churn | score) stays close to the
+    # reference's, so CBPE sees the drop on the day, a week before the labels arrive.
+    classic_shift_from: date | None = None
 
 
 @dataclass
@@ -213,11 +217,12 @@ def classifier_day(model_id: str, day: date, n: int, seed: int, scenario: Scenar
     """One day of churn-classifier traffic and its (delayed) labels."""
     rng = random.Random(f"{seed}:{model_id}:{day.isoformat()}")
     drifted = scenario.drift_from is not None and day >= scenario.drift_from
+    campaign = scenario.classic_shift_from is not None and day >= scenario.classic_shift_from
     plans = {"basic": 0.5, "plus": 0.35, "premium": 0.15} if not drifted else {"basic": 0.7, "plus": 0.25, "premium": 0.05}
     rows, labels = [], []
     for i, ts in enumerate(_timestamps(rng, day, n)):
         request_id = f"{model_id}-{day:%Y%m%d}-{i:07d}"
-        tenure = max(0.0, rng.gauss(26 if not drifted else 14, 12))
+        tenure = max(0.0, rng.gauss(8, 6) if campaign else rng.gauss(26 if not drifted else 14, 12))
         spend = max(5.0, rng.gauss(60, 25))
         plan = _pick(rng, plans)
         calls = min(12, int(rng.expovariate(1 / (1.2 if not drifted else 2.0))))
@@ -297,22 +302,44 @@ def by_hour(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-def write_day(client, logs_uri: str, model_id: str, day: date, rows: list[dict[str, Any]], fmt: str, extra_lines: list[bytes] = ()) -> list[str]:
-    """Write one day as hour files ``model_id=/dt=/hour=/part-00000.{jsonl.gz,parquet}``; returns the URIs."""
+def write_day(client, logs_uri: str, model_id: str, day: date, rows: list[dict[str, Any]], kind: str = "llm", extra_lines: list[bytes] = ()) -> list[str]:
+    """Emit one day through the serving client and write its broken lines raw; returns the URIs written.
+
+    The rows go through ``LogEmitter.record`` (the path a replay or backfill uses), so the
+    demo's traffic is checked against the contract and laid out exactly as a serving
+    fleet's: one ``model_id=/dt=/hour=/part-00000.jsonl.gz`` per hour (sequential names keep a
+    re-run writing the same keys). ``extra_lines`` simulate upstream corruption: they are
+    written as they are to ``hour=12/part-broken.jsonl``, bypassing the client's checks.
+    """
+    import tempfile
+
+    from modelwatch.serving import LogEmitter, SequentialPartNames
     from modelwatch.storage import Partition, put_bytes
 
-    uris = []
-    for hour, hour_rows in sorted(by_hour(rows).items()):
-        base = Partition(model_id, day, hour).path(logs_uri)
-        if fmt == "parquet":
-            uri, body = f"{base}/part-00000.parquet", parquet_bytes(hour_rows)
-        else:
-            uri, body = f"{base}/part-00000.jsonl.gz", jsonl_bytes(hour_rows, gz=True)
-        uris.append(put_bytes(client, uri, body))
+    names = SequentialPartNames()
+    with tempfile.TemporaryDirectory(prefix="modelwatch-generate-spill-") as spill:
+        emitter = LogEmitter(client, logs_uri, model_id, kind, background=False, max_rows=len(rows) + 1, max_bytes=2**62,
+                             spill_dir=spill, part_namer=names, retry_max_s=0.0)
+        with emitter:
+            for row in rows:
+                emitter.record(**row)
+        _check_emitted(emitter, logs_uri, day)
+    uris = list(names.issued)
     if extra_lines:
         uri = f"{Partition(model_id, day, 12).path(logs_uri)}/part-broken.jsonl"
         uris.append(put_bytes(client, uri, b"\n".join(extra_lines) + b"\n"))
     return uris
+
+
+def _check_emitted(emitter, logs_uri: str, day: date) -> None:
+    """The generator's rows must all be valid and all reach S3; anything else is a bug or an outage, reported here."""
+    stats = emitter.stats()
+    if stats["invalid"]:
+        raise ValueError(f"generated {emitter.model_id} rows for {day} broke the log contract: {dict(emitter.invalid_reasons)}")
+    unsent = stats["emitted"] - stats["flushed"]
+    if unsent:
+        raise RuntimeError(f"could not write {unsent} {emitter.model_id} rows for {day} under {logs_uri}: S3 unreachable; "
+                           "re-run the generator (it writes the same keys, so nothing doubles)")
 
 
 def generate_traffic(
@@ -332,7 +359,7 @@ def generate_traffic(
     classic_plan: ExperimentPlan | None = None,
     progress=None,
 ) -> dict[str, int]:
-    """Write ``days`` days of traffic from ``start`` to S3; returns rows written per model."""
+    """Write ``days`` days of traffic from ``start`` to S3 through the serving client (``write_day``); returns rows written per model."""
     from modelwatch.storage import put_bytes
 
     scenario = scenario or Scenario()
@@ -343,11 +370,11 @@ def generate_traffic(
         broken = broken_rows(llm_model or classic_model, day, scenario.broken_rows_on.get(day, 0), seed) if scenario.broken_rows_on.get(day) else []
         if llm_model:
             rows = llm_day(llm_model, day, llm_rows, seed, scenario, plan)
-            write_day(client, logs_uri, llm_model, day, rows, "jsonl.gz", broken)
+            write_day(client, logs_uri, llm_model, day, rows, "llm", broken)
             written[llm_model] = written.get(llm_model, 0) + len(rows) + len(broken)
         if classic_model:
             rows, labels = classifier_day(classic_model, day, classic_rows, seed, scenario, classic_plan)
-            write_day(client, logs_uri, classic_model, day, rows, "parquet")
+            write_day(client, logs_uri, classic_model, day, rows, "classifier")
             written[classic_model] = written.get(classic_model, 0) + len(rows)
             if labels:
                 uri = f"{labels_uri.rstrip('/')}/model_id={classic_model}/dt={day.isoformat()}/labels.jsonl"

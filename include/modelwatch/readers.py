@@ -11,13 +11,38 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from modelwatch.contract import CANONICAL_SCHEMA, LINE, ROW_ID, SOURCE, coerce_record
+from modelwatch.contract import EXTRA, FIELDS, LINE, ROW_ID, SOURCE, TYPE_ERRORS, Kind, coerce_record
+
+_ARROW_TYPE: dict[Kind, pa.DataType] = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "number": pa.float64(),
+    "integer": pa.int64(),
+    "feedback": pa.int8(),
+    "object": pa.string(),  # JSON text
+    "scalar": pa.string(),  # class labels as given; numbers rendered with repr()
+    "probability": pa.float64(),
+}
+
+# The contract in Arrow: the reader's output schema (the contract module itself stays free of pyarrow,
+# so the serving client can use it without the pipeline's dependencies).
+CANONICAL_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(ROW_ID, pa.int64(), nullable=False), pa.field(SOURCE, pa.string()), pa.field(LINE, pa.int64())]
+    + [pa.field(f.name, _ARROW_TYPE[f.kind]) for f in FIELDS]
+    + [
+        pa.field("class_probabilities", pa.string()),  # JSON text when probability was a class map
+        pa.field(EXTRA, pa.string()),  # JSON text of unknown fields, kept not rejected
+        pa.field(TYPE_ERRORS, pa.string()),  # "; "-joined coercion problems, null when clean
+    ]
+)
+CANONICAL_COLUMNS: list[str] = CANONICAL_SCHEMA.names
 
 FORMATS = {".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 REJECT_SCHEMA = pa.schema(
@@ -31,6 +56,9 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 RAW_LIMIT = 64_000  # characters of a rejected line kept in the quarantine record
+UTF8_BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
 
 
 def detect_format(uri: str) -> str | None:
@@ -57,17 +85,41 @@ class FileRead:
         return len(self.rows) + len(self.rejects)
 
 
+GZIP_CHUNK = 1 << 16
+
+
+def _inflate_member(data: bytes, out: io.BytesIO) -> tuple[bytes, bool]:
+    """Inflate one gzip member from ``data`` into ``out``; returns (bytes after the member, complete?).
+
+    Input goes in 64 KiB chunks; when a chunk hits damage it is replayed byte by byte from
+    a copy of the decompressor, so every byte before the damage is kept (zlib.error then
+    propagates with ``out`` holding the clean prefix).
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for start in range(0, len(data), GZIP_CHUNK):
+        chunk = data[start : start + GZIP_CHUNK]
+        saved = d.copy()
+        try:
+            out.write(d.decompress(chunk))
+        except zlib.error:
+            for i in range(len(chunk)):
+                out.write(saved.decompress(chunk[i : i + 1]))  # raises at the damaged byte
+            raise
+        if d.eof:
+            return d.unused_data + data[start + GZIP_CHUNK :], True
+    return b"", d.eof
+
+
 def _gunzip_tolerant(data: bytes) -> tuple[bytes, str | None]:
     """Decompress gzip (all members); on damage return what decoded cleanly and the problem."""
     out = io.BytesIO()
     rest = data
     try:
         while rest:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out.write(d.decompress(rest))
-            if not d.eof:
+            rest, complete = _inflate_member(rest, out)
+            if not complete:
                 return out.getvalue(), "gzip stream is truncated (file cut short); lines after the cut are lost at the source"
-            rest = d.unused_data.lstrip(b"\x00")
+            rest = rest.lstrip(b"\x00")
     except zlib.error as exc:
         return out.getvalue(), f"gzip data is corrupt ({exc}); lines after the damage are lost at the source"
     return out.getvalue(), None
@@ -83,10 +135,36 @@ def _row(source: str, line: int, record: Any) -> dict[str, Any]:
     return row
 
 
+def _parse_line(text: str) -> tuple[Any, str | None]:
+    """(JSON value, problem) of one line; never raises."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno}); the line may be cut in half"
+    except RecursionError:
+        return None, f"JSON nested deeper than the decoder's recursion limit (~{sys.getrecursionlimit()} levels); flatten the object"
+    if not isinstance(record, dict):
+        return None, f"a log line must be a JSON object, got {type(record).__name__}"
+    if "\\u" in text and _has_lone_surrogate(record):
+        return None, "a string holds an unpaired UTF-16 surrogate escape (e.g. \\ud800), which is not Unicode text; fix the producer's JSON encoder"
+    return record, None
+
+
+def _has_lone_surrogate(record: dict[str, Any]) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:
+        return False  # the nesting is reported by the contract coercion
+    return False
+
+
 def read_jsonl(data: bytes, source: str, gzipped: bool) -> FileRead:
     result = FileRead(source, "jsonl.gz" if gzipped else "jsonl")
     if gzipped:
         data, result.problem = _gunzip_tolerant(data)
+    data = data.removeprefix(UTF8_BOM)  # some producers (PowerShell, Excel exports) start a UTF-8 file with a BOM
     lines = data.split(b"\n")
     if result.problem and lines and lines[-1].strip():
         # The last line of a damaged stream is partial: say so rather than a JSON error.
@@ -100,13 +178,9 @@ def read_jsonl(data: bytes, source: str, gzipped: bool) -> FileRead:
         except UnicodeDecodeError as exc:
             result.rejects.append(_reject(source, number, f"line is not UTF-8 (bad byte at offset {exc.start}); re-encode the producer's output as UTF-8", raw.decode("utf-8", "backslashreplace")))
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            result.rejects.append(_reject(source, number, f"not valid JSON ({exc.msg} at column {exc.colno}); the line may be cut in half", text))
-            continue
-        if not isinstance(record, dict):
-            result.rejects.append(_reject(source, number, f"a log line must be a JSON object, got {type(record).__name__}", text))
+        record, problem = _parse_line(text)
+        if problem:
+            result.rejects.append(_reject(source, number, problem, text))
             continue
         result.rows.append(_row(source, number, record))
     result.rejects.sort(key=lambda r: r[LINE])
@@ -127,15 +201,32 @@ def read_parquet(data: bytes, source: str) -> FileRead:
     return result
 
 
+def sniff_format(data: bytes) -> str | None:
+    """Format from the content's magic bytes (gzip ``1f 8b``, Parquet ``PAR1``), None when neither."""
+    if data[:2] == GZIP_MAGIC:
+        return "jsonl.gz"
+    if data[:4] == PARQUET_MAGIC and data[-4:] == PARQUET_MAGIC:
+        return "parquet"
+    return None
+
+
 def read_file(data: bytes, source: str) -> FileRead:
-    """Read one partition file by its extension."""
-    fmt = detect_format(source)
-    if fmt == "parquet":
-        return read_parquet(data, source)
-    if fmt in ("jsonl", "jsonl.gz"):
-        return read_jsonl(data, source, gzipped=fmt == "jsonl.gz")
-    result = FileRead(source, "unknown")
-    result.problem = "unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet"
+    """Read one partition file by its content when its magic bytes say gzip or Parquet, else by its extension.
+
+    A file whose name and content disagree (gzip bytes named ``.jsonl``) is read by its
+    content, and the mismatch is reported as the file's problem so the producer gets fixed.
+    """
+    named = detect_format(source)
+    if named is None:
+        result = FileRead(source, "unknown")
+        result.problem = "unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet"
+        return result
+    sniffed = sniff_format(data)
+    fmt = sniffed or ("jsonl" if named == "jsonl.gz" and data[:1] in (b"{", b"\n", b" ", UTF8_BOM[:1]) else named)
+    result = read_parquet(data, source) if fmt == "parquet" else read_jsonl(data, source, gzipped=fmt == "jsonl.gz")
+    if fmt != named:
+        mismatch = f"named .{named} but the content is {fmt}; read as {fmt}, rename the file"
+        result.problem = f"{mismatch}; {result.problem}" if result.problem else mismatch
     return result
 
 
@@ -153,7 +244,30 @@ def assemble(reads: list[FileRead]) -> tuple[pa.Table, pa.Table]:
             reject[ROW_ID] = next_id
             next_id += 1
             rejects.append(reject)
-    return (
-        pa.Table.from_pylist(rows, schema=CANONICAL_SCHEMA),
-        pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA),
-    )
+    table, unstorable = _to_table(rows)
+    rejects += unstorable
+    rejects.sort(key=lambda r: r[ROW_ID])
+    return table, pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
+
+
+def _to_table(rows: list[dict[str, Any]]) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Canonical rows as an Arrow table; a row Arrow cannot hold becomes a reject instead of failing the file.
+
+    Coercion already rules out what is known to break the conversion; this is the last
+    guard that keeps rows read = rows valid + rows quarantined whatever the input.
+    """
+    try:
+        return pa.Table.from_pylist(rows, schema=CANONICAL_SCHEMA), []
+    except (pa.ArrowException, UnicodeError, OverflowError, ValueError, TypeError):
+        pass
+    kept, rejected = [], []
+    for row in rows:
+        try:
+            pa.Table.from_pylist([row], schema=CANONICAL_SCHEMA)
+        except (pa.ArrowException, UnicodeError, OverflowError, ValueError, TypeError) as exc:
+            raw = json.dumps({k: v for k, v in row.items() if k not in (ROW_ID, SOURCE, LINE)}, default=repr, ensure_ascii=True)
+            rejected.append({**_reject(row[SOURCE], row[LINE], f"row cannot be stored in the canonical schema ({type(exc).__name__}: {exc})", raw),
+                             ROW_ID: row[ROW_ID]})
+            continue
+        kept.append(row)
+    return pa.Table.from_pylist(kept, schema=CANONICAL_SCHEMA), rejected

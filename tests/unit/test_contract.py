@@ -2,7 +2,8 @@ import json
 import math
 
 import pyarrow as pa
-from modelwatch.contract import CANONICAL_SCHEMA, FIELDS, TYPE_ERRORS, coerce_record, flatten, required_fields
+from modelwatch.contract import FIELDS, TYPE_ERRORS, coerce_record, flatten, required_fields
+from modelwatch.readers import CANONICAL_SCHEMA
 
 
 def test_schema_has_every_contract_field_and_lineage():
