@@ -14,7 +14,7 @@ conf ``{"model_id": "support-bot-v3", "start": "2026-11-01", "end": "2026-11-03"
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED
+from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED, failure_notifier
 
 
 def _requests(params: dict) -> list[dict]:
@@ -66,6 +66,7 @@ def build(params: dict | None = None) -> list[dict]:
     catchup=False,
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifier("the baseline was not built: drift checks keep comparing against the previous version"),
     params={
         "model_id": Param("support-bot-v3", type="string", description="The model whose baseline to build."),
         "start": Param(None, type=["null", "string"], format="date", description="First day of the window (default: the config's baseline window)."),

@@ -2,13 +2,14 @@
 
 One mapped branch per model: extract (S3) -> validate (GX, quarantine) -> profile
 (operational metrics, hard limits) -> publish (summary.json, index.html) -> signal_breach
-(a ``guardrail_breach`` asset event that starts modelwatch_rollback).
+(a ``guardrail_breach`` asset event that starts modelwatch_rollback) and notify (breaches and
+drift to the team's webhook). A failed run is reported to the same webhook.
 """
 
 from datetime import UTC, datetime
 
 from airflow.sdk import CronDataIntervalTimetable, dag
-from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
+from common.monitoring import DEFAULT_ARGS, PARAMS, failure_notifier, monitor_models
 
 
 @dag(
@@ -18,6 +19,7 @@ from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
     catchup=False,
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifier(),
     params=PARAMS,
     tags=["modelwatch", "monitoring", "daily"],
     doc_md=__doc__,

@@ -7,7 +7,7 @@ Same stages as modelwatch_daily on an hour partition, so a hard-limit breach
 from datetime import UTC, datetime
 
 from airflow.sdk import CronDataIntervalTimetable, dag
-from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
+from common.monitoring import DEFAULT_ARGS, PARAMS, failure_notifier, monitor_models
 
 
 @dag(
@@ -17,6 +17,7 @@ from common.monitoring import DEFAULT_ARGS, PARAMS, monitor_models
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=failure_notifier(),
     params=PARAMS,
     tags=["modelwatch", "monitoring", "hourly"],
     doc_md=__doc__,

@@ -5,14 +5,13 @@ experiment, metric, evidence, report URI). Each breach is applied exactly once (
 conditional writes) through the model's configured action (routing document, deployment
 webhook or Airflow Variable), leaves an audit record under ``_audit/rollbacks/`` and is
 notified to the model's ``rollback.notify_url``. ``rollback.dry_run`` decides and audits
-without acting. A failed rollback run alerts through the webhook notifier.
+without acting. A failed rollback run alerts through the run-failure notifier.
 """
 
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH
-from modelwatch_notifier import WebhookNotifier
+from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, failure_notifier
 
 
 def _action(client, rollback):
@@ -60,7 +59,7 @@ def roll_back() -> list[dict]:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    on_failure_callback=WebhookNotifier(message="modelwatch_rollback failed: a breach may not be rolled back; see {{ run_id }}"),
+    on_failure_callback=failure_notifier("a guardrail breach may not have been rolled back: check the routing and the audit records"),
     tags=["modelwatch", "rollback"],
     doc_md=__doc__,
 )

@@ -207,6 +207,37 @@ def signal_breach(published: dict[str, Any]):
     yield Metadata(GUARDRAIL_BREACH, extra={"breaches": published["breaches"]})
 
 
+@task(retries=2)
+def notify(published: dict[str, Any]):
+    """Tell the team's webhook about this partition's guardrail breaches, and its drift at or above ``defaults.notify_drift_severity``.
+
+    Skipped when there is nothing to tell. Delivery is at least once: a retry after a partial failure resends.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+    from modelwatch.notifications import run_notifications
+    from modelwatch.storage import get_json
+    from modelwatch_notifier import PartitionEventNotifier
+
+    cfg = _config()
+    summary = get_json(_s3(cfg), published["summary_uri"])
+    due = run_notifications(summary, reports_uri=cfg.defaults.reports_uri, report_base_url=cfg.defaults.report_base_url,
+                            drift_level=cfg.defaults.notify_drift_severity)
+    if not due:
+        raise AirflowSkipException("no breach and no drift at or above the notification level in this partition")
+    context = get_current_context()
+    for notification in due:
+        PartitionEventNotifier(notification)(context)
+        print(f"NOTIFIED {notification.event} {notification.key}")
+    return [n.key for n in due]
+
+
+def failure_notifier(note: str | None = None):
+    """The DAGs' ``on_failure_callback``: the failed task and its log link, POSTed to ``$MODELWATCH_ALERT_WEBHOOK``."""
+    from modelwatch_notifier import RunFailureNotifier
+
+    return RunFailureNotifier(note=note)
+
+
 @task(outlets=[MODEL_PROMOTED], retries=0)
 def signal_promotion(published: dict[str, Any]):
     """Emit a model_promoted asset event (modelwatch_baseline builds the winner's baseline); skip otherwise."""
@@ -233,6 +264,7 @@ def monitor_models(cadence: str):
         experimented = experiments(validated, profiled, judged) if daily else None  # hourly: hard limits only (in profile)
         published = publish(extracted, validated, profiled, drifted, concepted, experimented, judged)
         signal_breach(published)
+        notify(published)
         if daily:
             signal_promotion(published)
 

@@ -42,6 +42,7 @@ def cmd_generate(args) -> int:
         toxic_burst_on=date.fromisoformat(args.toxic_burst_on) if args.toxic_burst_on else None,
         broken_rows_on={date.fromisoformat(d): args.broken_rows for d in (args.broken_on or [])},
         labels=not args.no_labels,
+        classic_shift_from=date.fromisoformat(args.classic_shift_from) if args.classic_shift_from else None,
     )
     llm = cfg.model(args.llm_model)
     exp = llm.experiments[0] if llm.experiments else None
@@ -123,6 +124,17 @@ def cmd_alert_rules(args) -> int:
     return 0
 
 
+def cmd_grafana_dashboard(args) -> int:
+    from modelwatch.grafana_dashboard import render, write_dashboard
+
+    if args.out == "-":
+        sys.stdout.write(render())
+        return 0
+    out = write_dashboard(args.out)
+    print(f"Grafana dashboard -> {out}")
+    return 0
+
+
 def cmd_contract(args) -> int:
     from modelwatch.contract import contract_markdown
 
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regression", choices=["latency", "errors"], help="what the treatment arm regresses")
     p.add_argument("--regression-from", help="day from which the treatment regresses")
     p.add_argument("--toxic-burst-on", help="day with a burst of toxic answers")
+    p.add_argument("--classic-shift-from", help="day from which the classifier's customers shift towards its decision boundary (accuracy falls)")
     p.add_argument("--broken-on", nargs="*", help="days that get broken rows")
     p.add_argument("--broken-rows", type=int, default=16)
     p.add_argument("--no-labels", action="store_true", help="do not write delayed labels")
@@ -183,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="modelwatch-rules.yml")
     p.add_argument("--tests", default=None, help="also write promtool unit tests for the rules to this path")
     p.set_defaults(func=cmd_alert_rules)
+
+    p = sub.add_parser("grafana-dashboard", help="write the Grafana dashboard JSON (provisioned from grafana/dashboards/)")
+    p.add_argument("--out", default="grafana/dashboards/modelwatch.json", help="output file, or - for stdout")
+    p.set_defaults(func=cmd_grafana_dashboard)
 
     p = sub.add_parser("contract", help="print the log contract as a Markdown table")
     p.set_defaults(func=cmd_contract)

@@ -43,6 +43,8 @@ class Defaults(_Strict):
     aws_conn_id: str = "aws_default"
     pushgateway_url: str | None = None  # e.g. http://pushgateway:9091: each run pushes its metrics there (Prometheus' batch-job convention)
     max_invalid_share: float = Field(0.05, ge=0.0, le=1.0)
+    report_base_url: str | None = None  # https address serving reports_uri (e.g. https://reports.example.com/modelwatch): notification links
+    notify_drift_severity: Literal["low", "medium", "high"] | None = "medium"  # drift at or above this is notified; null: never
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")
     @classmethod
@@ -50,6 +52,13 @@ class Defaults(_Strict):
         if not value.startswith("s3://") or len(value) <= len("s3://"):
             raise ValueError(f"expected an s3://bucket/prefix URI, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("report_base_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an https:// URL that serves reports_uri, got {value!r}")
+        return value.rstrip("/") if value else value
 
 
 class Window(_Strict):
@@ -249,6 +258,17 @@ class ValidationSettings(_Strict):
     max_invalid_share: float | None = Field(None, ge=0.0, le=1.0)
 
 
+class EstimationSettings(_Strict):
+    """Performance estimation before labels arrive: CBPE (classifiers) and DLE (regressors); see ``performance_estimation``."""
+
+    enabled: bool = True  # no effect on LLMs
+    method: Literal["isotonic", "platt"] = "isotonic"  # how CBPE calibrates the scores on the baseline's labelled rows
+    chunk_size: int = Field(500, ge=50, le=1_000_000)  # reference rows per chunk: thresholds and sampling error come from chunk-to-chunk variation
+    min_segment_count: int = Field(200, ge=20)  # rows a segment value needs before it gets its own estimate
+    min_labelled: int = Field(200, ge=1)  # arrived labels a past day needs before its realised metric is set beside the estimate
+    reference_rows: int = Field(50_000, ge=100, le=2_000_000)  # labelled baseline rows kept to fit the calibrator / nanny models
+
+
 class Model(_Strict):
     id: str
     kind: Literal["llm", "classifier", "regressor"]
@@ -260,6 +280,7 @@ class Model(_Strict):
     experiments: list[Experiment] = []
     rollback: Rollback | None = None
     validation: ValidationSettings = ValidationSettings()
+    estimation: EstimationSettings = EstimationSettings()
     variants: list[str] = []  # extra variant names allowed besides production, shadow and experiment arms
 
     @field_validator("id")

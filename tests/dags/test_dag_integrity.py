@@ -40,10 +40,20 @@ def test_monitoring_dags_map_one_branch_per_model(dagbag):
     for dag_id in ("modelwatch_daily", "modelwatch_hourly"):
         dag = dagbag.dags[dag_id]
         ids = {t.task_id for t in dag.tasks}
-        stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach"}
+        stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach",
+                  "monitor.notify"}
         assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.judge", "monitor.experiments", "monitor.signal_promotion"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
         assert set(dag.params) >= {"target_date", "target_hour", "models"}
         assert [o.name for o in dag.get_task("monitor.signal_breach").outlets] == ["guardrail_breach"]
+        assert dag.get_task("monitor.notify").upstream_task_ids == {"monitor.publish"}  # told even when no asset event is emitted
+
+
+def test_every_dag_reports_its_failures(dagbag):
+    from modelwatch_notifier import RunFailureNotifier
+
+    for dag in dagbag.dags.values():
+        callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+        assert any(isinstance(c, RunFailureNotifier) for c in callbacks), dag.dag_id
 
 
 def test_baseline_is_manual_with_its_params(dagbag):
