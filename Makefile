@@ -44,7 +44,7 @@ bench: install
 	$(PY) bench/run.py --size $(SIZE)
 
 lint: install
-	$(VENV)/bin/ruff check include dags plugins tests scripts bench
+	$(VENV)/bin/ruff check include dags plugins tests scripts bench examples
 
 # Re-resolve the pinned direct dependencies and rewrite the lock file.
 lock:
