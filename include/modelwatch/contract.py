@@ -145,7 +145,8 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
             return float(value), None
         return (int(value) if kind == "integer" else float(value)), None
     if kind == "feedback":
-        if _is_number(value) and value in FEEDBACK_VALUES:
+        # any small integer reaches the validator (which names the allowed set); beyond int8 nothing can hold it
+        if _is_number(value) and -128 <= value <= 127 and float(value).is_integer():
             return int(value), None
         return None, f"feedback: expected -1, 0 or 1, got {_describe(value)}"
     if kind == "object":

@@ -412,12 +412,17 @@ def _arms(control: SampleStats | RatioStats, treatment: SampleStats | RatioStats
 def _lift(c: _Arm, t: _Arm) -> tuple[float, float] | None:
     """Relative lift ``t / c - 1`` and its delta-method standard error (Deng et al. 2018, ratio of independent means).
 
-    ``Var(t/c) ~ var_t / c^2 + t^2 var_c / c^4``. None when the control estimate is 0.
+    ``Var(t/c) ~ var_t / c^2 + t^2 var_c / c^4``; the standard error is computed as
+    ``hypot(sd_t / c, r sd_c / c)`` with ``r = t / c`` so that tiny control means neither underflow nor overflow. None when the control estimate is 0
+    or the lift is not a finite number (a control mean too close to 0 for the ratio to exist).
     """
     if c.value == 0:
         return None
-    var = t.var / c.value**2 + t.value**2 * c.var / c.value**4
-    return t.value / c.value - 1, math.sqrt(var)
+    ratio = t.value / c.value
+    se = math.hypot(math.sqrt(t.var) / c.value, ratio * math.sqrt(c.var) / c.value)
+    if not (math.isfinite(ratio) and math.isfinite(se)):
+        return None
+    return ratio - 1, se
 
 
 def _kind_of(stats: SampleStats | RatioStats, kind: Kind) -> Kind:

@@ -27,9 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
-from modelwatch.storage import exists, get_json, put_if_absent, put_json
+from modelwatch.storage import exists, get_json, get_versioned, put_if_absent, put_if_unchanged
 from modelwatch.webhook import post_json
 
 ROLLED_BACK = "rolled_back"
@@ -66,12 +64,22 @@ def routed_to_control(routing: dict[str, Any], breach: dict[str, Any]) -> dict[s
     return doc
 
 
-def _already(routing: dict[str, Any], breach: dict[str, Any]) -> bool:
-    return routing.get("experiments", {}).get(breach["experiment_id"], {}).get("state") == ROLLED_BACK
+def _already(routing: dict[str, Any], breach: dict[str, Any]) -> dict[str, Any] | None:
+    """The outcome when the routing already sends the experiment to control, else None.
+
+    When this very breach did it (a retried claimant that acted and then died before its
+    audit record), the outcome is ``rolled_back``: the audit then records the action once.
+    """
+    state = routing.get("experiments", {}).get(breach["experiment_id"], {})
+    if state.get("state") != ROLLED_BACK:
+        return None
+    outcome = ROLLED_BACK if state.get("breach_id") == breach["breach_id"] else "already_rolled_back"
+    return {"outcome": outcome, "routing": routing}
 
 
 class RoutingDocumentAction:
     name = "routing_document"
+    MAX_CONFLICTS = 5
 
     def __init__(self, client, uri: str):
         self.client, self.uri = client, uri
@@ -79,22 +87,26 @@ class RoutingDocumentAction:
     def target(self) -> str:
         return self.uri
 
-    def _read(self) -> dict[str, Any]:
-        try:
-            return get_json(self.client, self.uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return {"experiments": {}}
-            raise
+    def _read(self) -> tuple[dict[str, Any], str | None]:
+        body, etag = get_versioned(self.client, self.uri)
+        return (json.loads(body) if body else {"experiments": {}}), etag
 
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
-        current = self._read()
-        if _already(current, breach):
-            return {"outcome": "already_rolled_back", "routing": current}
-        routing = routed_to_control(current, breach)
-        put_if_absent(self.client, f"{self.uri}.v{routing['version']}", json.dumps(routing, indent=2, sort_keys=True).encode())
-        put_json(self.client, self.uri, routing)
-        return {"outcome": ROLLED_BACK, "routing": routing, "version_uri": f"{self.uri}.v{routing['version']}"}
+        """Compare-and-swap on the live document (``If-Match`` its ETag, ``If-None-Match: *`` when new): a writer
+        that loses the race re-reads and decides again, so breaches handled at the same time never overwrite
+        each other and an experiment is rolled back once. Every version is also kept at ``<uri>.v<N>``."""
+        for _ in range(self.MAX_CONFLICTS):
+            current, etag = self._read()
+            done = _already(current, breach)
+            if done is not None:
+                return done
+            routing = routed_to_control(current, breach)
+            body = json.dumps(routing, indent=2, sort_keys=True).encode()
+            if put_if_unchanged(self.client, self.uri, body, etag):
+                version_uri = f"{self.uri}.v{routing['version']}"
+                put_if_absent(self.client, version_uri, body)
+                return {"outcome": ROLLED_BACK, "routing": routing, "version_uri": version_uri}
+        raise RuntimeError(f"routing document {self.uri} kept changing through {self.MAX_CONFLICTS} attempts to roll back {breach['experiment_id']}")
 
 
 class WebhookAction:
@@ -127,8 +139,9 @@ class VariableAction:
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
         raw = self.get(self.key)
         current = json.loads(raw) if raw else {"experiments": {}}
-        if _already(current, breach):
-            return {"outcome": "already_rolled_back", "routing": current}
+        done = _already(current, breach)
+        if done is not None:
+            return done
         routing = routed_to_control(current, breach)
         self.set(self.key, json.dumps(routing, sort_keys=True))
         return {"outcome": ROLLED_BACK, "routing": routing}

@@ -10,16 +10,85 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError, IncompleteReadError, ResponseStreamingError
 
 TMP_PREFIX = "_tmp/"
+# botocore retry policy: "adaptive" is "standard" (exponential backoff with full jitter on throttling,
+# 5xx, timeouts and connection errors) plus a client-side rate limiter that slows down on throttling.
+RETRY_MODE = "adaptive"
+MAX_RETRIES = 7  # botocore's retries.max_attempts: retries after the first request
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+BODY_READ_ATTEMPTS = 3  # a download cut off mid-body is not retried by botocore: get_bytes retries it
+_log = logging.getLogger(__name__)
+
+
+class S3Error(ClientError):
+    """An S3 request that failed after the client's retries; the message names the object and what to do.
+
+    A ``ClientError`` subclass with the same ``response``, so code that inspects the error
+    code (``NoSuchKey``, ``PreconditionFailed``) keeps working.
+    """
+
+    def __init__(self, error_response: dict[str, Any], operation_name: str, uri: str):
+        super().__init__(error_response, operation_name)
+        self.uri = uri
+        code = str(error_response.get("Error", {}).get("Code", ""))
+        attempts = int(error_response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
+        self.args = (f"S3 {operation_name} of {uri} failed after {attempts} attempt(s): {self.args[0].rstrip('.')}. {_advice(code, error_response)}",)
+
+    def __reduce__(self):
+        return self.__class__, (self.response, self.operation_name, self.uri)
+
+
+class S3Unreachable(ConnectionError):
+    """The S3 endpoint did not answer (connection refused or reset, timeouts) through every retry."""
+
+    def __init__(self, operation: str, uri: str, cause: Exception):
+        self.uri = uri
+        super().__init__(f"S3 {operation} of {uri} failed: {str(cause).rstrip('.')}. The endpoint did not answer through the client's retries "
+                         f"with backoff (retries.max_attempts in the aws connection's config_kwargs); check its endpoint_url and the network, "
+                         f"the task's own retries will try again")
+
+
+def _advice(code: str, response: dict[str, Any]) -> str:
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded") or status == 503:
+        return ("S3 kept throttling through every retry: lower the concurrency of the tasks hitting this prefix (pools, max_active_runs) "
+                "or raise retries.max_attempts in the aws connection's config_kwargs")
+    if status >= 500:
+        return "the S3 service kept failing through every retry; the task's own retries will try again later"
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return "the credentials of the aws connection lack access to this object: see the minimal IAM policy in the README"
+    if code == "NoSuchBucket":
+        return "the bucket does not exist: create it or fix the *_uri in the config"
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return "the object does not exist: check that the stage producing it ran for this partition"
+    return "see the S3 error code above"
+
+
+@contextmanager
+def _naming(operation: str, uri: str) -> Iterator[None]:
+    """Re-raise S3 failures as errors that name the object (S3Error keeps the ClientError interface)."""
+    try:
+        yield
+    except S3Error:
+        raise
+    except ClientError as exc:
+        raise S3Error(exc.response, exc.operation_name, uri) from exc
+    except BotoCoreError as exc:
+        raise S3Unreachable(operation, uri, exc) from exc
 
 
 @dataclass(frozen=True)
@@ -56,8 +125,20 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def make_client(endpoint_url: str | None = None, region: str = "us-east-1", access_key: str | None = None, secret_key: str | None = None):
-    """A boto3 S3 client for use outside Airflow (CLI, generator, tests), with standard retries."""
+def config_kwargs(max_attempts: int = MAX_RETRIES, mode: str = RETRY_MODE, connect_timeout: float = CONNECT_TIMEOUT_S,
+                  read_timeout: float = READ_TIMEOUT_S) -> dict[str, Any]:
+    """botocore ``Config`` arguments: retries with backoff and bounded timeouts.
+
+    The same dict goes into an Airflow aws connection's extra as ``config_kwargs``, or to
+    ``S3Hook(config=botocore.config.Config(**config_kwargs()))``, so the DAGs' clients retry
+    like this one.
+    """
+    return {"retries": {"max_attempts": max_attempts, "mode": mode}, "connect_timeout": connect_timeout, "read_timeout": read_timeout}
+
+
+def make_client(endpoint_url: str | None = None, region: str = "us-east-1", access_key: str | None = None, secret_key: str | None = None,
+                **config: Any):
+    """A boto3 S3 client for use outside Airflow (CLI, generator, tests); ``config`` overrides ``config_kwargs``."""
     import os
 
     import boto3
@@ -71,29 +152,40 @@ def make_client(endpoint_url: str | None = None, region: str = "us-east-1", acce
         region_name=region,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+        config=Config(**config_kwargs(**config)),
     )
 
 
 def list_objects(client, prefix_uri: str) -> Iterator[tuple[str, int]]:
     """Yield ``(s3 uri, size)`` of every object under a prefix, in key order."""
     bucket, prefix = split_uri(prefix_uri.rstrip("/") + "/")
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield f"s3://{bucket}/{obj['Key']}", obj["Size"]
+    with _naming("ListObjectsV2", f"s3://{bucket}/{prefix}"):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield f"s3://{bucket}/{obj['Key']}", obj["Size"]
 
 
 def get_bytes(client, uri: str) -> bytes:
+    """An object's bytes; a body cut off mid-download (which botocore does not retry) is fetched again."""
     bucket, key = split_uri(uri)
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+        with _naming("GetObject", uri):
+            response = client.get_object(Bucket=bucket, Key=key)
+        try:
+            return response["Body"].read()
+        except (IncompleteReadError, ResponseStreamingError) as exc:
+            if attempt == BODY_READ_ATTEMPTS:
+                raise S3Unreachable("GetObject", uri, exc) from exc
+            _log.warning("download of %s cut off (%s); attempt %d of %d", uri, exc, attempt + 1, BODY_READ_ATTEMPTS)
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def exists(client, uri: str) -> bool:
-    from botocore.exceptions import ClientError
-
     bucket, key = split_uri(uri)
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        with _naming("HeadObject", uri):
+            client.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
@@ -105,31 +197,70 @@ def put_bytes(client, uri: str, data: bytes, content_type: str = "application/oc
     """Write an object so that readers see the old version or the new one, never a part.
 
     The body goes to a temporary key first and is then copied into place, so a task
-    killed mid-upload leaves nothing under the final prefix; re-runs overwrite.
+    killed mid-upload leaves nothing under the final prefix; re-runs overwrite. Removing the
+    temporary object is best effort: a leftover under ``_tmp/`` is invisible to readers (an
+    S3 lifecycle rule on ``_tmp/`` expires it).
     """
     bucket, key = split_uri(uri)
     tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
-    client.put_object(Bucket=bucket, Key=tmp_key, Body=data, ContentType=content_type)
+    with _naming("PutObject", uri):
+        client.put_object(Bucket=bucket, Key=tmp_key, Body=data, ContentType=content_type)
     try:
-        client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": tmp_key}, ContentType=content_type, MetadataDirective="REPLACE")
+        with _naming("CopyObject", uri):
+            client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": tmp_key}, ContentType=content_type, MetadataDirective="REPLACE")
     finally:
-        client.delete_object(Bucket=bucket, Key=tmp_key)
+        try:
+            client.delete_object(Bucket=bucket, Key=tmp_key)
+        except (ClientError, BotoCoreError) as exc:
+            _log.warning("temporary object s3://%s/%s not removed (%s); it is not visible under %s", bucket, tmp_key, exc, uri)
     return uri
 
 
 def put_if_absent(client, uri: str, data: bytes, content_type: str = "application/json") -> bool:
     """Create an object only if no object exists at that key (S3 conditional write, ``If-None-Match: *``).
 
-    Returns False when the key already exists: the basis of exactly-once records.
+    Returns False when the key already exists: the basis of exactly-once records. A retried
+    request whose first attempt did create the object also answers 412, so a caller that
+    needs to know whether its own body landed compares the stored object with ``data``.
     """
-    from botocore.exceptions import ClientError
-
     bucket, key = split_uri(uri)
     try:
-        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        with _naming("PutObject", uri):
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
         return True
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            return False
+        raise
+
+
+def get_versioned(client, uri: str) -> tuple[bytes | None, str | None]:
+    """``(body, ETag)`` of an object, ``(None, None)`` when it does not exist: the read half of a compare-and-swap."""
+    bucket, key = split_uri(uri)
+    try:
+        with _naming("GetObject", uri):
+            response = client.get_object(Bucket=bucket, Key=key)
+            return response["Body"].read(), response["ETag"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None, None
+        raise
+
+
+def put_if_unchanged(client, uri: str, data: bytes, etag: str | None, content_type: str = "application/json") -> bool:
+    """Replace an object only if it still has ``etag`` (``If-Match``), or create it only if absent when ``etag`` is None.
+
+    Returns False when another writer got there first: re-read and decide again.
+    """
+    if etag is None:
+        return put_if_absent(client, uri, data, content_type)
+    bucket, key = split_uri(uri)
+    try:
+        with _naming("PutObject", uri):
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfMatch=etag)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412", "NoSuchKey", "404"):
             return False
         raise
 
@@ -158,13 +289,12 @@ def delete_prefix(client, prefix_uri: str) -> int:
     bucket, _ = split_uri(prefix_uri)
     keys = [split_uri(u)[1] for u, _ in list_objects(client, prefix_uri)]
     for i in range(0, len(keys), 1000):
-        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
+        with _naming("DeleteObjects", prefix_uri):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
     return len(keys)
 
 
 def ensure_bucket(client, bucket: str) -> None:
-    from botocore.exceptions import ClientError
-
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError:

@@ -1,0 +1,114 @@
+"""Every kind of bad input in the corpus through the real extract + validate stages on the S3 server.
+
+Each case gets its own day of ``support-bot-v3``; the files are written to the logs
+prefix, then ``pipeline.extract`` and ``pipeline.validate`` run as the DAG runs them. The
+invariant rows in = rows valid + rows quarantined is checked against the rows the case
+wrote, and every quarantined row carries its reason and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import pytest
+from corpus import CASES, MODEL, Case, good, lines
+from modelwatch.pipeline import extract, quarantine_uri, validate, work_uri
+from modelwatch.storage import Partition, get_table, put_bytes
+from modelwatch.validation import ContractViolation
+
+FIRST_DAY = date(2027, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def world(s3_server):
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    data = bundled_config_data("rel-corpus")
+    llm = next(m for m in data["models"] if m["id"] == MODEL)
+    llm["validation"]["max_invalid_share"] = 1.0  # the corpus checks counts; the limit has its own test below
+    return client, scoped_config(client, "rel-corpus", data)
+
+
+def _write(client, cfg, day: date, files: dict[str, bytes]) -> Partition:
+    partition = Partition(MODEL, day)
+    for name, body in files.items():
+        put_bytes(client, f"{partition.path(cfg.defaults.logs_uri)}/{name}", body)
+    return partition
+
+
+def test_corpus_is_large_and_named_once():
+    names = [c.name for c in CASES]
+    assert len(names) >= 25 and len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_has_its_outcome_and_loses_no_row(world, case: Case):
+    client, cfg = world
+    partition = _write(client, cfg, FIRST_DAY + timedelta(days=CASES.index(case)), case.make(FIRST_DAY + timedelta(days=CASES.index(case))))
+    extracted = extract(client, cfg, partition)
+    validated = validate(client, cfg, extracted)
+
+    assert extracted["rows_read"] == case.rows_in, extracted["files"]
+    assert (validated["rows_valid"], validated["rows_quarantined"]) == (case.valid, case.quarantined), validated["failures"]
+    assert validated["rows_read"] == validated["rows_valid"] + validated["rows_quarantined"]
+
+    quarantine = get_table(client, quarantine_uri(cfg, partition)).to_pylist()
+    valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pylist()
+    assert len(quarantine) == case.quarantined and len(valid) == case.valid
+    ids = sorted([r["_row_id"] for r in quarantine] + [r["_row_id"] for r in valid])
+    assert ids == list(range(case.rows_in)), "every row read is either valid or quarantined, exactly once"
+    for row in quarantine:
+        assert row["reasons"] and row["_source"].startswith(partition.path(cfg.defaults.logs_uri)) and row["_line"] >= 1, row
+        assert row["raw"] is not None
+        if case.reason:
+            assert re.search(case.reason, row["reasons"]), row["reasons"]
+    if case.file_problem:
+        problems = [f["problem"] or "" for f in extracted["files"]]
+        assert any(case.file_problem in p for p in problems), problems
+    else:
+        assert all(f["problem"] is None for f in extracted["files"]), extracted["files"]
+    if case.kept:
+        assert case.kept(valid)
+
+
+def test_too_many_bad_rows_fail_the_stage_naming_partition_rule_and_fix(s3_server):
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    cfg = scoped_config(client, "rel-limit", bundled_config_data("rel-limit"))
+    day = date(2027, 3, 1)
+    rows = [good(day, i) for i in range(10)] + [good(day, 10 + i, latency_ms=-1.0) for i in range(3)]
+    partition = _write(client, cfg, day, {"part-0.jsonl": lines(rows)})
+    extracted = extract(client, cfg, partition)
+    with pytest.raises(ContractViolation) as raised:
+        validate(client, cfg, extracted)
+    message = str(raised.value)
+    assert partition.path(cfg.defaults.logs_uri) in message and "3 of 13 rows" in message
+    assert "latency_ms must be within" in message and "max_invalid_share" in message and "fix the producer" in message
+    # the quarantine was written before the stage failed: nothing is lost, the rows can be inspected
+    assert get_table(client, quarantine_uri(cfg, partition)).num_rows == 3
+
+
+def test_summary_records_the_counts(world):
+    """The counts reach the published summary too (what an analyst reads)."""
+    from modelwatch.pipeline import profile, publish
+
+    client, cfg = world
+    case = next(c for c in CASES if c.name == "duplicate_request_ids")
+    day = date(2027, 4, 1)
+    partition = _write(client, cfg, day, case.make(day))
+    extracted = extract(client, cfg, partition)
+    validated = validate(client, cfg, extracted)
+    summary = json.loads(client.get_object(**_loc(publish(client, cfg, extracted, validated, profile(client, cfg, validated, "daily"),
+                                                            {"run_id": "t"})["summary_uri"]))["Body"].read())
+    assert summary["rows"] == {"read": case.rows_in, "valid": case.valid, "quarantined": case.quarantined}
+
+
+def _loc(uri: str) -> dict:
+    bucket, _, key = uri[5:].partition("/")
+    return {"Bucket": bucket, "Key": key}

@@ -1,0 +1,217 @@
+"""S3 faults between the client and the S3 server: retried with backoff, then a clear failure; writes stay atomic.
+
+Faults are injected by ``faulty_s3.FaultyS3``, an HTTP proxy in front of the moto server,
+so the real botocore retry machinery (``storage.config_kwargs``) and the real server
+are exercised. Writers are killed mid-upload in a subprocess to show that no partial
+object ever becomes visible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+from corpus import lines
+from faulty_s3 import Fault, FaultyS3
+from modelwatch.storage import (
+    S3Error,
+    S3Unreachable,
+    ensure_bucket,
+    exists,
+    get_bytes,
+    list_objects,
+    make_client,
+    put_bytes,
+    put_json,
+)
+
+RETRIES = 4  # botocore retries.max_attempts (retries after the first request)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def proxy(s3_server):
+    server = FaultyS3(s3_server.endpoint, seed=7).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def faulty(proxy):
+    """A client through the proxy: 4 retries, 1 s timeouts (so an injected timeout costs 1 s, not 60)."""
+    return make_client(endpoint_url=proxy.endpoint, max_attempts=RETRIES, mode="standard", connect_timeout=1, read_timeout=1)
+
+
+@pytest.fixture()
+def bucket(s3) -> str:
+    name = f"faults-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(s3, name)
+    return name
+
+
+TRANSIENT = [
+    ("GET", "slowdown"), ("GET", "internal_error"), ("GET", "bad_gateway"), ("GET", "timeout"), ("GET", "reset"), ("GET", "truncate_body"),
+    ("PUT", "slowdown"), ("PUT", "internal_error"), ("PUT", "reset"), ("PUT", "timeout"),
+    ("LIST", "slowdown"), ("LIST", "timeout"), ("HEAD", "internal_error"), ("HEAD", "reset"),
+]
+
+
+@pytest.mark.parametrize(("op", "kind"), TRANSIENT, ids=[f"{o}-{k}" for o, k in TRANSIENT])
+def test_transient_fault_is_retried_and_the_call_succeeds(s3, proxy, faulty, bucket, op, kind):
+    uri = f"s3://{bucket}/data/obj.bin"
+    body = os.urandom(50_000)
+    put_bytes(s3, uri, body)
+    method = {"LIST": "GET", "PUT": "PUT"}.get(op, op)
+    fault = proxy.add(Fault(kind, method=method, path_contains="" if op == "LIST" else "obj.bin",
+                            query_contains="list-type=2" if op == "LIST" else None, times=2, delay_s=2.0))
+    if op == "GET":
+        assert get_bytes(faulty, uri) == body
+    elif op == "PUT":
+        assert put_bytes(faulty, uri, body[::-1]) == uri and get_bytes(s3, uri) == body[::-1]
+    elif op == "LIST":
+        assert list(list_objects(faulty, f"s3://{bucket}/data")) == [(uri, len(body))]
+    else:
+        assert exists(faulty, uri)
+    assert fault.fired == 2 and proxy.injected(kind) == 2
+
+
+PERSISTENT = [("slowdown", S3Error, "throttling"), ("internal_error", S3Error, "kept failing"), ("bad_gateway", S3Error, "kept failing"),
+              ("timeout", S3Unreachable, "did not answer"), ("reset", S3Unreachable, "did not answer")]
+
+
+@pytest.mark.parametrize(("kind", "error", "advice"), PERSISTENT, ids=[p[0] for p in PERSISTENT])
+def test_persistent_fault_fails_after_the_retries_naming_the_object(s3, proxy, faulty, bucket, kind, error, advice):
+    uri = f"s3://{bucket}/logs/part-7.jsonl"
+    put_bytes(s3, uri, b"{}\n")
+    proxy.add(Fault(kind, method="GET", path_contains="part-7", times=None, delay_s=1.5))
+    with pytest.raises(error) as raised:
+        get_bytes(faulty, uri)
+    assert uri in str(raised.value) and advice in str(raised.value)
+    assert proxy.injected(kind) == RETRIES + 1  # the first request and every retry, then it gives up
+    if error is S3Error:
+        assert f"after {RETRIES + 1} attempt(s)" in str(raised.value)
+
+
+def test_adaptive_mode_default_retries_throttling(s3, proxy, bucket):
+    """The default client config (adaptive retries) rides out a burst of SlowDown answers."""
+    uri = f"s3://{bucket}/x.json"
+    put_json(s3, uri, {"a": 1})
+    proxy.add(Fault("slowdown", method="GET", path_contains="x.json", times=5))
+    client = make_client(endpoint_url=proxy.endpoint)
+    assert client.meta.config.retries["mode"] == "adaptive"
+    assert get_bytes(client, uri) == get_bytes(s3, uri) and proxy.injected("slowdown") == 5
+
+
+def test_failed_write_names_the_final_object_and_leaves_nothing_there(s3, proxy, faulty, bucket):
+    uri = f"s3://{bucket}/reports/model_id=m/dt=2027-01-01/summary.json"
+    proxy.add(Fault("internal_error", method="PUT", times=None))
+    with pytest.raises(S3Error) as raised:
+        put_json(faulty, uri, {"outcome": "ok"})
+    assert uri in str(raised.value) and "_tmp/" not in str(raised.value).split(" failed")[0]
+    assert not exists(s3, uri)
+
+
+def test_stage_under_random_faults_gives_the_same_outputs(s3_server, s3, proxy):
+    """extract + validate through a proxy failing 30% of requests write exactly what a clean run writes."""
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.generate import Scenario, classifier_day
+    from modelwatch.pipeline import extract, quarantine_uri, validate, work_uri
+    from modelwatch.storage import Partition
+
+    cfg = scoped_config(s3, "rel-faults", bundled_config_data("rel-faults"))
+    day = date(2026, 11, 2)
+    rows, _ = classifier_day("churn-classifier-v2", day, 600, 3, Scenario())
+    partition = Partition("churn-classifier-v2", day)
+    put_bytes(s3, f"{partition.path(cfg.defaults.logs_uri)}/part-0.jsonl.gz", gzip.compress(lines(rows[:300])))
+    put_bytes(s3, f"{partition.path(cfg.defaults.logs_uri)}/part-1.jsonl", lines([*rows[300:], b'{"request_id": "cut', b"\xff\xfe"]))
+    clean = validate(s3, cfg, extract(s3, cfg, partition))
+    outputs = [work_uri(cfg, partition, n) for n in ("rows.parquet", "read_rejects.parquet", "valid.parquet")] + [quarantine_uri(cfg, partition)]
+    expected = {u: get_bytes(s3, u) for u in outputs}
+
+    for kind in ("slowdown", "internal_error", "reset"):
+        proxy.add(Fault(kind, times=None, rate=0.1))
+    client = make_client(endpoint_url=proxy.endpoint, max_attempts=8, mode="standard", connect_timeout=1, read_timeout=5)
+    faulted = validate(client, cfg, extract(client, cfg, partition))
+    injected = proxy.injected()
+    proxy.clear()
+    assert injected >= 3, "the run met faults"
+    assert faulted == clean and faulted["rows_read"] == faulted["rows_valid"] + faulted["rows_quarantined"] == 602
+    assert {u: get_bytes(s3, u) for u in outputs} == expected
+
+
+_WRITER = """
+import sys
+from modelwatch.storage import make_client, put_bytes
+client = make_client(endpoint_url=sys.argv[1], max_attempts=0, read_timeout=120)
+put_bytes(client, sys.argv[2], b"N" * 4_000_000)
+"""
+
+
+def _kill_writer_when(proxy: FaultyS3, fault: Fault, uri: str) -> None:
+    proxy.add(fault)
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, proxy.endpoint, uri], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert fault.hit.wait(120), "the writer never reached the injected stall"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_writer_killed_mid_upload_leaves_no_object(s3, proxy, bucket):
+    uri = f"s3://{bucket}/reports/model_id=m/dt=2027-01-01/metrics.parquet"
+    _kill_writer_when(proxy, Fault("stall", method="PUT", path_contains="_tmp/", delay_s=20), uri)
+    assert not exists(s3, uri) and list(list_objects(s3, f"s3://{bucket}/reports")) == []
+
+
+def test_writer_killed_between_upload_and_publish_keeps_the_old_version(s3, proxy, bucket):
+    uri = f"s3://{bucket}/reports/model_id=m/dt=2027-01-01/summary.json"
+    put_bytes(s3, uri, b'{"version": 1}')
+    _kill_writer_when(proxy, Fault("stall", method="PUT", header="x-amz-copy-source", delay_s=20), uri)
+    assert get_bytes(s3, uri) == b'{"version": 1}'  # readers see the old complete version, never a part of the new one
+    assert [u for u, _ in list_objects(s3, f"s3://{bucket}/reports")] == [uri]
+
+
+def test_baseline_whose_manifest_write_fails_is_not_visible(s3, proxy):
+    """A multi-object output is published manifest-last: without the manifest, readers treat it as absent."""
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.baseline import BaselineMissing, baseline_prefix, build_baseline, load_baseline
+    from modelwatch.generate import Scenario, classifier_day
+    from modelwatch.storage import Partition
+
+    cfg = scoped_config(s3, "rel-manifest", bundled_config_data("rel-manifest"))
+    for offset in range(3):
+        day = date(2026, 11, 1 + offset)
+        rows = classifier_day("churn-classifier-v2", day, 150, 5, Scenario())[0]
+        put_bytes(s3, f"{Partition('churn-classifier-v2', day).path(cfg.defaults.logs_uri)}/part-0.jsonl", lines(rows))
+    proxy.add(Fault("internal_error", method="PUT", path_contains="manifest.json", times=None))
+    client = make_client(endpoint_url=proxy.endpoint, max_attempts=1, mode="standard")
+    with pytest.raises(S3Error, match="manifest.json"):
+        build_baseline(client, cfg, "churn-classifier-v2", date(2026, 11, 1), date(2026, 11, 3), progress=lambda _: None)
+    prefix = baseline_prefix(cfg.defaults.reports_uri, "churn-classifier-v2", "2026-11-01_2026-11-03")
+    assert exists(s3, f"{prefix}/reference.parquet") and not exists(s3, f"{prefix}/manifest.json")
+    with pytest.raises(BaselineMissing, match="manifest.json is missing"):
+        load_baseline(s3, cfg, cfg.model("churn-classifier-v2"))
+
+
+def test_stage_reading_an_unreachable_object_fails_naming_it(s3, proxy):
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.pipeline import extract, work_uri
+    from modelwatch.storage import Partition
+
+    cfg = scoped_config(s3, "rel-unreach", bundled_config_data("rel-unreach"))
+    partition = Partition("support-bot-v3", date(2027, 2, 1))
+    log = f"{partition.path(cfg.defaults.logs_uri)}/part-0.jsonl"
+    put_bytes(s3, log, b'{"request_id": "a"}\n')
+    proxy.add(Fault("internal_error", method="GET", path_contains="part-0.jsonl", times=None))
+    with pytest.raises(S3Error) as raised:
+        extract(make_client(endpoint_url=proxy.endpoint, max_attempts=1, mode="standard"), cfg, partition)
+    assert log in str(raised.value)
+    assert not exists(s3, work_uri(cfg, partition, "rows.parquet"))  # nothing half-done for the next stage to pick up
