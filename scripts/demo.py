@@ -129,7 +129,7 @@ def main() -> int:
         step(f"generating {DAYS} days of traffic from {START} (de-DE drifts from day 6, toxic burst day 7, broken rows day 5, "
              f"exp-042's treatment p99 latency regresses from day {REGRESSION_DAY.day}, exp-aa-7 is an A/A test, 5% of requests mirrored to a shadow model)")
         scenario = Scenario(drift_from=DRIFT_DAY, drift_locale="de-DE", toxic_burst_on=START + timedelta(6), regression="latency",
-                            regression_from=REGRESSION_DAY, broken_rows_on={START + timedelta(4): 24}, shadow_share=0.05)
+                            regression_from=REGRESSION_DAY, broken_rows_on={START + timedelta(4): 24}, shadow_share=0.05, classic_shift_from=START + timedelta(7))
         exp = llm.experiments[0]
         aa = cfg.model("churn-classifier-v2").experiments[0]
         generate_traffic(client, cfg.defaults.logs_uri, cfg.defaults.labels_uri, START, DAYS, scenario=scenario, plan=ExperimentPlan(exp.id, exp.weights()),

@@ -3,7 +3,10 @@
 One rule group per model, over the series of :mod:`modelwatch.prom_metrics`. Thresholds come
 from the config where it has them: the ``max`` of the experiments' hard limits on
 ``error_rate`` / ``latency_p95_ms`` / ``latency_p99_ms``, the ``min`` of a hard limit on
-``judge.helpfulness``; otherwise from ``DEFAULTS``. Each alert is built together with an
+``judge.helpfulness``; otherwise from ``DEFAULTS``. Classic models with performance estimation
+get two rules per headline metric whose bounds travel with the data (pushed by the run, computed
+from the baseline's reference chunks): the estimate leaving its thresholds, and the realised
+metric of the latest labelled day leaving its estimate's band (concept drift). Each alert is built together with an
 input that makes it fire and one that keeps it quiet, so :func:`rules_tests` can prove,
 through ``promtool test rules``, that every generated rule does what it says.
 """
@@ -187,6 +190,38 @@ def _judge_alerts(model: Model) -> list[AlertSpec]:
     ]
 
 
+ESTIMATION_ALERT_METRICS: dict[str, tuple[str, ...]] = {"classifier": ("accuracy", "f1", "roc_auc"), "regressor": ("mae", "rmse")}
+
+
+def _estimation_alerts(model: Model) -> list[AlertSpec]:
+    """Estimated performance outside the reference thresholds; realised performance outside its estimate's band."""
+    out = []
+    for metric in ESTIMATION_ALERT_METRICS.get(model.kind, ()) if model.estimation.enabled else ():
+        labels = {"model": model.id, "metric": metric}
+        inner = f'model="{model.id}",metric="{metric}"'
+        est, low, high = (f"modelwatch_performance_{n}{{{inner}}}" for n in ("estimate", "threshold_lower", "threshold_upper"))
+        good, bad = (0.8, 0.6) if metric not in ("mae", "rmse") else (1.0, 2.0)
+        bounds = [Series("modelwatch_performance_threshold_lower", labels, _const(0.7 if good < 1 else 0.5)),
+                  Series("modelwatch_performance_threshold_upper", labels, _const(0.9 if good < 1 else 1.5))]
+        out.append(AlertSpec(
+            "ModelwatchEstimatedPerformanceOutOfBand", f"{est} < {low} or {est} > {high}", "15m", "warning",
+            f"{model.id}: estimated {metric} outside its reference band",
+            f"The {metric} of {model.id} estimated from its own outputs (labels have not arrived) left the range its baseline's "
+            "chunk-to-chunk variation allows (mean ± 3 sd).",
+            [Series("modelwatch_performance_estimate", labels, _const(bad)), *bounds],
+            [Series("modelwatch_performance_estimate", labels, _const(good)), *bounds], [labels]))
+        gap, limit = f"modelwatch_performance_estimation_gap{{{inner}}}", f"modelwatch_performance_estimation_gap_limit{{{inner}}}"
+        out.append(AlertSpec(
+            "ModelwatchEstimationGap", f"abs({gap}) > {limit}", "15m", "warning",
+            f"{model.id}: realised {metric} differs from its estimate",
+            f"The labels of a past day of {model.id} arrived and its realised {metric} lies outside its estimate's band: the score "
+            "calibration learnt on the baseline no longer holds (concept drift).",
+            [Series("modelwatch_performance_estimation_gap", labels, _const(-0.08)), Series("modelwatch_performance_estimation_gap_limit", labels, _const(0.03))],
+            [Series("modelwatch_performance_estimation_gap", labels, _const(0.01)), Series("modelwatch_performance_estimation_gap_limit", labels, _const(0.03))],
+            [labels]))
+    return out
+
+
 def _silent(model: Model, cadence: str) -> AlertSpec:
     limit = SCHEDULE_SECONDS[cadence] + SLACK_SECONDS[cadence]
     labels = {"model": model.id, "cadence": cadence}
@@ -207,6 +242,7 @@ def alert_specs(model: Model) -> list[AlertSpec]:
     specs += _experiment_alerts(model)
     if model.judge is not None:
         specs += _judge_alerts(model)
+    specs += _estimation_alerts(model)
     specs += [_silent(model, cadence) for cadence in model.cadence]
     return specs
 

@@ -11,6 +11,10 @@ A baseline is built from the contract-valid rows of every day of the window and 
   row of the window (KLL quantile sketches for numerical columns, frequent-items
   sketches for categorical ones), serialised, plus their readable quantiles and counts;
 - ``embeddings.parquet`` (LLMs): embeddings of a sample of prompts and responses;
+- ``estimation.json``, ``estimation_reference.parquet`` (classic models with labels for the
+  window): the score calibrator or nanny-model inputs and reference-chunk statistics of
+  performance estimation (``performance_estimation``); the manifest's ``estimation`` entry
+  says whether they were built, or why not;
 - ``manifest.json``: version, window, days, row counts, column kinds. Written last, so a
   baseline without a manifest is incomplete and is never read.
 
@@ -173,6 +177,10 @@ def build_baseline(client, cfg: MonitoringConfig, model_id: str, start: date, en
     profiles: ProfileBuilder | None = None
     columns: DriftColumns | None = None
     days: list[dict[str, Any]] = []
+    from modelwatch.performance_estimation import ReferenceBuilder
+
+    # labelled incumbent rows of the window: the calibrator (CBPE) or nanny models (DLE) of performance estimation
+    estimation = ReferenceBuilder(client, cfg, model, incumbents) if model.kind != "llm" and model.estimation.enabled else None
     for day in window_days(start, end):
         valid, read, quarantined = read_valid_day(client, cfg, model, day)
         if valid.num_rows == 0:
@@ -181,6 +189,8 @@ def build_baseline(client, cfg: MonitoringConfig, model_id: str, start: date, en
             continue
         frame, day_columns = drift_frame(valid, model.kind, settings.features, model.segments, settings.text)
         frame = frame[frame["variant"].isin(incumbents)].reset_index(drop=True)
+        if estimation is not None:
+            estimation.update(day, valid)
         if columns is None:
             columns, profiles = day_columns, ProfileBuilder(day_columns.kinds)
         frame = coerce_kinds(frame, columns.kinds)
@@ -209,6 +219,7 @@ def build_baseline(client, cfg: MonitoringConfig, model_id: str, start: date, en
                     "segments": columns.segments, "text": columns.text},
         "kinds": columns.kinds,
         "embeddings": embedded,
+        "estimation": estimation.store(prefix, progress) if estimation is not None else None,  # its artefacts before the manifest
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "uri": prefix,
     }

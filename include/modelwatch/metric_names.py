@@ -1,4 +1,4 @@
-"""Names of the operational metrics that ``metrics`` computes and configs may refer to.
+"""Names of the operational metrics that ``metrics`` computes and configs may refer to, and of the estimated performance metrics.
 
 Kept apart from ``metrics`` (which needs pandas) so that configuration checks stay light.
 """
@@ -28,4 +28,17 @@ OPERATIONAL_METRICS: dict[str, tuple[str, str]] = {
     "cost_per_1k_tokens_usd": ("USD", "cost per thousand tokens"),
     "quality_score_mean": ("score", "mean online quality score"),
     "feedback_negative_rate": ("ratio", "share of rated requests with thumbs down"),
+}
+
+# Performance metrics of classic models, estimated before labels arrive (CBPE / DLE) and realised once they do.
+# Not operational metrics: experiments cannot use them (they are per day, not per arm), so they are kept apart.
+# name -> (unit, meaning)
+PERFORMANCE_METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("ratio", "share of correct predictions"),
+    "precision": ("ratio", "precision of the positive class (binary) or macro-averaged over classes"),
+    "recall": ("ratio", "recall of the positive class (binary) or macro-averaged over classes"),
+    "f1": ("ratio", "F1 of the positive class (binary) or macro-averaged over classes"),
+    "roc_auc": ("ratio", "ROC AUC of the positive class (binary) or one-vs-rest macro average"),
+    "mae": ("target units", "mean absolute error"),
+    "rmse": ("target units", "root mean squared error"),
 }

@@ -31,6 +31,16 @@ modelwatch_experiment_requests                  model, experiment               
 modelwatch_experiment_health_ok                 model, experiment                            1 when the health checks pass
 modelwatch_experiment_srm_p_value               model, experiment                            sample-ratio-mismatch p-value, if known
 modelwatch_guardrail_verdict                    model, experiment, metric, verdict           1 for the guardrail's verdict, 0 others
+modelwatch_performance_estimate                 model, metric                                the day's CBPE / DLE estimate (``PERFORMANCE_METRICS``)
+modelwatch_performance_estimate_lower / _upper  model, metric                                its band: estimate ± 3 sampling errors
+modelwatch_performance_threshold_lower / _upper model, metric                                alert thresholds from the reference chunks
+modelwatch_performance_estimate_alert           model, metric                                1 when the estimate is outside the thresholds
+modelwatch_performance_realised                 model, metric                                realised metric of the latest day whose labels arrived
+modelwatch_performance_realised_estimate        model, metric                                the estimate on those same labelled rows
+modelwatch_performance_realised_lower / _upper  model, metric                                the band of that estimate at the labelled row count
+modelwatch_performance_estimation_gap           model, metric                                realised minus estimated on the labelled rows
+modelwatch_performance_estimation_gap_limit     model, metric                                the gap the band allows (3 sampling errors)
+modelwatch_performance_realised_day_timestamp_seconds model                                  start (UTC) of the day the realised values are for
 modelwatch_breaches                             model                                        hard-limit / guardrail breaches of the run
 modelwatch_rows                                 model, state (read/valid/quarantined)        rows of the partition
 modelwatch_partition_timestamp_seconds          model                                        start of the partition (UTC)
@@ -49,6 +59,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from modelwatch.metric_names import PERFORMANCE_METRICS
 
 ALL_VARIANT = "__all__"
 MAX_SEGMENT_VALUES = 20
@@ -203,6 +215,39 @@ def _experiment_metrics(g: _Gauges, experiments: Iterable[Mapping[str, Any]]) ->
                       experiment=eid, metric=str(guard.get("metric")), verdict=verdict)
 
 
+def _estimation_metrics(g: _Gauges, concept: Mapping[str, Any] | None) -> None:
+    """Estimated performance (with band and thresholds) and, for the latest labelled day, realised vs estimated and their gap."""
+    est = (concept or {}).get("estimation") or {}
+    if est.get("outcome") != "ok":
+        return
+    for row in est.get("metrics") or []:
+        metric = str(row.get("metric"))
+        if metric not in PERFORMANCE_METRICS:
+            continue
+        g.set("modelwatch_performance_estimate", "Estimated performance of the day (CBPE / DLE).", row.get("estimate"), metric=metric)
+        g.set("modelwatch_performance_estimate_lower", "Lower end of the estimate's band (3 sampling errors).", row.get("lower"), metric=metric)
+        g.set("modelwatch_performance_estimate_upper", "Upper end of the estimate's band (3 sampling errors).", row.get("upper"), metric=metric)
+        g.set("modelwatch_performance_threshold_lower", "Lower alert threshold from the reference chunks.", row.get("threshold_lower"), metric=metric)
+        g.set("modelwatch_performance_threshold_upper", "Upper alert threshold from the reference chunks.", row.get("threshold_upper"), metric=metric)
+        if row.get("estimate") is not None and row.get("threshold_lower") is not None:
+            g.set("modelwatch_performance_estimate_alert", "1 when the estimate is outside the reference thresholds.", int(bool(row.get("alert"))),
+                  metric=metric)
+    latest = est.get("latest_realised") or {}
+    for row in latest.get("metrics") or []:
+        metric = str(row.get("metric"))
+        if metric not in PERFORMANCE_METRICS:
+            continue
+        g.set("modelwatch_performance_realised", "Realised performance of the latest day whose labels arrived.", row.get("realised"), metric=metric)
+        g.set("modelwatch_performance_realised_estimate", "Estimate on the same labelled rows.", row.get("estimated_labelled"), metric=metric)
+        g.set("modelwatch_performance_realised_lower", "Lower end of that estimate's band.", row.get("labelled_lower"), metric=metric)
+        g.set("modelwatch_performance_realised_upper", "Upper end of that estimate's band.", row.get("labelled_upper"), metric=metric)
+        g.set("modelwatch_performance_estimation_gap", "Realised minus estimated performance on the labelled rows.", row.get("gap"), metric=metric)
+        g.set("modelwatch_performance_estimation_gap_limit", "The gap the estimate's band allows.", row.get("gap_limit"), metric=metric)
+    if latest.get("day"):
+        g.set("modelwatch_performance_realised_day_timestamp_seconds", "Start (UTC) of the day the realised values are for.",
+              partition_timestamp({"dt": latest["day"]}))
+
+
 def summary_metrics(summary: Mapping[str, Any], registry: CollectorRegistry, now: float | None = None) -> CollectorRegistry:
     """Register gauges describing one run summary in ``registry`` and return it."""
     g = _Gauges(registry, str(summary["model_id"]))
@@ -211,6 +256,7 @@ def summary_metrics(summary: Mapping[str, Any], registry: CollectorRegistry, now
     _judge_metrics(g, summary.get("judge"))
     _drift_metrics(g, summary.get("drift"))
     _experiment_metrics(g, summary.get("experiments") or [])
+    _estimation_metrics(g, summary.get("concept"))
     g.set("modelwatch_breaches", "Hard-limit and guardrail breaches of the run.", len(summary.get("breaches") or []))
     for state in ("read", "valid", "quarantined"):
         g.set("modelwatch_rows", "Rows of the partition by state.", (summary.get("rows") or {}).get(state), state=state)

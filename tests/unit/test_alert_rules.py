@@ -157,3 +157,44 @@ def test_cardinality_is_bounded():
 def test_grouping_key_by_model_and_cadence():
     assert prom_metrics.grouping_key(sample_summary()) == {"model": "support-bot-v3", "cadence": "daily"}
     assert prom_metrics.grouping_key(sample_summary(hour=0)) == {"model": "support-bot-v3", "cadence": "hourly"}
+
+
+def test_estimation_alerts_follow_the_model_kind_and_setting():
+    churn = _rules_by_alert(load_config(), "churn-classifier-v2")
+    assert {r["labels"]["metric"] for r in churn["ModelwatchEstimatedPerformanceOutOfBand"]} == {"accuracy", "f1", "roc_auc"}
+    assert {r["labels"]["metric"] for r in churn["ModelwatchEstimationGap"]} == {"accuracy", "f1", "roc_auc"}
+    assert "ModelwatchEstimationGap" not in _rules_by_alert(load_config(), "support-bot-v3")  # an LLM has nothing to estimate
+    tiny = _rules_by_alert(parse_config(MINIMAL), "tiny")
+    assert {r["labels"]["metric"] for r in tiny["ModelwatchEstimationGap"]} == {"mae", "rmse"}  # a regressor: DLE
+    off = parse_config({"models": [{"id": "tiny", "kind": "regressor", "estimation": {"enabled": False}}]})
+    assert "ModelwatchEstimationGap" not in _rules_by_alert(off, "tiny")
+
+
+def _estimation_summary(gap: float, alert: bool) -> dict:
+    concept = {"verdict": "stable", "reason": "", "detections": 0, "evaluated": 900, "estimation": {
+        "outcome": "ok", "method": "cbpe", "day": "2026-11-20",
+        "metrics": [{"metric": "accuracy", "estimate": 0.64, "lower": 0.61, "upper": 0.67, "threshold_lower": 0.72, "threshold_upper": 0.83, "alert": alert},
+                    {"metric": "roc_auc", "estimate": None, "lower": None, "upper": None, "threshold_lower": None, "threshold_upper": None, "alert": False},
+                    {"metric": "not_a_metric", "estimate": 1.0}],
+        "latest_realised": {"day": "2026-11-13", "labelled": 800, "metrics": [
+            {"metric": "accuracy", "realised": 0.75 + gap, "estimated_labelled": 0.75, "labelled_lower": 0.72, "labelled_upper": 0.78,
+             "gap": gap, "gap_limit": 0.03, "gap_alert": abs(gap) > 0.03}]}}}
+    return {**sample_summary("churn-classifier-v2"), "concept": concept}
+
+
+def test_estimation_gauges_carry_estimate_band_thresholds_and_the_realised_gap():
+    samples = _samples(_estimation_summary(gap=-0.06, alert=True))
+    m = {"model": "churn-classifier-v2", "metric": "accuracy"}
+    assert _value(samples, "modelwatch_performance_estimate", **m) == pytest.approx(0.64)
+    assert _value(samples, "modelwatch_performance_estimate_lower", **m) == pytest.approx(0.61)
+    assert _value(samples, "modelwatch_performance_threshold_lower", **m) == pytest.approx(0.72)
+    assert _value(samples, "modelwatch_performance_estimate_alert", **m) == 1
+    assert _value(samples, "modelwatch_performance_realised", **m) == pytest.approx(0.69)
+    assert _value(samples, "modelwatch_performance_realised_upper", **m) == pytest.approx(0.78)
+    assert _value(samples, "modelwatch_performance_estimation_gap", **m) == pytest.approx(-0.06)
+    assert _value(samples, "modelwatch_performance_realised_day_timestamp_seconds", model="churn-classifier-v2") == 1794528000  # 2026-11-13
+    metrics = {s.labels.get("metric") for s in samples if s.name.startswith("modelwatch_performance")}
+    assert metrics == {"accuracy", None}  # an abstained metric exports nothing; unknown names never become labels
+    quiet = _estimation_summary(gap=0.0, alert=False)
+    quiet["concept"]["estimation"]["outcome"] = "no_reference"
+    assert not any(s.name.startswith("modelwatch_performance") for s in _samples(quiet))
