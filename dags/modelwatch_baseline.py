@@ -14,7 +14,7 @@ conf ``{"model_id": "support-bot-v3", "start": "2026-11-01", "end": "2026-11-03"
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED, failure_notifier
+from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED, failure_notifier, s3_client
 
 
 def _requests(params: dict) -> list[dict]:
@@ -30,7 +30,6 @@ def _requests(params: dict) -> list[dict]:
 def build(params: dict | None = None) -> list[dict]:
     from datetime import date
 
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk.exceptions import AirflowFailException
     from modelwatch.baseline import build_baseline
     from modelwatch.config import ConfigError, load_config
@@ -40,7 +39,7 @@ def build(params: dict | None = None) -> list[dict]:
         cfg = load_config()
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
-    client = S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
+    client = s3_client(cfg)
     cache = EmbeddingCache(client, cfg.defaults.reports_uri)
     built = []
     for request in _requests(params or {}):

@@ -11,7 +11,7 @@ without acting. A failed rollback run alerts through the run-failure notifier.
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, failure_notifier
+from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, failure_notifier, s3_client
 
 
 def _action(client, rollback):
@@ -28,7 +28,6 @@ def _action(client, rollback):
 
 @task
 def roll_back() -> list[dict]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from modelwatch.config import load_config
     from modelwatch.rollback import apply_rollback
     from modelwatch.webhook import notifier
@@ -36,7 +35,7 @@ def roll_back() -> list[dict]:
     ctx = get_current_context()
     events = ctx["triggering_asset_events"][GUARDRAIL_BREACH]
     cfg = load_config()
-    client = S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
+    client = s3_client(cfg)
     claimant = f"{ctx['dag'].dag_id}/{ctx['run_id']}"
     outcomes = []
     for event in events:

@@ -41,10 +41,13 @@ def _config():
         raise AirflowFailException(str(exc)) from None
 
 
-def _s3(cfg):
+def s3_client(cfg):
+    """The S3 client of the config's aws connection, retrying with backoff like ``modelwatch.storage`` clients."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
+    from modelwatch.storage import config_kwargs
 
-    return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id).get_conn()
+    return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id, config=Config(**config_kwargs())).get_conn()
 
 
 def _run_info() -> dict[str, Any]:
@@ -78,7 +81,7 @@ def extract(partition: dict[str, Any]) -> dict[str, Any]:
     from modelwatch.storage import Partition
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, Partition.from_dict(partition))
+    result = run(s3_client(cfg), cfg, Partition.from_dict(partition))
     print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files ({result['outcome']})")
     return result
 
@@ -93,7 +96,7 @@ def validate(extracted: dict[str, Any]) -> dict[str, Any]:
         return {"partition": extracted["partition"], "outcome": "no_traffic"}
     cfg = _config()
     try:
-        result = run(_s3(cfg), cfg, extracted)
+        result = run(s3_client(cfg), cfg, extracted)
     except ContractViolation as exc:
         raise AirflowFailException(str(exc)) from None  # bad data does not get better on retry
     print(f"rows read {result['rows_read']} = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
@@ -108,7 +111,7 @@ def profile_task(cadence: str):
         if validated.get("outcome") == "no_traffic":
             return validated
         cfg = _config()
-        return run(_s3(cfg), cfg, validated, cadence)
+        return run(s3_client(cfg), cfg, validated, cadence)
 
     return profile
 
@@ -121,7 +124,7 @@ def drift(validated: dict[str, Any]) -> dict[str, Any]:
     if validated.get("outcome") == "no_traffic":
         return validated
     cfg = _config()
-    result = run(_s3(cfg), cfg, validated)
+    result = run(s3_client(cfg), cfg, validated)
     if result["outcome"] == "no_baseline":
         print(f"WARNING drift not checked: {result['reason']}")
     else:
@@ -139,7 +142,7 @@ def concept(validated: dict[str, Any]) -> dict[str, Any]:
     if validated.get("outcome") == "no_traffic":
         return validated
     cfg = _config()
-    result = run(_s3(cfg), cfg, validated)
+    result = run(s3_client(cfg), cfg, validated)
     print(f"concept drift: {result['verdict']} ({result['reason']}); {result['concept_uri']}")
     return result
 
@@ -164,7 +167,7 @@ def judge(validated: dict[str, Any]) -> dict[str, Any]:
     if validated.get("outcome") == "no_traffic":
         return validated
     cfg = _config()
-    result = run(_s3(cfg), cfg, validated, _judge_connection(cfg, [validated["partition"]["model_id"]]))
+    result = run(s3_client(cfg), cfg, validated, _judge_connection(cfg, [validated["partition"]["model_id"]]))
     if result["outcome"] == "ok":
         print(f"judged {result['sampled']} rows ({result['counts']}), spent ${result['spent_usd']:.4f} of ${result['budget_usd']}; {result['judge_json']}")
     return result
@@ -178,7 +181,7 @@ def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dic
     if validated.get("outcome") == "no_traffic":
         return validated
     cfg = _config()
-    result = run(_s3(cfg), cfg, validated, profiled, judged if judged and judged.get("outcome") == "ok" else None)
+    result = run(s3_client(cfg), cfg, validated, profiled, judged if judged and judged.get("outcome") == "ok" else None)
     for exp in result["experiments"]:
         print(f"{exp['experiment_id']}: {exp['decision'].upper()} — " + "; ".join(exp.get("reasons") or []))
     return result
@@ -190,7 +193,7 @@ def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict
     from modelwatch.pipeline import publish as run
 
     cfg = _config()
-    result = run(_s3(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented, judged)
+    result = run(s3_client(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented, judged)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
@@ -219,7 +222,7 @@ def notify(published: dict[str, Any]):
     from modelwatch_notifier import PartitionEventNotifier
 
     cfg = _config()
-    summary = get_json(_s3(cfg), published["summary_uri"])
+    summary = get_json(s3_client(cfg), published["summary_uri"])
     due = run_notifications(summary, reports_uri=cfg.defaults.reports_uri, report_base_url=cfg.defaults.report_base_url,
                             drift_level=cfg.defaults.notify_drift_severity)
     if not due:

@@ -65,9 +65,34 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _serialise_conditional_puts() -> None:
+    """Make moto's conditional PutObject (``If-None-Match``/``If-Match``) atomic, as S3's is.
+
+    moto checks the condition and writes without a lock, so two concurrent conditional
+    writes could both succeed; modelwatch's exactly-once rollback relies on one winning.
+    """
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "_modelwatch_serialised", False):
+        return
+    lock, put = threading.Lock(), S3Response.put_object
+
+    def put_object(self):
+        if self.headers.get("If-None-Match") or self.headers.get("If-Match"):
+            with lock:
+                return put(self)
+        return put(self)
+
+    put_object._modelwatch_serialised = True
+    S3Response.put_object = put_object
+
+
 def cmd_s3_server(args) -> int:
     from moto.server import ThreadedMotoServer
 
+    _serialise_conditional_puts()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(f"S3-compatible server on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)

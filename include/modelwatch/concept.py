@@ -205,6 +205,9 @@ def parse_label_lines(data: bytes, source: str) -> tuple[list[dict[str, Any]], l
         except json.JSONDecodeError as exc:
             problems.append(LabelProblem(source, number, f"not valid JSON ({exc.msg} at column {exc.colno})", text[:RAW_LIMIT]))
             continue
+        except RecursionError:
+            problems.append(LabelProblem(source, number, "JSON nested too deeply to read; labels are flat objects", text[:RAW_LIMIT]))
+            continue
         row, problem = _parse_label_record(record)
         if problem is not None:
             problems.append(LabelProblem(source, number, problem, text[:RAW_LIMIT]))

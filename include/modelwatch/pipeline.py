@@ -489,7 +489,7 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
             for arm, stats in judge_arm_stats(judge_table, [exp.control, exp.treatment]).items():
                 record["stats"][arm].update(stats)
         store_day(client, prefix, partition.dt, record, latency)
-        done = _rollback_record(client, cfg, model.id, exp.id)
+        done = _rollback_record(client, cfg, model.id, exp.id, partition)
         if done is not None:  # terminal: the experiment was rolled back; do not signal again
             results.append({"experiment_id": exp.id, "decision": "rolled_back", "requests": sum(record["counts"].values()),
                             "reasons": [f"rolled back at {done['applied_at']} ({done['breach']['reason']}); audit {done['audit_uri']}"]})
@@ -518,16 +518,26 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
             "experiments_uri": uri, "shadow": bool(shadow)}
 
 
-def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str) -> dict[str, Any] | None:
-    """The audit record of the rollback that acted on this experiment, if any (whatever the action)."""
+def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str, partition: Partition) -> dict[str, Any] | None:
+    """The audit record of a rollback that acted on this experiment because of another partition, if any.
+
+    A rollback caused by this very partition is not terminal for it: re-running the breaching
+    day re-detects the same breach (same id, ``already_applied``) and writes the same outputs.
+    """
     from modelwatch.rollback import audit_prefix
 
     for uri, _ in list_objects(client, audit_prefix(cfg.defaults.reports_uri, model_id, experiment_id)):
         if uri.endswith(".json") and not uri.endswith(".claim.json"):
             record = get_json(client, uri)
-            if record.get("outcome") == "rolled_back":
+            caused_by = record.get("breach", {}).get("partition", "")
+            if record.get("outcome") == "rolled_back" and caused_by != partition.label and _partition_day(caused_by) <= partition.dt:
                 return record
     return None
+
+
+def _partition_day(label: str) -> date:
+    """The day of a partition label ``model_id=M/dt=YYYY-MM-DD[/hour=HH]``."""
+    return date.fromisoformat(label.split("/dt=")[1][:10])
 
 
 def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition, result: dict[str, Any]) -> list[dict[str, Any]]:

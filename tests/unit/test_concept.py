@@ -405,3 +405,13 @@ def test_read_labels_from_s3_reports_bad_lines_and_missing_days_then_joins(s3):
         y = [truth[r["request_id"]] for r in rows]
         assert w["accuracy"] == pytest.approx(accuracy_score(y, [r["prediction"] for r in rows]))
         assert w["roc_auc"] == pytest.approx(roc_auc_score([v == "churn" for v in y], [r["probability"]["churn"] for r in rows]))
+
+
+def test_a_label_line_nested_too_deeply_is_a_problem_with_its_line_not_a_crash():
+    from modelwatch.concept import parse_label_lines
+
+    deep = "[" * 5000 + "]" * 5000
+    good = '{"request_id": "r1", "label": 1, "labelled_at": "2026-11-03T00:00:00Z"}'
+    rows, problems, read = parse_label_lines(f"{good}\n{deep}\n".encode(), "labels.jsonl")
+    assert [p.line for p in problems] == [2] and "nested too deeply" in problems[0].reason
+    assert len(rows) == 1 and read == 2
