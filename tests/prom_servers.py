@@ -215,3 +215,14 @@ def sample_summary(model_id: str = "support-bot-v3", *, hour: int | None = None,
         "judge": {"overall": judge_overall, "by_variant": {"control": judge_overall, "treatment": judge_overall},
                   "budget_usd": 5.0, "judged": 380, "failed": 2, "skipped_budget": 0},
     }
+
+
+def classic_summary_with_estimate(model_id: str = "churn-classifier-v2", estimate: float = 0.78, gap: float = 0.0) -> dict[str, Any]:
+    """A classifier's summary whose concept block carries a CBPE estimate and, for an earlier day, its realised value."""
+    estimation = {"outcome": "ok", "method": "cbpe", "day": "2026-11-20",
+                  "metrics": [{"metric": "accuracy", "estimate": estimate, "lower": estimate - 0.03, "upper": estimate + 0.03,
+                               "threshold_lower": 0.72, "threshold_upper": 0.83, "alert": not 0.72 <= estimate <= 0.83}],
+                  "latest_realised": {"day": "2026-11-13", "labelled": 800, "metrics": [
+                      {"metric": "accuracy", "realised": 0.75 + gap, "estimated_labelled": 0.75, "labelled_lower": 0.72, "labelled_upper": 0.78,
+                       "gap": gap, "gap_limit": 0.03, "gap_alert": abs(gap) > 0.03}]}}
+    return {**sample_summary(model_id), "concept": {"verdict": "stable", "reason": "", "detections": 0, "evaluated": 800, "estimation": estimation}}

@@ -64,6 +64,8 @@ GUARDRAIL_VERDICT = "modelwatch_guardrail_verdict"
 BREACHES = "modelwatch_breaches"
 ROWS = "modelwatch_rows"
 LAST_SUCCESS = "modelwatch_last_success_timestamp_seconds"
+ESTIMATE = "modelwatch_performance_estimate"
+REALISED = "modelwatch_performance_realised"
 
 _QUANTILE = {ms_key: q for ms_key, q in LATENCY_QUANTILES.items()}
 P95, P99 = _QUANTILE["latency_p95_ms"], _QUANTILE["latency_p99_ms"]
@@ -189,6 +191,18 @@ def health_row() -> Row:
         _series("Judge flag rates (95% interval)", (Query(sel(JUDGE_FLAG_RATE, ALL), "{{flag}}"),
                                                     Query(sel("modelwatch_judge_flag_rate_ci_high", ALL), "{{flag}} high")),
                 "Share of judged answers flagged (toxicity, hallucination, ...) with the upper end of the 95% interval.", unit="percentunit"),
+        _series("Estimated performance before labels (classic models)",
+                (Query(sel(ESTIMATE), "{{metric}} estimate"), Query(sel(f"{ESTIMATE}_lower"), "{{metric}} band low"),
+                 Query(sel(f"{ESTIMATE}_upper"), "{{metric}} band high"), Query(sel("modelwatch_performance_threshold_lower"), "{{metric}} alert below"),
+                 Query(sel("modelwatch_performance_threshold_upper"), "{{metric}} alert above")),
+                "CBPE (classifiers) or DLE (regressors) estimate of the day's performance from the model's own scores, with its band "
+                "(3 sampling errors) and the alert thresholds from the reference chunks (mean ± 3 sd). Shown on days without labels.",
+                width=12),
+        _series("Estimated vs realised, once labels arrive", (Query(sel(REALISED), "{{metric}} realised"),
+                                                               Query(sel(f"{REALISED}_estimate"), "{{metric}} estimated on the same rows"),
+                                                               Query(sel("modelwatch_performance_estimation_gap"), "{{metric}} gap")),
+                "For the latest day whose delayed labels arrived: the realised metric beside the estimate on the same rows. A gap beyond "
+                "the band means the calibration no longer holds (concept drift) and fires the estimation-gap alert.", width=12),
         _table("Segments now", tuple(Query(f'max by (segment, value) ({sel(m, SEGMENT)})', instant=True)
                                      for m in (SEGMENT_REQUESTS, SEGMENT_ERROR_RATE, SEGMENT_P95)),
                "The busiest values of each segment key (at most 20 each, the rest in __other__) in the latest partition.",

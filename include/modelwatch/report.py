@@ -34,7 +34,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}th,td{
 td{overflow-wrap:anywhere}th{background:#f5f7fa;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;padding:.1rem .55rem;border-radius:1rem;font-weight:600;font-size:.8rem;white-space:nowrap}
 .ok,.none,.stable,.non_inferior,.better,.promote,.close{background:#e3f9e5;color:#1f6f2b}
-.breach,.high,.drift,.inferior,.worse,.roll_back{background:#ffe3e3;color:#a61b1b}
+.breach,.high,.drift,.inferior,.worse,.roll_back,.alert{background:#ffe3e3;color:#a61b1b}
 .medium,.stop,.changed,.higher,.rolled_back{background:#ffe8d9;color:#ad4e00}
 .no_traffic,.abstain,.low,.inconclusive,.continue,.insufficient_labels,.not_started,.no_baseline,.not_checked{background:#fff3c4;color:#8d6b00}
 .bar{background:#5a8dee;height:.8rem;display:inline-block;border-radius:2px}.muted{color:#616e7c;font-size:.85rem}
@@ -225,6 +225,9 @@ def _drift_section(summary: dict[str, Any], history: History | None) -> list[str
         c = summary["concept"]
         parts.append(f'<h3>Concept drift {badge(c["verdict"])}</h3><p>{h(c["reason"])} · {fmt(c["evaluated"])} labelled predictions evaluated'
                      ' · <a href="concept.json">windowed metrics, detections and calibration</a></p>')
+        from modelwatch.report_estimation import render_estimation_section  # it renders with this module's helpers
+
+        parts.append(render_estimation_section(c))
     return parts
 
 

@@ -95,11 +95,11 @@ def render_estimation_section(concept_summary: dict[str, Any] | None) -> str:
     if not est:
         return ""
     if est.get("outcome") != "ok":
-        return f'<h2>Estimated performance {badge("abstain")}</h2><p>{escape(str(est.get("reason") or est.get("outcome")))}</p>'
+        return f'<h3>Estimated performance {badge("abstain")}</h3><p>{escape(str(est.get("reason") or est.get("outcome")))}</p>'
     state = badge("drift") if est.get("gap_alert") else (badge("worse") if est.get("alerts") else badge("ok"))
     latest = est.get("latest_realised")
     labels_note = (f"labels have arrived up to {escape(str(latest['day']))}" if latest else "no labels have arrived for the days shown yet")
-    parts = [f"<h2>Estimated performance {state}</h2>",
+    parts = [f"<h3>Estimated performance {state}</h3>",
              f"<p>{escape(str(est.get('reason') or ''))}</p>",
              f'<p class="muted">{fmt(est.get("rows"))} incumbent predictions of {escape(str(est.get("day")))} estimated without labels; {labels_note}'
              + (f' · <a href="{escape(str(est["estimation_uri"]).rsplit("/", 1)[-1])}">every estimate, per class and segment</a>' if est.get("estimation_uri") else "")

@@ -56,6 +56,11 @@ def health(summary: dict[str, Any]) -> Answer:
     detail = [f"{_num(overall.get('requests'))} requests", f"{rows['quarantined']:,} quarantined"]
     if summary["breaches"]:
         detail.append(f"{len(summary['breaches'])} breach(es): " + "; ".join(f"{b['experiment_id']} {b['metric']}" for b in summary["breaches"]))
+    estimation = (summary.get("concept") or {}).get("estimation") or {}
+    for row in estimation.get("metrics") or []:
+        if row.get("metric") == estimation.get("primary_metric") and row.get("estimate") is not None:
+            detail.append(f"estimated {row['metric']} {row['estimate']:.3f}" + (" (outside its reference range)" if row.get("alert") else ""))
+            state = "alert" if row.get("alert") and state == "ok" else state
     judge = (summary.get("judge") or {}).get("overall") or {}
     for metric in ("judge.helpfulness", "judge.toxicity_rate"):
         if metric in judge:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import pytest
 from modelwatch import alert_rules, prom_metrics
 from modelwatch.config import load_config
-from prom_servers import prometheus_stack, sample_summary, wait_for
+from prom_servers import classic_summary_with_estimate, prometheus_stack, wait_for
 
 MODEL = "churn-classifier-v2"
 TIMEOUT = 30.0
 
 
 def _summary(estimate: float, gap: float) -> dict:
-    estimation = {"outcome": "ok", "method": "cbpe", "day": "2026-11-20",
-                  "metrics": [{"metric": "accuracy", "estimate": estimate, "lower": estimate - 0.03, "upper": estimate + 0.03,
-                               "threshold_lower": 0.72, "threshold_upper": 0.83, "alert": not 0.72 <= estimate <= 0.83}],
-                  "latest_realised": {"day": "2026-11-13", "labelled": 800, "metrics": [
-                      {"metric": "accuracy", "realised": 0.75 + gap, "estimated_labelled": 0.75, "labelled_lower": 0.72, "labelled_upper": 0.78,
-                       "gap": gap, "gap_limit": 0.03, "gap_alert": abs(gap) > 0.03}]}}
-    return {**sample_summary(MODEL), "concept": {"verdict": "stable", "reason": "", "detections": 0, "evaluated": 800, "estimation": estimation}}
+    return classic_summary_with_estimate(MODEL, estimate, gap)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from modelwatch import alert_rules, prom_metrics
 from modelwatch import grafana_dashboard as gd
 from modelwatch.cli import main
 from modelwatch.config import DEFAULT_CONFIG_PATH, load_config
-from prom_servers import PROMTOOL, sample_summary
+from prom_servers import PROMTOOL, classic_summary_with_estimate, sample_summary
 from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ QUESTIONS = ["Is the model healthy now?", "Is anything drifting?", "How does tod
 
 def _summaries() -> list[dict]:
     return [sample_summary(), sample_summary(hour=5), sample_summary(decision="roll_back", guardrail_verdict="inferior", error_rate=0.05),
-            sample_summary("churn-classifier-v2")]
+            classic_summary_with_estimate("churn-classifier-v2")]
 
 
 def emitted_series(summaries: list[dict]) -> dict[str, list[dict[str, str]]]:

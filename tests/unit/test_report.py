@@ -193,3 +193,19 @@ def test_the_five_answers_follow_the_summary():
     bad = full_summary(decision="roll_back")
     assert {a.question: a.state for a in answers(bad)}["healthy now?"] == "breach"
     assert answers(bad)[4].state == "roll_back"
+
+
+def test_a_classifier_page_shows_the_performance_estimate_and_the_health_card_flags_it():
+    from modelwatch.report import render_partition_page
+    from prom_servers import classic_summary_with_estimate
+
+    summary = {**full_summary(model_id="churn-classifier-v2"),
+               "concept": classic_summary_with_estimate("churn-classifier-v2", estimate=0.64, gap=-0.05)["concept"], "judge": None}
+    summary["concept"]["estimation"].update(primary_metric="accuracy", alerts=["accuracy"], gap_alert=True,
+                                            history=[], assumptions=["calibration holds"], band="±3 sampling errors",
+                                            thresholds="reference chunks mean ± 3 sd", calibration="isotonic", source="NannyML")
+    page = render_partition_page(summary)
+    assert "estimated accuracy 0.640 (outside its reference range)" in page
+    assert '<span class="badge alert">alert</span>' in page
+    after = page.split("Concept drift", 1)[1]  # the estimation section follows the concept-drift line
+    assert "<h3>Estimated performance" in after and "64.0%" in after and "72.0% … 83.0%" in after
