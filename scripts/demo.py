@@ -105,6 +105,22 @@ def _judge_table(client, cfg) -> list[str]:
     return lines
 
 
+def _estimation_table(client, cfg) -> list[str]:
+    """One line per classifier day: CBPE's estimated accuracy with its band, and the realised accuracy once labels arrived."""
+    lines = []
+    for model, day, summary in _summaries(client, cfg):
+        est = (summary.get("concept") or {}).get("estimation") or {}
+        if est.get("outcome") != "ok":
+            continue
+        row = next((m for m in est["metrics"] if m["metric"] == est["primary_metric"]), None)
+        if row is None or row.get("estimate") is None:
+            continue
+        band = f"[{row['lower']:.3f}, {row['upper']:.3f}]" if row.get("lower") is not None else ""
+        state = "ALERT: outside the reference range" if row.get("alert") else "within the reference range"
+        lines.append(f"{model.id:<20} {day}  estimated {row['metric']} {row['estimate']:.3f} {band}  {state}")
+    return lines
+
+
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -173,6 +189,7 @@ def main() -> int:
         drift_rows = _drift_table(client, cfg)
         decision_rows = _decision_table(client, cfg)
         judge_rows = _judge_table(client, cfg)
+        estimation_rows = _estimation_table(client, cfg)
 
         step("mirroring reports")
         index = mirror_reports(client, cfg.defaults.reports_uri, OUTPUT / "reports")
@@ -205,7 +222,12 @@ def main() -> int:
     print(f"\nexperiment decisions by day (exp-042 starts {exp.start}; its treatment's p99 latency regresses from {REGRESSION_DAY}):")
     for row in decision_rows:
         print("  " + row)
+    print(f"\nestimated classifier accuracy by day (CBPE, no labels needed; the classifier's inputs shift from {START + timedelta(7)}, "
+          "its labels arrive 7 days late):")
+    for row in estimation_rows:
+        print("  " + row)
     print(f"wall time {elapsed:.0f} s, peak memory (all processes) {memory.peak / 2**30:.2f} GiB")
+    print(f"\nreport site (open in a browser): {index}")
     return 1 if failed else 0
 
 
