@@ -174,7 +174,7 @@ def main() -> int:
         step(f"backfilling modelwatch_daily over {START} .. {last}")
         airflow.cli("backfill", "create", "--dag-id", "modelwatch_daily", "--from-date", START.isoformat(), "--to-date", last.isoformat(),
                     "--max-active-runs", "2", "--reprocess-behavior", "completed")
-        daily = airflow.wait_for_runs("modelwatch_daily", DAYS, timeout=900, where=lambda r: r[0].startswith("backfill__"),
+        daily = airflow.wait_for_runs("modelwatch_daily", DAYS, timeout=DAYS * 240, where=lambda r: r[0].startswith("backfill__"),
                                       progress=lambda s: print(f"  daily runs: {s}", flush=True))
         failed = [r for r in daily if r[1] != "success"]
 
