@@ -45,6 +45,9 @@ class Defaults(_Strict):
     max_invalid_share: float = Field(0.05, ge=0.0, le=1.0)
     report_base_url: str | None = None  # https address serving reports_uri (e.g. https://reports.example.com/modelwatch): notification links
     notify_drift_severity: Literal["low", "medium", "high"] | None = "medium"  # drift at or above this is notified; null: never
+    # Mask emails, phone numbers and card numbers (modelwatch.redaction) in prompts, responses, references and quarantined
+    # lines as they are read, so no sample, judgment, review queue, report or quarantine record stores them.
+    redact_pii: bool = False
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")
     @classmethod

@@ -50,7 +50,11 @@ def resolve_partition(model_id: str, cadence: str, interval_start: datetime | No
 
 
 def read_partition(client, cfg: MonitoringConfig, partition: Partition):
-    """Every log file of the partition as (canonical rows, read-stage rejects, per-file records)."""
+    """Every log file of the partition as (canonical rows, read-stage rejects, per-file records).
+
+    With ``defaults.redact_pii`` the text fields and the rejected lines are redacted here,
+    the one place traffic enters the pipeline (daily runs and baselines alike).
+    """
     from modelwatch.readers import assemble, read_file
 
     reads, files = [], []
@@ -62,7 +66,25 @@ def read_partition(client, cfg: MonitoringConfig, partition: Partition):
         reads.append(read)
         files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem})
     rows, rejects = assemble(reads)
+    if cfg.defaults.redact_pii:
+        from modelwatch.redaction import TEXT_FIELDS
+
+        rows, rejects = _redacted(rows, TEXT_FIELDS), _redacted(rejects, ("raw",))
     return rows, rejects, files
+
+
+def _redacted(table, columns: tuple[str, ...]):
+    """``table`` with personal data masked in the string ``columns`` (``modelwatch.redaction``'s documented rules)."""
+    import pyarrow as pa
+
+    from modelwatch.redaction import redact
+
+    for name in columns:
+        if name in table.column_names:
+            index = table.schema.get_field_index(name)
+            values = [None if v is None else redact(v) for v in table.column(index).to_pylist()]
+            table = table.set_column(index, table.schema.field(index), pa.array(values, type=table.schema.field(index).type))
+    return table
 
 
 def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, Any]:
