@@ -213,7 +213,8 @@ def test_s3_down_during_a_burst_then_back_every_row_exactly_once(s3, tmp_path, r
     ids = [json.loads(line)["request_id"] for u in uris for line in gzip.decompress(get_bytes(s3, u)).splitlines()]
     assert len(ids) == 300 and len(set(ids)) == 300
     final = em.stats()
-    assert (final["flushed"], final["resent"], final["spill_pending"], final["dropped"]) == (300, 240, 0, 0)
+    assert (final["flushed"], final["spill_pending"], final["dropped"]) == (300, 0, 0)
+    assert 240 <= final["resent"] <= 300  # the 240 spilled while down, plus any batch flushed while the emitter still backs off
     assert not [p for p in (tmp_path / "spill").rglob("*") if p.is_file()]
 
 
