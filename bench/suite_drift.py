@@ -63,7 +63,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common import suite_helpers
+
 SUITE = "drift"
+log, record = suite_helpers(SUITE)
 SEED = 20_240_601
 SIZES: dict[str, dict[str, int]] = {
     "full": {"rows": 1_000_000, "aa_trials": 1_000, "power_trials": 500},
@@ -75,13 +78,6 @@ ALPHA = 0.05
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 Record = dict[str, Any]
-
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """One progress line, with the seconds since the suite module was loaded."""
-    print(f"  [{SUITE} {time.perf_counter() - _T0:6.1f}s] {message}", flush=True)
 
 
 # -- data --------------------------------------------------------------------------------------------------
@@ -247,12 +243,6 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     return max(centre - half, 0.0), min(centre + half, 1.0)
-
-
-def record(case: str, metric: str, value: float | int | None, unit: str, alternative: str | None = None,
-           alternative_value: float | int | None = None, target: str | None = None) -> Record:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": value, "unit": unit,
-            "alternative": alternative, "alternative_value": alternative_value, "target": target}
 
 
 # -- the two tools -----------------------------------------------------------------------------------------

@@ -29,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import suite_helpers
+
 SUITE = "embedding"
+_, record = suite_helpers(SUITE)
 DIM = 384
 ALPHA = 0.05
 
@@ -47,12 +50,6 @@ NEW_TOPIC_SHARE = 0.10
 NEW_TOPIC_SHIFT = 0.5
 
 EVIDENTLY_MAX_TRIALS = 100  # Evidently is ~3x slower per trial; its rates are far from ours, so fewer trials suffice
-
-
-def record(case: str, metric: str, value: float, unit: str, *, alternative: str | None = None,
-           alternative_value: float | None = None, target: str | None = None) -> dict[str, Any]:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": float(value), "unit": unit, "alternative": alternative,
-            "alternative_value": None if alternative_value is None else float(alternative_value), "target": target}
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

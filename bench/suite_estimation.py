@@ -30,22 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common import suite_helpers
+
 SUITE = "estimation"
+log, record = suite_helpers(SUITE)
 SIZES: dict[str, dict[str, int]] = {"small": {"rows": 100_000, "repeats": 3}, "full": {"rows": 1_000_000, "repeats": 1}}
 REFERENCE_ROWS = 20_000
 LABEL = "_label"
 
 Record = dict[str, Any]
-
-
-def record(case: str, metric: str, value: float, unit: str, *, alternative: str | None = None, alternative_value: float | None = None,
-           target: str | None = None) -> Record:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": float(value), "unit": unit, "alternative": alternative,
-            "alternative_value": None if alternative_value is None else float(alternative_value), "target": target}
-
-
-def log(message: str) -> None:
-    print(f"  [estimation] {message}", flush=True)
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:

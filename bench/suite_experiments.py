@@ -44,7 +44,6 @@ Rates carry a 95% Wilson interval in the case text.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,7 +61,10 @@ from modelwatch.experiment_stats import (
 )
 from scipy import stats
 
+from bench.common import suite_helpers
+
 SUITE = "experiments"
+log, record = suite_helpers(SUITE)
 SEED = 20_240_715
 ALPHA = 0.05
 DAYS = 14
@@ -84,19 +86,6 @@ SIZES: dict[str, dict[str, int]] = {
 
 Record = dict[str, Any]
 Looks = list[tuple[SampleStats, SampleStats]]
-
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """One progress line, with the seconds since the suite module was loaded."""
-    print(f"  [{SUITE} {time.perf_counter() - _T0:6.1f}s] {message}", flush=True)
-
-
-def record(case: str, metric: str, value: float | int | None, unit: str, alternative: str | None = None,
-           alternative_value: float | int | None = None, target: str | None = None) -> Record:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": value, "unit": unit,
-            "alternative": alternative, "alternative_value": alternative_value, "target": target}
 
 
 def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

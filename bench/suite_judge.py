@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import suite_helpers
+
 SUITE = "judge"
+log, record = suite_helpers(SUITE)
 LATENCY_S = 0.2
 CONCURRENCY = (1, 4, 8)
 SIZES: dict[str, dict[str, int]] = {
@@ -47,16 +50,6 @@ TOPICS = [
 ]
 OFF_TOPIC = ["Our stores open at 9am on weekdays.", "I'm sorry, but I can't help with that.", "Thanks for your message!"]
 PAGES = ["settings", "billing", "profile", "checkout"]
-
-
-def record(case: str, metric: str, value: float, unit: str, *, alternative: str | None = None, alternative_value: float | None = None,
-           target: str | None = None) -> dict[str, Any]:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": float(value), "unit": unit, "alternative": alternative,
-            "alternative_value": None if alternative_value is None else float(alternative_value), "target": target}
-
-
-def log(message: str) -> None:
-    print(f"  [judge] {message}", flush=True)
 
 
 def judge_server_module():

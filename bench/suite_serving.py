@@ -30,20 +30,12 @@ from typing import Any
 
 from modelwatch.serving import Experiment, KillSwitch, LogEmitter, Price, Router
 
+from bench.common import suite_helpers
+
 SUITE = "serving"
+log, record = suite_helpers(SUITE)
 SIZES: dict[str, dict[str, int]] = {"full": {"rows": 200_000, "rounds": 7}, "small": {"rows": 20_000, "rounds": 3}}
 Record = dict[str, Any]
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"  [{SUITE} {time.perf_counter() - _T0:6.1f}s] {message}", flush=True)
-
-
-def record(case: str, metric: str, value: float | int | None, unit: str, alternative: str | None = None,
-           alternative_value: float | int | None = None, target: str | None = None) -> Record:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": value, "unit": unit,
-            "alternative": alternative, "alternative_value": alternative_value, "target": target}
 
 
 class NullS3:
