@@ -84,6 +84,8 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
     pairwise = _shadow_pairwise(rows, settings, backend, rubric, max(remaining - result.spent_usd, 0.0), seed)
     ppi = _ppi_with_review_labels(client, cfg, model.id, judged)
     with_reference = rows[rows["reference"].notna()]
+    if len(with_reference) > MAX_REFERENCE_ROWS:  # ROUGE/BLEU/semantic similarity embed every row: a seeded uniform sample bounds the cost
+        with_reference = with_reference.sample(n=MAX_REFERENCE_ROWS, random_state=seed).sort_index()
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
@@ -104,6 +106,7 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
                                                        "win_rate_ci", "sign_test_p")} if pairwise.get("judged") else None}
 
 
+MAX_REFERENCE_ROWS = 1000  # reference metrics per day: the mean of 1,000 rows has a standard error under 1/30 of the score's sd
 EXPECTED_OUTPUT_TOKENS = 200  # a rubric answer: scores, flags and a few sentences of reasoning
 GOLDEN_BUDGET_SHARE = 0.2
 

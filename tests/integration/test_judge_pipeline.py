@@ -127,3 +127,14 @@ def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(worl
     assert stats["requests"] == sum(r["calls"] for r in runs) + pairwise_calls and stats["max_in_flight"] <= 4
     assert record["run"]["spent_usd"] + record["golden_run"]["spent_usd"] + record["pairwise"].get("spent_usd", 0) <= 0.5 + 1e-12
     assert result["backend"]["backend"] == "openai_compatible" and "test-key" not in json.dumps(record)
+
+
+def test_reference_metrics_are_computed_on_a_bounded_sample(world, monkeypatch):
+    import modelwatch.judge_stage as stage
+
+    client, cfg, out = world
+    validated, _ = out[CLEAN]
+    monkeypatch.setattr(stage, "MAX_REFERENCE_ROWS", 10)
+    result = judge(client, cfg, validated)
+    rows = get_json(client, result["judge_json"])["reference_metrics"]
+    assert sum(r["rows"] for r in rows) == 10
