@@ -177,6 +177,8 @@ def main() -> int:
         daily = airflow.wait_for_runs("modelwatch_daily", DAYS, timeout=DAYS * 240, where=lambda r: r[0].startswith("backfill__"),
                                       progress=lambda s: print(f"  daily runs: {s}", flush=True))
         failed = [r for r in daily if r[1] != "success"]
+        for restart in airflow.restarts:
+            print(f"  note: {restart}", flush=True)
 
         step("waiting for the scheduler to run modelwatch_rollback from the guardrail_breach asset events")
         rollbacks = airflow.wait_for_runs("modelwatch_rollback", 1, timeout=300, progress=lambda s: print(f"  rollback runs: {s}", flush=True))

@@ -95,6 +95,8 @@ class LocalAirflow:
         self.home = home
         self.api_port = free_port()
         self.procs: list[subprocess.Popen] = []
+        self._commands: dict[int, tuple[list[str], Path]] = {}  # pid -> (args, log), to restart a process that died
+        self.restarts: list[str] = []
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
@@ -140,16 +142,34 @@ class LocalAirflow:
 
     def start(self) -> LocalAirflow:
         logs = self.home / "process-logs"
-        self.procs.append(_spawn([str(BIN / "airflow"), "api-server", "--port", str(self.api_port)], logs / "api-server.log", self.env))
+        self._run([str(BIN / "airflow"), "api-server", "--port", str(self.api_port)], logs / "api-server.log")
         wait_http(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=120)
-        self.procs.append(_spawn([str(BIN / "airflow"), "dag-processor"], logs / "dag-processor.log", self.env))
-        self.procs.append(_spawn([str(BIN / "airflow"), "scheduler"], logs / "scheduler.log", self.env))
+        self._run([str(BIN / "airflow"), "dag-processor"], logs / "dag-processor.log")
+        self._run([str(BIN / "airflow"), "scheduler"], logs / "scheduler.log")
         return self
+
+    def _run(self, args: list[str], log: Path) -> None:
+        proc = _spawn(args, log, self.env)
+        self.procs.append(proc)
+        self._commands[proc.pid] = (args, log)
+
+    def keep_running(self) -> None:
+        """Restart any component that exited, as a deployment's restart policy would (Airflow's scheduler exits on
+        some internal errors and expects to be restarted); each restart is recorded in ``restarts``."""
+        for i, proc in enumerate(self.procs):
+            if proc.poll() is None:
+                continue
+            args, log = self._commands.pop(proc.pid)
+            self.restarts.append(f"{args[1]} exited with {proc.returncode}; restarted (log {log})")
+            replacement = _spawn(args, log, self.env)
+            self.procs[i] = replacement
+            self._commands[replacement.pid] = (args, log)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
             _stop(proc)
         self.procs.clear()
+        self._commands.clear()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as db:
@@ -181,6 +201,7 @@ class LocalAirflow:
         deadline = time.monotonic() + timeout
         last = None
         while True:
+            self.keep_running()
             runs = [r for r in self.runs(dag_id) if where(r)]
             states: dict[str, int] = {}
             for r in runs:
@@ -244,7 +265,7 @@ class CeleryAirflow(LocalAirflow):
     def start(self) -> CeleryAirflow:
         super().start()
         logs = self.home / "process-logs"
-        self.procs.append(_spawn([str(BIN / "airflow"), "celery", "worker", "--without-mingle", "--without-gossip"], logs / "celery-worker.log", self.env))
+        self._run([str(BIN / "airflow"), "celery", "worker", "--without-mingle", "--without-gossip"], logs / "celery-worker.log")
         return self
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
