@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +107,42 @@ class BudgetLedger:
         with self._cond:
             self.abort_reason = self.abort_reason or reason
             self._cond.notify_all()
+
+
+@dataclass(kw_only=True)
+class RunTotals:
+    """What a judge run (single-answer or pairwise) spent and met; ``cost_usd`` is what servers reported, ``cost_assumed_usd`` is
+    charged for timeouts."""
+
+    backend: dict[str, Any]
+    rubric: str
+    rubric_version: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cost_assumed_usd: float
+    budget_usd: float | None
+    failures_by_kind: dict[str, int]  # items that ended failed, by kind
+    errors_by_kind: dict[str, int]  # every failed request or malformed answer, retried or not
+    wall_time_s: float
+    stop_reason: str | None = None
+
+    @staticmethod
+    def from_ledger(ledger: BudgetLedger) -> dict[str, Any]:
+        """The ledger's share of a run's totals, as constructor keywords."""
+        return {"calls": ledger.calls, "input_tokens": ledger.input_tokens, "output_tokens": ledger.output_tokens, "cost_usd": ledger.spent,
+                "cost_assumed_usd": ledger.assumed, "budget_usd": ledger.budget_usd, "errors_by_kind": dict(ledger.errors),
+                "stop_reason": ledger.abort_reason or ledger.stop_reason}
+
+    @property
+    def spent_usd(self) -> float:
+        return self.cost_usd + self.cost_assumed_usd
+
+    def totals(self) -> dict[str, Any]:
+        """The totals as a JSON-ready dict."""
+        return {"backend": self.backend, "rubric": self.rubric, "rubric_version": self.rubric_version, "calls": self.calls,
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd,
+                "cost_assumed_usd": self.cost_assumed_usd, "spent_usd": self.spent_usd, "budget_usd": self.budget_usd,
+                "failures_by_kind": dict(self.failures_by_kind), "errors_by_kind": dict(self.errors_by_kind), "wall_time_s": self.wall_time_s,
+                "stop_reason": self.stop_reason}

@@ -82,7 +82,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from scipy.stats import binomtest
 
 from modelwatch.judge_backends import ERROR, MALFORMED, TIMEOUT, Completion, HeuristicJudge, JudgeBackend, JudgeCallError, JudgeItem, Pricing
-from modelwatch.judge_budget import BudgetLedger
+from modelwatch.judge_budget import BudgetLedger, RunTotals
 from modelwatch.judge_rubric import Judgment, JudgmentParseError, Rubric, extract_json_object
 from modelwatch.judge_runner import ABORTED, BATCH_SIZE, FAILED, JUDGED, SKIPPED_BUDGET
 
@@ -548,28 +548,11 @@ class _Stop:
 # -- the runner --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PairwiseResult:
+@dataclass(kw_only=True)
+class PairwiseResult(RunTotals):
     """Per-pair outcomes (input order) and run totals; ``stats()`` computes consistency and the win rate."""
 
     outcomes: list[PairOutcome]
-    backend: dict[str, Any]
-    rubric: str
-    rubric_version: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    cost_assumed_usd: float
-    budget_usd: float | None
-    failures_by_kind: dict[str, int]
-    errors_by_kind: dict[str, int]
-    wall_time_s: float
-    stop_reason: str | None = None
-
-    @property
-    def spent_usd(self) -> float:
-        return self.cost_usd + self.cost_assumed_usd
 
     @property
     def counts(self) -> dict[str, int]:
@@ -584,11 +567,7 @@ class PairwiseResult:
 
     def summary(self, *, confidence: float = 0.95, ci_method: str = "exact") -> dict[str, Any]:
         """Totals and statistics as a JSON-ready dict (no per-pair outcomes)."""
-        return {"backend": self.backend, "rubric": self.rubric, "rubric_version": self.rubric_version, **self.counts, "calls": self.calls,
-                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd,
-                "cost_assumed_usd": self.cost_assumed_usd, "spent_usd": self.spent_usd, "budget_usd": self.budget_usd,
-                "failures_by_kind": dict(self.failures_by_kind), "errors_by_kind": dict(self.errors_by_kind), "wall_time_s": self.wall_time_s,
-                "stop_reason": self.stop_reason, **asdict(self.stats(confidence=confidence, ci_method=ci_method))}
+        return {**self.totals(), **self.counts, **asdict(self.stats(confidence=confidence, ci_method=ci_method))}
 
 
 class PairwiseRunner:
@@ -639,10 +618,9 @@ class PairwiseRunner:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(pairs)), thread_name_prefix="judge-pair") as pool:
                 outcomes = list(pool.map(lambda pair: self._judge_one(pair, ledger), pairs))
         result = PairwiseResult(
-            outcomes=outcomes, backend=self.judge.describe(), rubric=self.rubric.name, rubric_version=self.rubric.version, calls=ledger.calls,
-            input_tokens=ledger.input_tokens, output_tokens=ledger.output_tokens, cost_usd=ledger.spent, cost_assumed_usd=ledger.assumed,
-            budget_usd=self.budget_usd, failures_by_kind=dict(Counter(o.failure_kind for o in outcomes if o.status == FAILED)),
-            errors_by_kind=dict(ledger.errors), wall_time_s=time.perf_counter() - start, stop_reason=ledger.abort_reason or ledger.stop_reason)
+            **RunTotals.from_ledger(ledger), outcomes=outcomes, backend=self.judge.describe(), rubric=self.rubric.name,
+            rubric_version=self.rubric.version, wall_time_s=time.perf_counter() - start,
+            failures_by_kind=dict(Counter(o.failure_kind for o in outcomes if o.status == FAILED)))
         log.info("pairwise judge run %s@%s with %s: %s", self.rubric.name, self.rubric.version, self.judge.model,
                  {k: v for k, v in result.summary().items() if k not in ("backend", "rubric", "rubric_version")})
         return result

@@ -60,7 +60,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelwatch.judge_backends import ERROR, MALFORMED, TIMEOUT, JudgeBackend, JudgeCall, JudgeCallError, JudgeItem
-from modelwatch.judge_budget import BudgetLedger
+from modelwatch.judge_budget import BudgetLedger, RunTotals
 from modelwatch.judge_rubric import Judgment, Rubric, rubric_hash
 from modelwatch.storage import get_json, put_if_absent, put_json
 
@@ -104,30 +104,13 @@ class ItemOutcome:
         return out
 
 
-@dataclass
-class RunResult:
-    """Per-item outcomes and run totals. ``cost_usd`` is what servers reported; ``cost_assumed_usd`` is charged for timeouts."""
+@dataclass(kw_only=True)
+class RunResult(RunTotals):
+    """Per-item outcomes and run totals."""
 
     outcomes: list[ItemOutcome]
-    backend: dict[str, Any]
-    rubric: str
-    rubric_version: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    cost_assumed_usd: float
-    budget_usd: float | None
     max_calls: int | None
-    failures_by_kind: dict[str, int]  # items that ended failed, by kind
-    errors_by_kind: dict[str, int]  # every failed request or malformed answer, retried or not
-    wall_time_s: float
-    stop_reason: str | None = None
     cache_write_errors: int = 0
-
-    @property
-    def spent_usd(self) -> float:
-        return self.cost_usd + self.cost_assumed_usd
 
     @property
     def counts(self) -> dict[str, int]:
@@ -144,12 +127,7 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         """The totals as a JSON-ready dict (no per-item outcomes)."""
-        return {"backend": self.backend, "rubric": self.rubric, "rubric_version": self.rubric_version, "items": len(self.outcomes),
-                **self.counts, "calls": self.calls, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cost_usd": self.cost_usd, "cost_assumed_usd": self.cost_assumed_usd, "spent_usd": self.spent_usd,
-                "budget_usd": self.budget_usd, "max_calls": self.max_calls, "failures_by_kind": dict(self.failures_by_kind),
-                "errors_by_kind": dict(self.errors_by_kind), "wall_time_s": self.wall_time_s, "stop_reason": self.stop_reason,
-                "cache_write_errors": self.cache_write_errors}
+        return {**self.totals(), "items": len(self.outcomes), **self.counts, "max_calls": self.max_calls, "cache_write_errors": self.cache_write_errors}
 
 
 # -- the cache ---------------------------------------------------------------------------------------------
@@ -296,12 +274,10 @@ class JudgeRunner:
                                   output_tokens=0, cost_usd=0.0)
             outcomes.append(outcome)
         result = RunResult(
-            outcomes=outcomes, backend=self.backend.describe(), rubric=self.rubric.name, rubric_version=self.rubric.version,
-            calls=ledger.calls, input_tokens=ledger.input_tokens, output_tokens=ledger.output_tokens, cost_usd=ledger.spent,
-            cost_assumed_usd=ledger.assumed, budget_usd=self.budget_usd, max_calls=self.max_calls,
+            **RunTotals.from_ledger(ledger), outcomes=outcomes, backend=self.backend.describe(), rubric=self.rubric.name,
+            rubric_version=self.rubric.version, max_calls=self.max_calls, wall_time_s=time.perf_counter() - start,
             failures_by_kind=dict(Counter(o.failure_kind for o in outcomes if o.status == FAILED and o.duplicate_of is None)),
-            errors_by_kind=dict(ledger.errors), wall_time_s=time.perf_counter() - start,
-            stop_reason=ledger.abort_reason or ledger.stop_reason, cache_write_errors=ledger.cache_write_errors)
+            cache_write_errors=ledger.cache_write_errors)
         log.info("judge run %s@%s with %s: %s", self.rubric.name, self.rubric.version, self.backend.model,
                  {k: v for k, v in result.summary().items() if k not in ("backend", "rubric", "rubric_version")})
         return result
