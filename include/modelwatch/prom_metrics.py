@@ -215,34 +215,44 @@ def _experiment_metrics(g: _Gauges, experiments: Iterable[Mapping[str, Any]]) ->
                       experiment=eid, metric=str(guard.get("metric")), verdict=verdict)
 
 
+# (gauge, help, key of the estimation row): the day's estimate, and the latest labelled day's realised value beside it
+_ESTIMATE_GAUGES = (
+    ("modelwatch_performance_estimate", "Estimated performance of the day (CBPE / DLE).", "estimate"),
+    ("modelwatch_performance_estimate_lower", "Lower end of the estimate's band (3 sampling errors).", "lower"),
+    ("modelwatch_performance_estimate_upper", "Upper end of the estimate's band (3 sampling errors).", "upper"),
+    ("modelwatch_performance_threshold_lower", "Lower alert threshold from the reference chunks.", "threshold_lower"),
+    ("modelwatch_performance_threshold_upper", "Upper alert threshold from the reference chunks.", "threshold_upper"),
+)
+_REALISED_GAUGES = (
+    ("modelwatch_performance_realised", "Realised performance of the latest day whose labels arrived.", "realised"),
+    ("modelwatch_performance_realised_estimate", "Estimate on the same labelled rows.", "estimated_labelled"),
+    ("modelwatch_performance_realised_lower", "Lower end of that estimate's band.", "labelled_lower"),
+    ("modelwatch_performance_realised_upper", "Upper end of that estimate's band.", "labelled_upper"),
+    ("modelwatch_performance_estimation_gap", "Realised minus estimated performance on the labelled rows.", "gap"),
+    ("modelwatch_performance_estimation_gap_limit", "The gap the estimate's band allows.", "gap_limit"),
+)
+
+
+def _performance_rows(rows: Any) -> list[Mapping[str, Any]]:
+    """The rows whose metric is one of ``PERFORMANCE_METRICS`` (bounds the ``metric`` label)."""
+    return [row for row in rows or [] if str(row.get("metric")) in PERFORMANCE_METRICS]
+
+
 def _estimation_metrics(g: _Gauges, concept: Mapping[str, Any] | None) -> None:
     """Estimated performance (with band and thresholds) and, for the latest labelled day, realised vs estimated and their gap."""
     est = (concept or {}).get("estimation") or {}
     if est.get("outcome") != "ok":
         return
-    for row in est.get("metrics") or []:
-        metric = str(row.get("metric"))
-        if metric not in PERFORMANCE_METRICS:
-            continue
-        g.set("modelwatch_performance_estimate", "Estimated performance of the day (CBPE / DLE).", row.get("estimate"), metric=metric)
-        g.set("modelwatch_performance_estimate_lower", "Lower end of the estimate's band (3 sampling errors).", row.get("lower"), metric=metric)
-        g.set("modelwatch_performance_estimate_upper", "Upper end of the estimate's band (3 sampling errors).", row.get("upper"), metric=metric)
-        g.set("modelwatch_performance_threshold_lower", "Lower alert threshold from the reference chunks.", row.get("threshold_lower"), metric=metric)
-        g.set("modelwatch_performance_threshold_upper", "Upper alert threshold from the reference chunks.", row.get("threshold_upper"), metric=metric)
+    for row in _performance_rows(est.get("metrics")):
+        for name, doc, key in _ESTIMATE_GAUGES:
+            g.set(name, doc, row.get(key), metric=str(row["metric"]))
         if row.get("estimate") is not None and row.get("threshold_lower") is not None:
             g.set("modelwatch_performance_estimate_alert", "1 when the estimate is outside the reference thresholds.", int(bool(row.get("alert"))),
-                  metric=metric)
+                  metric=str(row["metric"]))
     latest = est.get("latest_realised") or {}
-    for row in latest.get("metrics") or []:
-        metric = str(row.get("metric"))
-        if metric not in PERFORMANCE_METRICS:
-            continue
-        g.set("modelwatch_performance_realised", "Realised performance of the latest day whose labels arrived.", row.get("realised"), metric=metric)
-        g.set("modelwatch_performance_realised_estimate", "Estimate on the same labelled rows.", row.get("estimated_labelled"), metric=metric)
-        g.set("modelwatch_performance_realised_lower", "Lower end of that estimate's band.", row.get("labelled_lower"), metric=metric)
-        g.set("modelwatch_performance_realised_upper", "Upper end of that estimate's band.", row.get("labelled_upper"), metric=metric)
-        g.set("modelwatch_performance_estimation_gap", "Realised minus estimated performance on the labelled rows.", row.get("gap"), metric=metric)
-        g.set("modelwatch_performance_estimation_gap_limit", "The gap the estimate's band allows.", row.get("gap_limit"), metric=metric)
+    for row in _performance_rows(latest.get("metrics")):
+        for name, doc, key in _REALISED_GAUGES:
+            g.set(name, doc, row.get(key), metric=str(row["metric"]))
     if latest.get("day"):
         g.set("modelwatch_performance_realised_day_timestamp_seconds", "Start (UTC) of the day the realised values are for.",
               partition_timestamp({"dt": latest["day"]}))
