@@ -9,7 +9,7 @@ and writes ``{"result", "seconds", "import_seconds"}`` (``seconds``: the call al
 and client included; ``import_seconds``: importing the stage's modules). The parent measures
 the process's wall time and peak RSS (``os.wait4``).
 
-Tasks: the pipeline stages (``extract``, ``validate``, ``profile``, ``drift``, ``concept``,
+Tasks: the pipeline stages (``plan_shards``, ``check_shard`` (one shard, from the request), ``extract``, ``validate``, ``profile``, ``drift``, ``concept``,
 ``judge``, ``experiments``, ``publish``), ``baseline`` (``baseline.build_baseline`` with the
 embedding cache, like ``modelwatch build-baseline``) and ``alternative`` (what a user would
 write without modelwatch: pandas reads the whole day and the baseline window from S3, Evidently's
@@ -32,7 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_IMPORTS = {
-    "extract": ["modelwatch.pipeline", "modelwatch.readers"],
+    "plan_shards": ["modelwatch.pipeline", "modelwatch.shards"],
+    "check_shard": ["modelwatch.pipeline", "modelwatch.readers", "modelwatch.columnar", "modelwatch.validation"],
+    "extract": ["modelwatch.pipeline"],
     "validate": ["modelwatch.pipeline", "modelwatch.validation"],
     "profile": ["modelwatch.pipeline", "modelwatch.metrics", "modelwatch.limits"],
     "drift": ["modelwatch.pipeline", "modelwatch.baseline", "modelwatch.drift_analysis", "modelwatch.embeddings", "modelwatch.mmd",
@@ -49,19 +51,22 @@ STAGE_IMPORTS = {
 # Functions timed inside each task (cumulative seconds per name, nested calls counted in each): where a stage's time goes.
 # Patched on the module (or class) the stage looks them up in at call time; the library is not changed.
 TIMED_PARTS: dict[str, list[tuple[str, str]]] = {
-    "extract": [("modelwatch.pipeline", "get_bytes"), ("modelwatch.readers", "read_file"), ("modelwatch.readers", "assemble"),
+    "plan_shards": [],
+    "check_shard": [("modelwatch.pipeline", "get_bytes"), ("modelwatch.readers", "batch_tables"), ("modelwatch.columnar", "coerce_batch"),
+                    ("modelwatch.columnar", "coerce_arrow"), ("modelwatch.validation", "StreamValidator.check"),
+                    ("modelwatch.validation", "GxRunner.run"), ("modelwatch.storage", "ParquetSink.close")],
+    "extract": [],
+    "validate": [("modelwatch.shards", "cross_shard_repeats"), ("modelwatch.pipeline", "_merge_quarantine")],
+    "profile": [("modelwatch.pipeline", "read_valid"), ("modelwatch.metrics", "to_frame"), ("modelwatch.metrics", "compute_metrics"),
                 ("modelwatch.pipeline", "put_table")],
-    "validate": [("modelwatch.pipeline", "get_table"), ("modelwatch.validation", "validate_partition"), ("modelwatch.pipeline", "put_table")],
-    "profile": [("modelwatch.pipeline", "get_table"), ("modelwatch.metrics", "to_frame"), ("modelwatch.metrics", "compute_metrics"),
-                ("modelwatch.pipeline", "put_table")],
-    "drift": [("modelwatch.baseline", "load_baseline"), ("modelwatch.pipeline", "get_table"), ("modelwatch.columns", "drift_frame"),
+    "drift": [("modelwatch.baseline", "load_baseline"), ("modelwatch.pipeline", "read_valid"), ("modelwatch.columns", "drift_frame"),
               ("modelwatch.baseline", "coerce_kinds"), ("modelwatch.drift_analysis", "analyze"), ("modelwatch.drift_analysis", "sample_texts"),
               ("modelwatch.embeddings", "EmbeddingCache.get_or_embed"), ("modelwatch.mmd", "mmd_test"), ("modelwatch.evidently_report", "build_report")],
-    "concept": [("modelwatch.pipeline", "get_table"), ("modelwatch.concept", "analyze_concept_drift")],
-    "judge": [("modelwatch.judge_stage", "get_table"), ("modelwatch.judge_sampling", "stratified_sample"), ("modelwatch.judge_runner", "JudgeRunner.run"),
+    "concept": [("modelwatch.pipeline", "read_valid"), ("modelwatch.concept", "analyze_concept_drift")],
+    "judge": [("modelwatch.judge_stage", "read_valid"), ("modelwatch.judge_sampling", "stratified_sample"), ("modelwatch.judge_runner", "JudgeRunner.run"),
               ("modelwatch.judge_stage", "_shadow_pairwise"), ("modelwatch.reference_metrics", "reference_scores"),
               ("modelwatch.judge_estimates", "estimate_judgments")],
-    "experiments": [("modelwatch.pipeline", "get_table"), ("modelwatch.experiment_data", "day_record"), ("modelwatch.experiments", "shadow_comparison"),
+    "experiments": [("modelwatch.pipeline", "read_valid"), ("modelwatch.experiment_data", "day_record"), ("modelwatch.experiments", "shadow_comparison"),
                     ("modelwatch.experiments", "analyze_experiment")],
     "publish": [("modelwatch.pipeline", "_baseline_comparison"), ("modelwatch.pipeline", "_publish_pages")],
     "baseline": [("modelwatch.baseline", "read_valid_day"), ("modelwatch.baseline", "drift_frame"), ("modelwatch.embeddings", "EmbeddingCache.get_or_embed")],
@@ -125,8 +130,12 @@ def run_task(task: str, request: dict[str, Any]) -> Any:
     from modelwatch import pipeline
     from modelwatch.storage import Partition
 
+    if task == "plan_shards":
+        return pipeline.plan_shards(client, cfg, Partition.from_dict(request["partition"]))
+    if task == "check_shard":
+        return pipeline.check_shard(client, cfg, request["shard"])
     if task == "extract":
-        return pipeline.extract(client, cfg, Partition.from_dict(request["partition"]))
+        return pipeline.extract(client, cfg, Partition.from_dict(request["partition"]), inputs["checked"])
     if task == "validate":
         return pipeline.validate(client, cfg, inputs["extracted"])
     if task == "profile":

@@ -75,9 +75,13 @@ MODEL = "support-bot-v3"
 BASELINE_DAY = date(2026, 11, 3)
 DAY = date(2026, 11, 4)
 SEED = 20_261_104
-STAGES = ["extract", "validate", "profile", "drift", "concept", "judge", "experiments", "publish"]
+STAGES = ["plan_shards", "check_shard", "extract", "validate", "profile", "drift", "concept", "judge", "experiments", "publish"]
+SHARD_WIDTH = 2  # check_shard tasks at once: the fan-out on the 2 cores (a worker with concurrency 2)
+SHARD_BYTES = 48 * 2**20  # defaults.shard_bytes in the benchmark's config: a 1M-request day is about 6 shards
 INPUTS: dict[str, list[str]] = {  # which earlier results each task receives, as the DAG wires them
-    "extract": [],
+    "plan_shards": [],
+    "check_shard": [],  # one shard each, from plan_shards
+    "extract": ["checked"],
     "validate": ["extracted"],
     "profile": ["validated"],
     "drift": ["validated"],
@@ -86,7 +90,7 @@ INPUTS: dict[str, list[str]] = {  # which earlier results each task receives, as
     "experiments": ["validated", "profiled", "judged"],
     "publish": ["extracted", "validated", "profiled", "drifted", "concepted", "experimented", "judged"],
 }
-OUTPUT_NAME = {"extract": "extracted", "validate": "validated", "profile": "profiled", "drift": "drifted", "concept": "concepted",
+OUTPUT_NAME = {"plan_shards": "shards", "check_shard": "checked", "extract": "extracted", "validate": "validated", "profile": "profiled", "drift": "drifted", "concept": "concepted",
                "judge": "judged", "experiments": "experimented", "publish": "published"}
 FORMATS = {"jsonl.gz": "jsonl", "parquet": "parquet"}  # format -> prefix name
 ALT_NUMERICAL = ["latency_ms", "prompt_tokens", "completion_tokens"]
@@ -157,13 +161,14 @@ def task_timeout(task: str) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def run_task(task: str, request: dict[str, Any], workdir: Path, profile: Path | None = None, imports_only: bool = False) -> TaskRun:
+def run_task(task: str, request: dict[str, Any], workdir: Path, profile: Path | None = None, imports_only: bool = False,
+             name: str | None = None) -> TaskRun:
     """Run ``bench.scale_stage`` for ``task`` in a fresh interpreter; its wall time and peak RSS from ``wait4``.
 
     An optional task still running after ``task_timeout(task)`` seconds is killed: its wall time
     is then a lower bound, its result ``{"outcome": "timed_out"}`` (downstream tasks treat it as absent).
     """
-    request_path, out = workdir / f"{task}.request.json", workdir / f"{task}.out.json"
+    request_path, out = workdir / f"{name or task}.request.json", workdir / f"{name or task}.out.json"
     request_path.write_text(json.dumps(request, default=str))
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "bench.scale_stage", "--task", task, "--request", str(request_path), "--out", str(out)]
@@ -217,6 +222,7 @@ def config_data(logs_uri: str, reports_uri: str, serving_bucket: str) -> dict[st
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     data["defaults"].update(logs_uri=logs_uri, reports_uri=reports_uri, labels_uri=logs_uri.replace("/inference", "/labels"))
     data["defaults"].pop("pushgateway_url", None)
+    data["defaults"]["shard_bytes"] = SHARD_BYTES
     model = next(m for m in data["models"] if m["id"] == MODEL)
     model["baseline"] = {"window": {"start": BASELINE_DAY.isoformat(), "end": BASELINE_DAY.isoformat()}}
     if model.get("rollback"):
@@ -260,16 +266,39 @@ def copy_prefix(client, source_uri: str, target_uri: str) -> int:
 
 
 def daily_run(world: World, endpoint: str, workdir: Path) -> dict[str, TaskRun]:
-    """The DAG's tasks in order, each in its own process, results passed on like XCom."""
+    """The DAG's tasks in order, each in its own process, results passed on like XCom; the shards ``SHARD_WIDTH`` at a time."""
     results: dict[str, Any] = {}
     runs: dict[str, TaskRun] = {}
     for task in STAGES:
-        runs[task] = run_task(task, task_request(world, endpoint, task, results), workdir)
+        if task == "check_shard":
+            runs[task] = run_shards(world, endpoint, results["shards"], workdir)
+        else:
+            runs[task] = run_task(task, task_request(world, endpoint, task, results), workdir)
         results[OUTPUT_NAME[task]] = runs[task].result
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(runs[task].parts.items(), key=lambda kv: -kv[1]))
         log(f"{world.fmt} {task}: {runs[task].wall:.1f} s wall (call {runs[task].seconds:.1f} s, imports {runs[task].import_seconds:.1f} s), "
             f"peak {runs[task].peak_mib:.0f} MiB{'; ' + parts if parts else ''}")
     return runs
+
+
+def run_shards(world: World, endpoint: str, shards: list[dict[str, Any]], workdir: Path) -> TaskRun:
+    """Every ``check_shard`` task, ``SHARD_WIDTH`` processes at a time: wall from the first start to the last end, the largest peak."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(shard: dict[str, Any]) -> TaskRun:
+        request = {**task_request(world, endpoint, "check_shard", {}), "shard": shard}
+        return run_task("check_shard", request, workdir, name=f"check_shard-{shard['shard']}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=SHARD_WIDTH) as pool:
+        done = list(pool.map(one, shards))
+    parts: dict[str, float] = {}
+    for run in done:
+        for key, seconds in run.parts.items():
+            parts[key] = parts.get(key, 0.0) + seconds
+    log(f"{world.fmt} check_shard: {len(done)} shards, " + ", ".join(f"{r.wall:.1f} s/{r.peak_mib:.0f} MiB" for r in done))
+    return TaskRun("check_shard", time.perf_counter() - start, max(r.peak_mib for r in done), sum(r.seconds for r in done),
+                   sum(r.import_seconds for r in done), [r.result for r in done], parts)
 
 
 def alternative_run(world: World, endpoint: str, workdir: Path) -> TaskRun:
@@ -386,6 +415,10 @@ def project(result: SizeResult, base: dict[str, TaskRun], rows: int) -> dict[str
     for fmt, runs in result.runs.items():
         wall, peak = 0.0, 0.0
         for task, run in runs.items():
+            if task == "check_shard":  # shards run side by side: their wall, not their summed calls, grows with the day
+                wall += run.wall * factor
+                peak = max(peak, run.peak_mib)  # a shard's size is set by defaults.shard_bytes, not by the day
+                continue
             fixed = sum(v for k, v in run.parts.items() if k in FIXED_PARTS)
             overhead = run.wall - run.seconds
             wall += overhead + fixed + (run.seconds - fixed) * factor
@@ -416,7 +449,10 @@ def profile_slowest(result: SizeResult, world: World, endpoint: str, workdir: Pa
     text = [f"cProfile of the slowest tasks, {result.rows:,}-request day, {world.fmt} (re-run after the timed run; cProfile adds overhead)\n"]
     for task in slowest:
         prof = workdir / f"{task}.prof"
-        run_task(task, task_request(world, endpoint, task, results), workdir, profile=prof)
+        request = task_request(world, endpoint, task, results)
+        if task == "check_shard":
+            request["shard"] = results["shards"][0]  # one shard: the others do the same work on other files
+        run_task(task, request, workdir, profile=prof)
         for order in ("cumulative", "tottime"):
             buffer = StringIO()
             stats = pstats.Stats(str(prof), stream=buffer)
@@ -453,7 +489,9 @@ def size_records(result: SizeResult) -> list[Record]:
             how = "KILLED at the task timeout, a lower bound" if run.timed_out else f"call {run.seconds:.1f} s, imports {run.import_seconds:.1f} s"
             out.append(record(f"{name} {fmt}: {task} ({run.wall / total:.0%} of the run; {how})", "wall", round(run.wall, 2), "s"))
             out.append(record(f"{name} {fmt}: {task}", "peak_rss", round(run.peak_mib), "MiB"))
-        out.append(record(f"{name} {fmt}: {bound}end-to-end daily run, {len(runs)} tasks in sequence ({load})", "wall", round(total, 1), "s",
+        shards = len(runs["check_shard"].result)
+        out.append(record(f"{name} {fmt}: {bound}end-to-end daily run, {len(runs)} tasks in sequence, {shards} shards {SHARD_WIDTH} at a time ({load})",
+                          "wall", round(total, 1), "s",
                           alt_name if alt else None, round(alt.wall, 1) if alt else None, time_target))
         out.append(record(f"{name} {fmt}: end-to-end daily run, largest task peak", "peak_rss", round(peak), "MiB",
                           alt_name if alt else None, round(alt.peak_mib) if alt else None, memory_target))

@@ -76,13 +76,42 @@ def plan_partitions(cadence: str) -> list[dict[str, Any]]:
 
 
 @task
-def extract(partition: dict[str, Any]) -> dict[str, Any]:
+def plan_shards(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each partition's log files in shards of at most ``defaults.shard_bytes``: one shard unless the day is large."""
+    from modelwatch.pipeline import plan_shards as plan
+    from modelwatch.storage import Partition
+
+    cfg = _config()
+    client = s3_client(cfg)
+    shards = [s for p in partitions for s in plan(client, cfg, Partition.from_dict(p))]
+    for s in shards:
+        print(f"{s['partition']['model_id']} {s['partition']['dt']} shard {s['shard'] + 1}/{s['shards']}: {len(s['files'])} files, "
+              f"{sum(size for _, size in s['files']):,} bytes")
+    return shards
+
+
+@task(map_index_template="{{ shard_label }}")
+def check_shard(shard: dict[str, Any]) -> dict[str, Any]:
+    """Read, coerce and validate one shard's files in batches (the map step of the fan-out)."""
+    from modelwatch.pipeline import check_shard as run
+
+    get_current_context()["shard_label"] = f"{shard['partition']['model_id']} {shard['partition']['dt']} {shard['shard'] + 1}/{shard['shards']}"
+    cfg = _config()
+    result = run(s3_client(cfg), cfg, shard)
+    print(f"{result['rows_read']} rows read from {len(result['files'])} files = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
+    return result
+
+
+@task
+def extract(partition: dict[str, Any], checked: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reduce step's first half: the partition's read figures from its shards."""
     from modelwatch.pipeline import extract as run
     from modelwatch.storage import Partition
 
     cfg = _config()
-    result = run(s3_client(cfg), cfg, Partition.from_dict(partition))
-    print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files ({result['outcome']})")
+    result = run(s3_client(cfg), cfg, Partition.from_dict(partition), list(checked))
+    print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files "
+          f"in {len(result['shards'])} shards ({result['outcome']})")
     return result
 
 
@@ -254,11 +283,11 @@ def signal_promotion(published: dict[str, Any]):
 
 
 def monitor_models(cadence: str):
-    """Plan the run's partitions, then one mapped branch of stages per model."""
+    """Plan the run's partitions and their shards, check every shard in parallel, then one mapped branch of stages per model."""
 
     @task_group(group_id="monitor")
-    def monitor(partition: dict[str, Any]):
-        extracted = extract(partition)
+    def monitor(partition: dict[str, Any], checked):
+        extracted = extract(partition, checked)
         validated = validate(extracted)
         profiled = profile_task(cadence)(validated)
         daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
@@ -271,4 +300,6 @@ def monitor_models(cadence: str):
         if daily:
             signal_promotion(published)
 
-    return monitor.expand(partition=plan_partitions(cadence))
+    partitions = plan_partitions(cadence)
+    checked = check_shard.expand(shard=plan_shards(partitions))  # fan-out: one task per model x shard
+    return monitor.partial(checked=checked).expand(partition=partitions)

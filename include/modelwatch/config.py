@@ -48,6 +48,10 @@ class Defaults(_Strict):
     # Mask emails, phone numbers and card numbers (modelwatch.redaction) in prompts, responses, references and quarantined
     # lines as they are read, so no sample, judgment, review queue, report or quarantine record stores them.
     redact_pii: bool = False
+    # A partition whose log files total more than shard_bytes is split into shards of about that size (whole files, in
+    # key order), read and validated by parallel tasks and merged by a reduce step; smaller partitions are one shard.
+    shard_bytes: int = Field(256 * 2**20, ge=1)
+    batch_rows: int = Field(50_000, ge=1)  # rows a task holds at once while reading and validating a shard
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")
     @classmethod

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelwatch.config import MonitoringConfig
-from modelwatch.pipeline import report_uri, work_uri
-from modelwatch.storage import Partition, get_bytes, get_table, list_objects, put_bytes, put_json, put_table
+from modelwatch.pipeline import read_valid, report_uri
+from modelwatch.storage import Partition, get_bytes, list_objects, put_bytes, put_json, put_table
 
 JUDGE_COLUMNS = ["request_id", "variant", "experiment_id", "status", "prompt", "response", "reference", "completion_tokens", "metadata"]
 
@@ -50,7 +50,7 @@ def judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: 
         return {"partition": partition.to_dict(), "outcome": "not_configured"}
     rubric = load_rubric(settings.rubric)
     backend = _judge_backend(settings, connection)
-    rows = get_table(client, work_uri(cfg, partition, "valid.parquet")).select(JUDGE_COLUMNS).to_pandas()
+    rows = read_valid(client, cfg, partition, JUDGE_COLUMNS).to_pandas()
     rows = add_length_band(rows[rows["response"].notna() & (rows["response"].str.strip() != "")].reset_index(drop=True))
     seed = int(partition.dt.strftime("%Y%m%d"))
     cache = JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8)

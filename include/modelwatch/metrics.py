@@ -35,12 +35,12 @@ METRICS_SCHEMA = pa.schema(
         ("requests", pa.int64()),
     ]
 )
-_COLUMNS = ["timestamp", "variant", "status", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "quality_score", "feedback", "metadata", "features"]
+INPUT_COLUMNS = ["timestamp", "variant", "status", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "quality_score", "feedback", "metadata", "features"]
 
 
 def to_frame(valid: pa.Table, segments: list[str]) -> pd.DataFrame:
     """The columns metrics need, with segment keys (``metadata.topic``) as plain columns."""
-    frame = valid.select(_COLUMNS).to_pandas()
+    frame = valid.select(INPUT_COLUMNS).to_pandas()
     for source in ("metadata", "features"):
         keys = [s.split(".", 1)[1] for s in segments if s.startswith(source + ".")]
         if keys:

@@ -87,20 +87,102 @@ def _redacted(table, columns: tuple[str, ...]):
     return table
 
 
-def extract(client, cfg: MonitoringConfig, partition: Partition) -> dict[str, Any]:
-    """Read every log file of the partition into canonical rows and read-stage rejects."""
-    prefix = partition.path(cfg.defaults.logs_uri)
-    rows, rejects, files = read_partition(client, cfg, partition)
-    put_table(client, work_uri(cfg, partition, "rows.parquet"), rows)
-    put_table(client, work_uri(cfg, partition, "read_rejects.parquet"), rejects)
-    rows_read = rows.num_rows + rejects.num_rows
+def shard_uri(cfg: MonitoringConfig, partition: Partition, kind: str, shard: int, shards: int) -> str:
+    """Where shard ``shard`` of ``shards`` keeps its ``valid``, ``quarantine`` or ``ids`` part."""
+    return work_uri(cfg, partition, f"shards/{kind}-{shard:05d}-of-{shards:05d}.parquet")
+
+
+def valid_manifest_uri(cfg: MonitoringConfig, partition: Partition) -> str:
+    return work_uri(cfg, partition, "valid.json")
+
+
+def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dict[str, Any]]:
+    """The partition's log files in shards of at most ``defaults.shard_bytes`` (one shard, maybe empty, for a small day)."""
+    from modelwatch.shards import split_files
+
+    groups = split_files(list(list_objects(client, partition.path(cfg.defaults.logs_uri))), cfg.defaults.shard_bytes)
+    return [{"partition": partition.to_dict(), "shard": i, "shards": len(groups), "files": [[uri, size] for uri, size in group]}
+            for i, group in enumerate(groups)]
+
+
+def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[str, Any]:
+    """Read, coerce and validate one shard's files batch by batch (``defaults.batch_rows``); memory is bounded by a batch.
+
+    Writes the shard's valid rows, its quarantine (read and validation rejects, by row id)
+    and the first occurrence of each request id (for the reduce step's duplicate check).
+    """
+    import pyarrow as pa
+
+    from modelwatch.readers import CANONICAL_SCHEMA, REJECT_SCHEMA, batch_tables, open_file
+    from modelwatch.shards import first_row_id
+    from modelwatch.storage import ParquetSink
+    from modelwatch.validation import StreamValidator
+
+    partition = Partition.from_dict(shard["partition"])
+    index, count = shard["shard"], shard["shards"]
+    validator = StreamValidator(cfg.model(partition.model_id), partition)
+    next_id, files, read_rejects = first_row_id(index), [], 0
+    valid_schema = CANONICAL_SCHEMA.remove(CANONICAL_SCHEMA.get_field_index("_type_errors"))
+    with ParquetSink(client, shard_uri(cfg, partition, "valid", index, count), valid_schema) as valid, \
+            ParquetSink(client, shard_uri(cfg, partition, "quarantine", index, count), REJECT_SCHEMA) as quarantine:
+        for uri, size in shard["files"]:
+            if not size:
+                files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
+                continue
+            stream = open_file(get_bytes(client, uri), uri, cfg.defaults.batch_rows)
+            rows_read = rejected = 0
+            for batch in _guarded(stream):
+                rows, rejects = batch_tables(batch, next_id)
+                next_id += rows.num_rows + rejects.num_rows
+                for reason in rejects["reasons"].to_pylist():
+                    rule = "readable JSON line: " + reason.split(" (")[0]
+                    validator.failures[rule] += 1
+                    validator.examples.setdefault(rule, [])
+                if cfg.defaults.redact_pii:
+                    from modelwatch.redaction import TEXT_FIELDS
+
+                    rows, rejects = _redacted(rows, TEXT_FIELDS), _redacted(rejects, ("raw",))
+                ok, invalid = validator.check(rows)
+                valid.write(ok)
+                quarantine.write(pa.concat_tables([rejects, invalid]).sort_by("_row_id"))
+                rows_read += rows.num_rows + rejects.num_rows
+                rejected += rejects.num_rows
+            files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem})
+            read_rejects += rejected
+    put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
+    rows_read = sum(f["rows_read"] for f in files)
+    if rows_read != valid.rows + quarantine.rows:
+        raise AssertionError(f"{partition.label} shard {index}: rows read {rows_read} != valid {valid.rows} + quarantined {quarantine.rows}")
+    return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": files, "rows_read": rows_read, "read_rejects": read_rejects,
+            "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures), "examples": dict(validator.examples)}
+
+
+def _guarded(stream):
+    """The stream's batches; a Parquet file damaged past its first row group ends the file with a file problem."""
+    import pyarrow as pa
+
+    try:
+        yield from stream.batches
+    except (pa.ArrowException, OSError) as exc:
+        stream.problem = f"Parquet file damaged after its first row groups ({exc}); the rows after the damage are lost at the source"
+
+
+def extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The partition's read figures, merged from its checked shards (``check_shard``; run here, one after another, when not given)."""
+    if checked is None:
+        checked = [check_shard(client, cfg, shard) for shard in plan_shards(client, cfg, partition)]
+    mine = sorted((c for c in checked if c["partition"] == partition.to_dict()), key=lambda c: c["shard"])
+    if not mine or len(mine) != mine[0]["shards"]:
+        raise RuntimeError(f"{partition.label}: {len(mine)} checked shards, expected {mine[0]['shards'] if mine else 'at least 1'}; re-run the partition")
+    rows_read = sum(c["rows_read"] for c in mine)
     return {
         "partition": partition.to_dict(),
-        "source_prefix": prefix,
-        "files": files,
+        "source_prefix": partition.path(cfg.defaults.logs_uri),
+        "files": [f for c in mine for f in c["files"]],
         "rows_read": rows_read,
-        "read_rejects": rejects.num_rows,
+        "read_rejects": sum(c["read_rejects"] for c in mine),
         "outcome": "no_traffic" if rows_read == 0 else "ok",
+        "shards": [{k: v for k, v in c.items() if k != "files"} for c in mine],
     }
 
 
@@ -110,50 +192,109 @@ def _ran(stage: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[str, Any]:
-    """GX validation; writes valid rows and the quarantine, then enforces the invalid-share limit."""
-    import pyarrow as pa
-
-    from modelwatch.validation import enforce_invalid_share, validate_partition
+    """The reduce step: repeats across shards, one quarantine, the valid rows' manifest; then the invalid-share limit."""
+    from modelwatch.shards import cross_shard_repeats, merge_failures
+    from modelwatch.validation import enforce_invalid_share
 
     partition = Partition.from_dict(extracted["partition"])
     model = cfg.model(partition.model_id)
-    rows = get_table(client, work_uri(cfg, partition, "rows.parquet"))
-    read_rejects = get_table(client, work_uri(cfg, partition, "read_rejects.parquet"))
-    outcome = validate_partition(rows, model, partition)
-    quarantine = pa.concat_tables([read_rejects, outcome.rejects]).sort_by("_row_id")
-    put_table(client, work_uri(cfg, partition, "valid.parquet"), outcome.valid)
-    put_table(client, quarantine_uri(cfg, partition), quarantine)
+    shards = extracted["shards"]
+    count = len(shards)
+    failures, examples = merge_failures(shards)
+    repeats = cross_shard_repeats([get_table(client, shard_uri(cfg, partition, "ids", i, count)) for i in range(count)]) if count > 1 else {}
+    moved = _move_repeats(client, cfg, partition, count, repeats, failures, examples)
+    quarantined = _merge_quarantine(client, cfg, partition, count, moved)
+    parts = [shard_uri(cfg, partition, "valid", i, count) for i in range(count)]
+    rows_valid = sum(s["rows_valid"] for s in shards) - sum(len(m) for m in moved.values())
+    put_json(client, valid_manifest_uri(cfg, partition), {"partition": partition.to_dict(), "parts": parts, "rows": rows_valid})
     rows_in = extracted["rows_read"]
-    if rows_in != outcome.rows_valid + quarantine.num_rows:
-        raise AssertionError(f"{partition.label}: rows read {rows_in} != valid {outcome.rows_valid} + quarantined {quarantine.num_rows}")
-    failures = dict(outcome.failures)
-    examples = dict(outcome.examples)
-    for reason in read_rejects["reasons"].to_pylist():
-        rule = "readable JSON line: " + reason.split(" (")[0]
-        failures[rule] = failures.get(rule, 0) + 1
-        examples.setdefault(rule, [])
+    if rows_in != rows_valid + quarantined:
+        raise AssertionError(f"{partition.label}: rows read {rows_in} != valid {rows_valid} + quarantined {quarantined}")
     result = {
         "partition": partition.to_dict(),
         "rows_read": rows_in,
-        "rows_valid": outcome.rows_valid,
-        "rows_quarantined": quarantine.num_rows,
-        "invalid_share": quarantine.num_rows / rows_in if rows_in else 0.0,
+        "rows_valid": rows_valid,
+        "rows_quarantined": quarantined,
+        "invalid_share": quarantined / rows_in if rows_in else 0.0,
         "failures": failures,
         "examples": examples,
         "quarantine_uri": quarantine_uri(cfg, partition),
+        "valid_uri": valid_manifest_uri(cfg, partition),
     }
-    enforce_invalid_share(rows_in, quarantine.num_rows, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}")
+    enforce_invalid_share(rows_in, quarantined, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}")
     return result
+
+
+def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: int, repeats: dict[int, dict[int, str]],
+                  failures: dict[str, int], examples: dict[str, list[str]]):
+    """Take rows whose request id an earlier shard already had out of their shard's valid part; their reject records by shard."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from modelwatch.contract import LINE, ROW_ID, SOURCE
+    from modelwatch.readers import REJECT_SCHEMA
+    from modelwatch.validation import raw_json
+
+    rule = "request_id unique per model and day"
+    moved: dict[int, pa.Table] = {}
+    for shard, found in repeats.items():
+        uri = shard_uri(cfg, partition, "valid", shard, count)
+        part = get_table(client, uri)
+        is_repeat = pc.is_in(part[ROW_ID], value_set=pa.array(sorted(found), pa.int64()))
+        rows = part.filter(is_repeat).to_pylist()
+        if not rows:
+            continue  # the repeats were quarantined for other reasons already
+        records = []
+        for row in rows:
+            reason = f"duplicate request_id {row['request_id']!r} (first seen at {found[row[ROW_ID]]})"
+            records.append({ROW_ID: row[ROW_ID], SOURCE: row[SOURCE], LINE: row[LINE], "stage": "validate", "reasons": reason, "raw": raw_json(row)})
+            failures[rule] = failures.get(rule, 0) + 1
+            if len(examples.setdefault(rule, [])) < 3:
+                examples[rule].append(repr(repr(row["request_id"]))[:80])
+        put_table(client, uri, part.filter(pc.invert(is_repeat)))
+        moved[shard] = pa.Table.from_pylist(records, schema=REJECT_SCHEMA)
+    return moved
+
+
+def _merge_quarantine(client, cfg: MonitoringConfig, partition: Partition, count: int, moved) -> int:
+    """Every shard's quarantine, and the repeats moved out of valid parts, as one object ordered by row id."""
+    import pyarrow as pa
+
+    from modelwatch.readers import REJECT_SCHEMA
+    from modelwatch.storage import ParquetSink
+
+    with ParquetSink(client, quarantine_uri(cfg, partition), REJECT_SCHEMA) as sink:
+        for shard in range(count):
+            part = get_table(client, shard_uri(cfg, partition, "quarantine", shard, count))
+            if shard in moved:
+                part = pa.concat_tables([part, moved[shard]]).sort_by("_row_id")
+            sink.write(part)
+    return sink.rows
+
+
+def read_valid(client, cfg: MonitoringConfig, partition: Partition, columns: list[str] | None = None):
+    """The partition's valid rows (every shard's part, as the manifest lists them), optionally only ``columns``."""
+    import pyarrow as pa
+
+    parts = get_json(client, valid_manifest_uri(cfg, partition))["parts"]
+    return pa.concat_tables([get_table(client, uri, columns) for uri in parts])
+
+
+def valid_columns(exclude: tuple[str, ...]) -> list[str]:
+    """The valid rows' columns but ``exclude``: what a stage reads when it needs everything except the texts."""
+    from modelwatch.readers import CANONICAL_COLUMNS
+
+    return [c for c in CANONICAL_COLUMNS if c not in exclude and c != "_type_errors"]
 
 
 def profile(client, cfg: MonitoringConfig, validated: dict[str, Any], cadence: str) -> dict[str, Any]:
     """Operational metrics and hard-limit checks for the partition's valid rows."""
     from modelwatch.limits import check_hard_limits
-    from modelwatch.metrics import ALL, compute_metrics, metrics_table, to_frame, token_histogram
+    from modelwatch.metrics import ALL, INPUT_COLUMNS, compute_metrics, metrics_table, to_frame, token_histogram
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = get_table(client, work_uri(cfg, partition, "valid.parquet"))
+    valid = read_valid(client, cfg, partition, INPUT_COLUMNS)
     frame = to_frame(valid, model.segments)
     metrics = compute_metrics(frame, model.id, partition.dt.isoformat(), partition.hour, model.segments, SPAN_SECONDS[cadence])
     uri = put_table(client, report_uri(cfg, partition, "metrics.parquet"), metrics_table(metrics))
@@ -395,7 +536,7 @@ def drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str,
         result = {"partition": partition.to_dict(), "outcome": "no_baseline", "severity": "none", "alerts": [], "reason": str(exc)}
         put_json(client, drift_uri, result)
         return {**result, "drift_uri": drift_uri}
-    valid = get_table(client, work_uri(cfg, partition, "valid.parquet"))
+    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "reference", "extra")))
     frame, _ = drift_frame(valid, model.kind, settings.features, model.segments, settings.text)
     frame = coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), baseline.kinds)
     names = baseline.manifest["columns"]
@@ -460,9 +601,8 @@ def concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[st
     wanted = ["request_id", "timestamp", "variant", "prediction", "probability", "class_probabilities", "feedback"]
     frames, days_used, tables = [], [], {}
     for day in days:
-        uri = work_uri(cfg, Partition(model.id, day), "valid.parquet")
-        if exists(client, uri):
-            table = get_table(client, uri)
+        if exists(client, valid_manifest_uri(cfg, Partition(model.id, day))):
+            table = read_valid(client, cfg, Partition(model.id, day), valid_columns(("_source", "_line", "prompt", "response", "reference", "extra")))
             frames.append(table.select(wanted).to_pandas())
             days_used.append(day.isoformat())
             if model.kind != "llm" and model.estimation.enabled:
@@ -496,7 +636,7 @@ def experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profil
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pandas()
+    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "prompt", "response", "reference", "features", "extra"))).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
     judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
     results, found, promotions = [], [], []

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ REJECT_SCHEMA = pa.schema(
         pa.field("raw", pa.string()),
     ]
 )
+BATCH_ROWS = 50_000  # rows per batch when a file is streamed (``open_file``)
 RAW_LIMIT = 64_000  # characters of a rejected line kept in the quarantine record
 UTF8_BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -160,45 +162,111 @@ def _has_lone_surrogate(record: dict[str, Any]) -> bool:
     return False
 
 
-def read_jsonl(data: bytes, source: str, gzipped: bool) -> FileRead:
-    result = FileRead(source, "jsonl.gz" if gzipped else "jsonl")
-    if gzipped:
-        data, result.problem = _gunzip_tolerant(data)
-    data = data.removeprefix(UTF8_BOM)  # some producers (PowerShell, Excel exports) start a UTF-8 file with a BOM
-    lines = data.split(b"\n")
-    if result.problem and lines and lines[-1].strip():
-        # The last line of a damaged stream is partial: say so rather than a JSON error.
-        tail = lines.pop()
-        result.rejects.append(_reject(source, len(lines) + 1, "line cut off by the damaged gzip stream", tail.decode("utf-8", "backslashreplace")))
+@dataclass
+class RawBatch:
+    """Up to ``batch_rows`` parsed rows of one file, not yet coerced: JSON objects with their line numbers,
+    or a slice of a Parquet file as Arrow; plus the read-stage rejects among those lines."""
+
+    source: str
+    lines: list[int] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
+    arrow: pa.Table | None = None
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.records) if self.arrow is None else self.arrow.num_rows
+
+
+@dataclass
+class FileStream:
+    """One file opened for batch reading: its format, a file-level problem found on opening, and its batches."""
+
+    source: str
+    fmt: str
+    problem: str | None
+    batches: Iterator[RawBatch]
+
+
+def _jsonl_batches(lines: list[bytes], source: str, cut_tail: bytes | None, batch_rows: int) -> Iterator[RawBatch]:
+    batch = RawBatch(source)
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            result.rejects.append(_reject(source, number, f"line is not UTF-8 (bad byte at offset {exc.start}); re-encode the producer's output as UTF-8", raw.decode("utf-8", "backslashreplace")))
+            batch.rejects.append(_reject(source, number, f"line is not UTF-8 (bad byte at offset {exc.start}); re-encode the producer's output as UTF-8", raw.decode("utf-8", "backslashreplace")))
             continue
         record, problem = _parse_line(text)
         if problem:
-            result.rejects.append(_reject(source, number, problem, text))
+            batch.rejects.append(_reject(source, number, problem, text))
             continue
-        result.rows.append(_row(source, number, record))
+        batch.lines.append(number)
+        batch.records.append(record)
+        if len(batch.records) >= batch_rows:
+            yield batch
+            batch = RawBatch(source)
+    if cut_tail is not None:
+        # The last line of a damaged stream is partial: say so rather than a JSON error.
+        batch.rejects.append(_reject(source, len(lines) + 1, "line cut off by the damaged gzip stream", cut_tail.decode("utf-8", "backslashreplace")))
+    if batch.records or batch.rejects:
+        yield batch
+
+
+def open_jsonl(data: bytes, source: str, gzipped: bool, batch_rows: int = BATCH_ROWS) -> FileStream:
+    """A JSON-lines file (gzipped or not) as batches of parsed objects; damaged gzip keeps its clean prefix."""
+    problem = None
+    if gzipped:
+        data, problem = _gunzip_tolerant(data)
+    data = data.removeprefix(UTF8_BOM)  # some producers (PowerShell, Excel exports) start a UTF-8 file with a BOM
+    lines = data.split(b"\n")
+    del data
+    tail = lines.pop() if problem and lines and lines[-1].strip() else None
+    return FileStream(source, "jsonl.gz" if gzipped else "jsonl", problem, _jsonl_batches(lines, source, tail, batch_rows))
+
+
+def _parquet_batches(parquet, source: str, batch_rows: int) -> Iterator[RawBatch]:
+    line = 1
+    for record_batch in parquet.iter_batches(batch_size=batch_rows):
+        table = pa.Table.from_batches([record_batch])
+        yield RawBatch(source, lines=list(range(line, line + table.num_rows)), arrow=table)
+        line += table.num_rows
+
+
+def open_parquet(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> FileStream:
+    """A Parquet file as batches of Arrow rows (``ParquetFile.iter_batches``); an unreadable file is the file's problem."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        if parquet.metadata.num_rows:
+            parquet.read_row_group(0, columns=[])  # fail on a corrupt body now, as a file problem, not mid-stream
+    except (pa.ArrowException, OSError) as exc:
+        return FileStream(source, "parquet", f"not a readable Parquet file ({exc}); re-export it or remove it from the partition", iter(()))
+    return FileStream(source, "parquet", None, _parquet_batches(parquet, source, batch_rows))
+
+
+def _collect(stream: FileStream) -> FileRead:
+    """A whole file's rows (``coerce_record``, row by row) and rejects from its batches."""
+    result = FileRead(stream.source, stream.fmt, problem=stream.problem)
+    try:
+        for batch in stream.batches:
+            records = batch.records if batch.arrow is None else batch.arrow.to_pylist()
+            result.rows += [_row(stream.source, line, record) for line, record in zip(batch.lines, records)]
+            result.rejects += batch.rejects
+    except (pa.ArrowException, OSError) as exc:
+        result.problem = f"not a readable Parquet file ({exc}); re-export it or remove it from the partition"
     result.rejects.sort(key=lambda r: r[LINE])
     return result
 
 
-def read_parquet(data: bytes, source: str) -> FileRead:
-    import pyarrow.parquet as pq
+def read_jsonl(data: bytes, source: str, gzipped: bool) -> FileRead:
+    return _collect(open_jsonl(data, source, gzipped))
 
-    result = FileRead(source, "parquet")
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as exc:
-        result.problem = f"not a readable Parquet file ({exc}); re-export it or remove it from the partition"
-        return result
-    for number, record in enumerate(table.to_pylist(), start=1):
-        result.rows.append(_row(source, number, record))
-    return result
+
+def read_parquet(data: bytes, source: str) -> FileRead:
+    return _collect(open_parquet(data, source))
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -210,24 +278,49 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def read_file(data: bytes, source: str) -> FileRead:
-    """Read one partition file by its content when its magic bytes say gzip or Parquet, else by its extension.
+def open_file(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> FileStream:
+    """Open one partition file by its content when its magic bytes say gzip or Parquet, else by its extension.
 
     A file whose name and content disagree (gzip bytes named ``.jsonl``) is read by its
     content, and the mismatch is reported as the file's problem so the producer gets fixed.
     """
     named = detect_format(source)
     if named is None:
-        result = FileRead(source, "unknown")
-        result.problem = "unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet"
-        return result
+        return FileStream(source, "unknown", "unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet", iter(()))
     sniffed = sniff_format(data)
     fmt = sniffed or ("jsonl" if named == "jsonl.gz" and data[:1] in (b"{", b"\n", b" ", UTF8_BOM[:1]) else named)
-    result = read_parquet(data, source) if fmt == "parquet" else read_jsonl(data, source, gzipped=fmt == "jsonl.gz")
+    stream = open_parquet(data, source, batch_rows) if fmt == "parquet" else open_jsonl(data, source, fmt == "jsonl.gz", batch_rows)
     if fmt != named:
         mismatch = f"named .{named} but the content is {fmt}; read as {fmt}, rename the file"
-        result.problem = f"{mismatch}; {result.problem}" if result.problem else mismatch
-    return result
+        stream.problem = f"{mismatch}; {stream.problem}" if stream.problem else mismatch
+    return stream
+
+
+def read_file(data: bytes, source: str) -> FileRead:
+    """One partition file, whole: canonical rows (row by row) and rejects (see ``open_file``)."""
+    return _collect(open_file(data, source))
+
+
+def batch_tables(batch: RawBatch, first_row_id: int) -> tuple[pa.Table, pa.Table]:
+    """(canonical rows, read-stage rejects) of one batch; row ids from ``first_row_id``: the rows, then the rejects.
+
+    Columns are coerced together (``columnar``) when that gives the row-by-row result;
+    otherwise (a value Arrow cannot hold) row by row, as ``read_file`` does.
+    """
+    from modelwatch.columnar import coerce_arrow, coerce_batch
+
+    n = batch.rows
+    columns = coerce_batch(batch.records) if batch.arrow is None else coerce_arrow(batch.arrow)
+    rejects = [{**r, ROW_ID: first_row_id + n + i} for i, r in enumerate(batch.rejects)]
+    if columns is not None:
+        lineage = [pa.array(range(first_row_id, first_row_id + n), pa.int64()), pa.array([batch.source] * n, pa.string()), pa.array(batch.lines, pa.int64())]
+        table = pa.Table.from_arrays(lineage + columns.columns, schema=CANONICAL_SCHEMA)
+    else:
+        records = batch.records if batch.arrow is None else batch.arrow.to_pylist()
+        rows = [{**_row(batch.source, line, record), ROW_ID: first_row_id + i} for i, (line, record) in enumerate(zip(batch.lines, records))]
+        table, unstorable = _to_table(rows)
+        rejects = sorted(rejects + unstorable, key=lambda r: r[ROW_ID])
+    return table, pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
 
 
 def assemble(reads: list[FileRead]) -> tuple[pa.Table, pa.Table]:

@@ -201,10 +201,27 @@ def put_bytes(client, uri: str, data: bytes, content_type: str = "application/oc
     temporary object is best effort: a leftover under ``_tmp/`` is invisible to readers (an
     S3 lifecycle rule on ``_tmp/`` expires it).
     """
+
+    def upload(bucket: str, tmp_key: str) -> None:
+        client.put_object(Bucket=bucket, Key=tmp_key, Body=data, ContentType=content_type)
+
+    return _put_via_tmp(client, uri, upload, content_type)
+
+
+def put_file(client, uri: str, path: str, content_type: str = "application/octet-stream") -> str:
+    """``put_bytes`` for a local file, streamed from disk (multipart above boto3's 8 MiB threshold)."""
+
+    def upload(bucket: str, tmp_key: str) -> None:
+        client.upload_file(path, bucket, tmp_key, ExtraArgs={"ContentType": content_type})
+
+    return _put_via_tmp(client, uri, upload, content_type)
+
+
+def _put_via_tmp(client, uri: str, upload, content_type: str) -> str:
     bucket, key = split_uri(uri)
     tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
     with _naming("PutObject", uri):
-        client.put_object(Bucket=bucket, Key=tmp_key, Body=data, ContentType=content_type)
+        upload(bucket, tmp_key)
     try:
         with _naming("CopyObject", uri):
             client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": tmp_key}, ContentType=content_type, MetadataDirective="REPLACE")
@@ -214,6 +231,43 @@ def put_bytes(client, uri: str, data: bytes, content_type: str = "application/oc
         except (ClientError, BotoCoreError) as exc:
             _log.warning("temporary object s3://%s/%s not removed (%s); it is not visible under %s", bucket, tmp_key, exc, uri)
     return uri
+
+
+class ParquetSink:
+    """Arrow tables appended to one Parquet object (zstd) as they come, in bounded memory.
+
+    Row groups go to a local spool file; ``close`` uploads it atomically (``put_file``), so
+    readers see the whole object or none. Use as a context manager: an exception discards it.
+    """
+
+    def __init__(self, client, uri: str, schema: pa.Schema):
+        import tempfile
+
+        self.client, self.uri, self.rows = client, uri, 0
+        self._spool = tempfile.NamedTemporaryFile(prefix="modelwatch-", suffix=".parquet")
+        self._writer = pq.ParquetWriter(self._spool.name, schema, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def close(self) -> str:
+        self._writer.close()
+        try:
+            return put_file(self.client, self.uri, self._spool.name, "application/vnd.apache.parquet")
+        finally:
+            self._spool.close()
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._writer.close()
+            self._spool.close()
 
 
 def put_if_absent(client, uri: str, data: bytes, content_type: str = "application/json") -> bool:
@@ -280,8 +334,8 @@ def put_table(client, uri: str, table: pa.Table) -> str:
     return put_bytes(client, uri, buf.getvalue(), "application/vnd.apache.parquet")
 
 
-def get_table(client, uri: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(get_bytes(client, uri)))
+def get_table(client, uri: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(get_bytes(client, uri)), columns=columns)
 
 
 def delete_prefix(client, prefix_uri: str) -> int:

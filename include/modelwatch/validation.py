@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -127,40 +128,45 @@ def _quiet_gx() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
-def _run_gx(frame, expectations: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int], list[Any]]]:
-    """Validate a pandas frame; return (expectation, failing row ids, offending values) per expectation."""
-    _quiet_gx()
-    import great_expectations as gx
-    from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+class GxRunner:
+    """One ephemeral GX context and suite, validating any number of pandas batches against it.
 
-    context = gx.get_context(
-        mode="ephemeral",
-        project_config=DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-            progress_bars=ProgressBarsConfig(globally=False),
-            analytics_enabled=False,
-        ),
-    )
-    batch = (
-        context.data_sources.add_pandas("modelwatch")
-        .add_dataframe_asset("partition")
-        .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    tagged = [{"type": e["type"], "kwargs": e["kwargs"], "meta": {"mw_index": i}} for i, e in enumerate(expectations)]
-    suite = context.suites.add(ExpectationSuite(name="run", expectations=tagged))
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]})
-    out = []
-    for res in result.results:  # GX does not keep the suite's order: map back through the tag
-        expectation = expectations[int(res.expectation_config.meta["mw_index"])]
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(f"GX could not evaluate {rule_label(expectation)}: {res.exception_info.get('exception_message')}")
-        indices = res.result.get("unexpected_index_list") or []
-        ids = [int(item[ROW_ID]) for item in indices]
-        values = res.result.get("unexpected_list") or []
-        out.append((expectation, ids, values))
-    return out
+    Building the context costs about a second, so a stream of batches shares one.
+    """
+
+    def __init__(self, expectations: list[dict[str, Any]]):
+        _quiet_gx()
+        import great_expectations as gx
+        from great_expectations.core.expectation_suite import ExpectationSuite
+        from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+
+        context = gx.get_context(
+            mode="ephemeral",
+            project_config=DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                progress_bars=ProgressBarsConfig(globally=False),
+                analytics_enabled=False,
+            ),
+        )
+        self._expectations = expectations
+        self._definition = context.data_sources.add_pandas("modelwatch").add_dataframe_asset("partition").add_batch_definition_whole_dataframe("whole")
+        tagged = [{"type": e["type"], "kwargs": e["kwargs"], "meta": {"mw_index": i}} for i, e in enumerate(expectations)]
+        self._suite = context.suites.add(ExpectationSuite(name="run", expectations=tagged))
+
+    def run(self, frame) -> list[tuple[dict[str, Any], list[int], list[Any]]]:
+        """(expectation, failing row ids, offending values) per expectation, in the expectations' order."""
+        batch = self._definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(self._suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]})
+        out = []
+        for res in result.results:  # GX does not keep the suite's order: map back through the tag
+            expectation = self._expectations[int(res.expectation_config.meta["mw_index"])]
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX could not evaluate {rule_label(expectation)}: {res.exception_info.get('exception_message')}")
+            indices = res.result.get("unexpected_index_list") or []
+            ids = [int(item[ROW_ID]) for item in indices]
+            values = res.result.get("unexpected_list") or []
+            out.append((expectation, ids, values))
+        return out
 
 
 def _gx_frame(table: pa.Table):
@@ -170,69 +176,143 @@ def _gx_frame(table: pa.Table):
     return frame
 
 
-def _duplicates(table: pa.Table) -> dict[int, str]:
-    """Row id -> reason for every repeat of an earlier request_id (first occurrence kept)."""
-    seen: dict[str, str] = {}
-    out: dict[int, str] = {}
-    for rid, request_id, source, line in zip(
-        table[ROW_ID].to_pylist(), table["request_id"].to_pylist(), table[SOURCE].to_pylist(), table[LINE].to_pylist()
-    ):
-        if request_id is None:
-            continue
-        first = seen.get(request_id)
-        if first is None:
-            seen[request_id] = f"{source}:{line}"
-        else:
-            out[rid] = f"duplicate request_id {request_id!r} (first seen at {first})"
-    return out
+def request_hashes(request_ids: pa.Array) -> np.ndarray:
+    """64-bit hashes of request ids (pandas' ``hash_array``, SipHash-2-4 with a fixed key), for duplicate checks in bounded memory.
+
+    Two different ids collide with probability about n² / 2⁶⁵: one in 300,000 for a day of 10M requests.
+    """
+    from pandas.util import hash_array
+
+    return hash_array(np.asarray(request_ids.to_numpy(zero_copy_only=False), dtype=object), categorize=False)
 
 
-def _raw_json(row: dict[str, Any]) -> str:
+class DuplicateTracker:
+    """The first occurrence of every request id across batches: a sorted array of hashes with each one's source and line.
+
+    Memory is 16 bytes per distinct id rather than a set of strings; the first occurrence is
+    kept and later ones are repeats (GX's uniqueness expectation would reject every copy).
+    """
+
+    def __init__(self) -> None:
+        self.hashes = np.empty(0, np.uint64)
+        self.where = np.empty(0, np.int64)  # source index << 32 | line
+        self.row_ids = np.empty(0, np.int64)
+        self.sources: list[str] = []
+        self._source_index: dict[str, int] = {}
+
+    def location(self, position: int) -> str:
+        code = int(self.where[position])
+        return f"{self.sources[code >> 32]}:{code & 0xFFFFFFFF}"
+
+    def _codes(self, sources: list[str], lines: np.ndarray) -> np.ndarray:
+        index = np.array([self._source_index.setdefault(s, len(self._source_index)) for s in sources], np.int64)
+        self.sources += list(self._source_index)[len(self.sources):]
+        return (index << 32) | lines.astype(np.int64)
+
+    def repeats(self, hashes: np.ndarray, sources: list[str], lines: np.ndarray, row_ids: np.ndarray) -> dict[int, str]:
+        """Position in the batch -> where that request id was first seen, for every repeat; records the batch's new ids."""
+        if hashes.size == 0:
+            return {}
+        codes = self._codes(sources, lines)
+        out: dict[int, str] = {}
+        unique, first = np.unique(hashes, return_index=True)
+        if unique.size < hashes.size:  # repeats within the batch
+            first_of = dict(zip(unique.tolist(), first.tolist()))
+            for i, h in enumerate(hashes.tolist()):
+                if first_of[h] != i:
+                    out[i] = f"{sources[first_of[h]]}:{int(lines[first_of[h]])}"
+        at = np.searchsorted(self.hashes, unique)
+        seen = (at < self.hashes.size) & (self.hashes[np.minimum(at, max(self.hashes.size - 1, 0))] == unique) if self.hashes.size else np.zeros(unique.size, bool)
+        if seen.any():
+            earlier = {h: self.location(int(p)) for h, p in zip(unique[seen].tolist(), at[seen].tolist())}
+            for i, h in enumerate(hashes.tolist()):
+                if h in earlier:
+                    out[i] = earlier[h]
+        new = ~seen
+        self.hashes = np.insert(self.hashes, at[new], unique[new])
+        self.where = np.insert(self.where, at[new], codes[first[new]])
+        self.row_ids = np.insert(self.row_ids, at[new], row_ids[first[new]])
+        return out
+
+    def first_occurrences(self) -> pa.Table:
+        """Every distinct id seen, as ``shards.IDS_SCHEMA`` rows: what the reduce step checks across shards."""
+        from modelwatch.shards import IDS_SCHEMA
+
+        sources = pa.array(self.sources, pa.string()).take(pa.array(self.where >> 32)) if self.sources else pa.array([], pa.string())
+        return pa.Table.from_arrays([pa.array(self.hashes, pa.uint64()), sources, pa.array(self.where & 0xFFFFFFFF), pa.array(self.row_ids)], schema=IDS_SCHEMA)
+
+
+def raw_json(row: dict[str, Any]) -> str:
     clean = {k: v for k, v in row.items() if k not in (ROW_ID, SOURCE, LINE, TYPE_ERRORS) and v is not None}
     return json.dumps(clean, default=str, sort_keys=True)[:RAW_LIMIT]
 
 
-def validate_partition(table: pa.Table, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> ValidationOutcome:
-    """Split canonical rows into valid rows and rejects (stage ``validate``) with their reasons."""
-    reasons: dict[int, list[str]] = defaultdict(list)
-    failures: Counter[str] = Counter()
-    examples: dict[str, list[str]] = defaultdict(list)
+class StreamValidator:
+    """Validation of a partition that arrives in batches: GX per batch, duplicates across all of them.
 
-    def fail(rule: str, row_id: int, reason: str, value: Any = None) -> None:
+    Failure counts and examples accumulate over the batches; each batch comes back split
+    into valid rows and rejects (stage ``validate``) with every reason that applies to a row.
+    """
+
+    def __init__(self, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR):
+        self.gx = GxRunner(expectations_for(model, partition, suites_dir))
+        self.duplicates = DuplicateTracker()
+        self.failures: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def _fail(self, reasons: dict[int, list[str]], rule: str, row_id: int, reason: str, value: Any = None) -> None:
         reasons[row_id].append(reason)
-        failures[rule] += 1
-        if len(examples[rule]) < 3:
-            examples[rule].append(repr(value)[:80] if value is not None else reason[:80])
+        self.failures[rule] += 1
+        if len(self.examples[rule]) < 3:
+            self.examples[rule].append(repr(value)[:80] if value is not None else reason[:80])
 
-    typed_ok = pc.is_null(table[TYPE_ERRORS])
-    for row_id, problem in zip(table.filter(pc.invert(typed_ok))[ROW_ID].to_pylist(), table.filter(pc.invert(typed_ok))[TYPE_ERRORS].to_pylist()):
-        for part in problem.split("; "):
-            fail(f"type: {part.split(':')[0]}", row_id, part, part.split(": ", 1)[-1])
-    checked = table.filter(typed_ok)
-    if checked.num_rows:
-        for expectation, ids, values in _run_gx(_gx_frame(checked), expectations_for(model, partition, suites_dir)):
-            label = rule_label(expectation)
-            padded = list(values) + [None] * (len(ids) - len(values))
-            for row_id, value in zip(ids, padded):
-                if expectation["kwargs"].get("column") == EPOCH_COLUMN and value is not None:
-                    value = datetime.fromtimestamp(value, tz=UTC).isoformat()
-                shown = "missing or NaN" if value is None or value != value else repr(value)[:80]
-                fail(label, row_id, f"{label}; got {shown}", value)
-        for row_id, reason in _duplicates(checked).items():
-            fail("request_id unique per model and day", row_id, reason, reason.split(" ")[2])
+    def check(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(valid rows without ``_type_errors``, rejects) of one batch of canonical rows."""
+        reasons: dict[int, list[str]] = defaultdict(list)
+        typed_ok = pc.is_null(table[TYPE_ERRORS])
+        mistyped = table.filter(pc.invert(typed_ok))
+        for row_id, problem in zip(mistyped[ROW_ID].to_pylist(), mistyped[TYPE_ERRORS].to_pylist()):
+            for part in problem.split("; "):
+                self._fail(reasons, f"type: {part.split(':')[0]}", row_id, part, part.split(": ", 1)[-1])
+        checked = table.filter(typed_ok)
+        if checked.num_rows:
+            for expectation, ids, values in self.gx.run(_gx_frame(checked)):
+                label = rule_label(expectation)
+                padded = list(values) + [None] * (len(ids) - len(values))
+                for row_id, value in zip(ids, padded):
+                    if expectation["kwargs"].get("column") == EPOCH_COLUMN and value is not None:
+                        value = datetime.fromtimestamp(value, tz=UTC).isoformat()
+                    shown = "missing or NaN" if value is None or value != value else repr(value)[:80]
+                    self._fail(reasons, label, row_id, f"{label}; got {shown}", value)
+            self._check_duplicates(checked, reasons)
+        bad = pa.array(sorted(reasons), type=pa.int64())
+        is_bad = pc.is_in(table[ROW_ID], value_set=bad)
+        rejects = pa.Table.from_pylist(
+            [
+                {ROW_ID: r[ROW_ID], SOURCE: r[SOURCE], LINE: r[LINE], "stage": "validate", "reasons": "; ".join(reasons[r[ROW_ID]]), "raw": raw_json(r)}
+                for r in table.filter(is_bad).to_pylist()
+            ],
+            schema=REJECT_SCHEMA,
+        )
+        return table.filter(pc.invert(is_bad)).drop_columns([TYPE_ERRORS]), rejects
 
-    bad = pa.array(sorted(reasons), type=pa.int64())
-    is_bad = pc.is_in(table[ROW_ID], value_set=bad)
-    rejected_rows = table.filter(is_bad).to_pylist()
-    rejects = pa.Table.from_pylist(
-        [
-            {ROW_ID: r[ROW_ID], SOURCE: r[SOURCE], LINE: r[LINE], "stage": "validate", "reasons": "; ".join(reasons[r[ROW_ID]]), "raw": _raw_json(r)}
-            for r in rejected_rows
-        ],
-        schema=REJECT_SCHEMA,
-    )
-    valid = table.filter(pc.invert(is_bad)).drop_columns([TYPE_ERRORS])
-    return ValidationOutcome(valid, rejects, table.num_rows, dict(failures), dict(examples))
+    def _check_duplicates(self, checked: pa.Table, reasons: dict[int, list[str]]) -> None:
+        present = checked.filter(pc.is_valid(checked["request_id"]))
+        hashes = request_hashes(present["request_id"])
+        repeats = self.duplicates.repeats(hashes, present[SOURCE].to_pylist(), present[LINE].to_numpy(), present[ROW_ID].to_numpy())
+        if not repeats:
+            return
+        row_ids, request_ids = present[ROW_ID].to_pylist(), present["request_id"].to_pylist()
+        for position, first in sorted(repeats.items()):
+            reason = f"duplicate request_id {request_ids[position]!r} (first seen at {first})"
+            self._fail(reasons, "request_id unique per model and day", row_ids[position], reason, repr(request_ids[position]))
+
+
+def validate_partition(table: pa.Table, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> ValidationOutcome:
+    """Split canonical rows into valid rows and rejects (stage ``validate``) with their reasons: one batch through ``StreamValidator``."""
+    validator = StreamValidator(model, partition, suites_dir)
+    valid, rejects = validator.check(table)
+    return ValidationOutcome(valid, rejects, table.num_rows, dict(validator.failures), dict(validator.examples))
 
 
 def enforce_invalid_share(rows_in: int, rows_quarantined: int, failures: dict[str, int], examples: dict[str, list[str]], limit: float, where: str) -> None:

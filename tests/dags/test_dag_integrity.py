@@ -40,12 +40,15 @@ def test_monitoring_dags_map_one_branch_per_model(dagbag):
     for dag_id in ("modelwatch_daily", "modelwatch_hourly"):
         dag = dagbag.dags[dag_id]
         ids = {t.task_id for t in dag.tasks}
-        stages = {"plan_partitions", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach",
+        stages = {"plan_partitions", "plan_shards", "check_shard", "monitor.extract", "monitor.validate", "monitor.profile", "monitor.publish", "monitor.signal_breach",
                   "monitor.notify"}
         assert ids == (stages | {"monitor.drift", "monitor.concept", "monitor.judge", "monitor.experiments", "monitor.signal_promotion"} if dag_id == "modelwatch_daily" else stages)  # drift is a daily check
         assert set(dag.params) >= {"target_date", "target_hour", "models"}
         assert [o.name for o in dag.get_task("monitor.signal_breach").outlets] == ["guardrail_breach"]
         assert dag.get_task("monitor.notify").upstream_task_ids == {"monitor.publish"}  # told even when no asset event is emitted
+        # the fan-out: every shard of every partition is checked before the partition's reduce step (monitor.extract)
+        assert dag.get_task("check_shard").upstream_task_ids == {"plan_shards"}
+        assert dag.get_task("monitor.extract").upstream_task_ids == {"plan_partitions", "check_shard"}
 
 
 def test_every_dag_reports_its_failures(dagbag):

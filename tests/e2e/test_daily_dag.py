@@ -126,3 +126,45 @@ def test_breach_day_emits_the_guardrail_breach_asset_event(airflow_db, s3, isola
     assert len(extras) == 1
     [b] = extras[0]["breaches"]
     assert b["experiment_id"] == "exp-042" and b["value"] > 0.02 and b["routing_uri"] == cfg.model("support-bot-v3").rollback.uri
+
+
+def test_a_day_split_into_shards_gives_the_same_results_as_one_shard(airflow_db, s3, isolated_config, daily_dag, tmp_path):
+    """defaults.shard_bytes below the files' size fans the day out (one check_shard task per file) and the reduce merges it back."""
+    import gzip
+    import json
+
+    import yaml
+    from modelwatch.storage import get_bytes, put_bytes
+
+    cfg = isolated_config
+    write(s3, cfg, DAY, Scenario(broken_rows_on={DAY: 24}), llm_rows=900, classic_rows=300)
+    prefix = Partition("support-bot-v3", DAY).path(cfg.defaults.logs_uri)
+    files = sorted((u, n) for u, n in list_objects(s3, prefix))
+    first = next(u for u, _ in files if u.endswith(".gz"))
+    repeated = gzip.decompress(get_bytes(s3, first)).split(b"\n")[0]
+    put_bytes(s3, f"{prefix}/zz-replayed.jsonl", repeated + b"\n")  # a request logged twice, in two files: the later copy is quarantined
+    base = Partition("support-bot-v3", DAY).path(cfg.defaults.reports_uri)
+
+    def results():
+        s = summary(s3, cfg, "support-bot-v3", DAY)
+        s.pop("run")
+        quarantine = get_table(s3, s["validation"]["quarantine_uri"]).drop_columns(["_row_id"]).to_pylist()
+        return s, quarantine, get_bytes(s3, f"{base}/metrics.parquet")
+
+    assert run_day(daily_dag, DAY, models=["support-bot-v3"]).state == "success"
+    whole = results()
+    assert whole[0]["rows"]["quarantined"] == 25 and any("duplicate request_id" in q["reasons"] for q in whole[1])
+
+    path = tmp_path / "modelwatch.yaml"  # the config isolated_config points MODELWATCH_CONFIG at
+    data = yaml.safe_load(path.read_text())
+    data["defaults"]["shard_bytes"] = min(n for _, n in files if n)
+    path.write_text(yaml.safe_dump(data))
+    run = run_day(daily_dag, DAY, models=["support-bot-v3"])
+    assert run.state == "success"
+    shards = [ti for ti in run.get_task_instances() if ti.task_id == "check_shard"]
+    assert len(shards) == len(files) + 1 and {ti.state for ti in shards} == {"success"}
+    split = results()
+    assert split[0] == whole[0], "the same summary: counts, failures, examples, metrics, drift, judge, experiments"
+    assert split[1] == whole[1] and split[2] == whole[2]
+    dup = next(q for q in split[1] if "duplicate request_id" in q["reasons"])
+    assert dup["_source"].endswith("zz-replayed.jsonl") and first in dup["reasons"], json.dumps(dup)[:300]

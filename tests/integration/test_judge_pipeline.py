@@ -68,10 +68,10 @@ def test_outputs_account_for_every_sampled_row_and_rerun_is_free(world):
 
 def validated_rows(world):
     """The day's rows with a response: the population the sample's weights add up to."""
-    client, cfg, out = world
-    from modelwatch.pipeline import work_uri
+    from modelwatch.pipeline import read_valid
 
-    table = get_table(client, work_uri(cfg, Partition("support-bot-v3", TOXIC), "valid.parquet")).to_pandas()
+    client, cfg, out = world
+    table = read_valid(client, cfg, Partition("support-bot-v3", TOXIC)).to_pandas()
     return table[table["response"].notna() & (table["response"].str.strip() != "")]
 
 

@@ -19,7 +19,7 @@ def _load_example():
 def test_the_readme_example_serves_routes_and_logs_what_the_pipeline_reads(s3, s3_server, isolated_config, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
     from modelwatch import pipeline
-    from modelwatch.storage import Partition, get_table
+    from modelwatch.storage import Partition
 
     cfg = isolated_config
     model = cfg.model("support-bot-v3")
@@ -49,6 +49,6 @@ def test_the_readme_example_serves_routes_and_logs_what_the_pipeline_reads(s3, s
     validated = pipeline.validate(s3, cfg, extracted)
     assert validated["rows_quarantined"] == 0, validated["failures"]
     assert validated["rows_read"] == stats["emitted"]
-    rows = get_table(s3, pipeline.work_uri(cfg, Partition("support-bot-v3", today), "valid.parquet")).to_pandas()
+    rows = pipeline.read_valid(s3, cfg, Partition("support-bot-v3", today)).to_pandas()
     assert set(rows["variant"]) <= {"control", "treatment", "shadow"} and not rows["prompt"].str.contains("@example.com").any()
     assert (rows["prompt_tokens"] > 0).all() and (rows["cost_usd"] > 0).all()  # token counts from the SDK's usage, priced

@@ -47,7 +47,7 @@ def _partitions(s3, logs_uri):
 def test_router_traffic_is_read_back_with_nothing_quarantined_and_the_configured_split(s3, isolated_config, tmp_path):
     from modelwatch import pipeline
     from modelwatch.experiment_data import day_record
-    from modelwatch.storage import Partition, get_table
+    from modelwatch.storage import Partition
 
     cfg = isolated_config
     model = cfg.model(MODEL)
@@ -77,7 +77,7 @@ def test_router_traffic_is_read_back_with_nothing_quarantined_and_the_configured
         validated = pipeline.validate(s3, cfg, extracted)
         assert validated["rows_quarantined"] == 0, validated["failures"]
         total_read += validated["rows_read"]
-        frames.append(get_table(s3, pipeline.work_uri(cfg, partition, "valid.parquet")).to_pandas())
+        frames.append(pipeline.read_valid(s3, cfg, partition).to_pandas())
     assert total_read == counts["emitted"]
 
     import pandas as pd

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 from corpus import CASES, MODEL, Case, good, lines
-from modelwatch.pipeline import extract, quarantine_uri, validate, work_uri
+from modelwatch.pipeline import extract, quarantine_uri, read_valid, validate
 from modelwatch.storage import Partition, get_table, put_bytes
 from modelwatch.validation import ContractViolation
 
@@ -57,7 +57,7 @@ def test_bad_input_has_its_outcome_and_loses_no_row(world, case: Case):
     assert validated["rows_read"] == validated["rows_valid"] + validated["rows_quarantined"]
 
     quarantine = get_table(client, quarantine_uri(cfg, partition)).to_pylist()
-    valid = get_table(client, work_uri(cfg, partition, "valid.parquet")).to_pylist()
+    valid = read_valid(client, cfg, partition).to_pylist()
     assert len(quarantine) == case.quarantined and len(valid) == case.valid
     ids = sorted([r["_row_id"] for r in quarantine] + [r["_row_id"] for r in valid])
     assert ids == list(range(case.rows_in)), "every row read is either valid or quarantined, exactly once"

@@ -132,7 +132,8 @@ def test_stage_under_random_faults_gives_the_same_outputs(s3_server, s3, proxy):
     put_bytes(s3, f"{partition.path(cfg.defaults.logs_uri)}/part-0.jsonl.gz", gzip.compress(lines(rows[:300])))
     put_bytes(s3, f"{partition.path(cfg.defaults.logs_uri)}/part-1.jsonl", lines([*rows[300:], b'{"request_id": "cut', b"\xff\xfe"]))
     clean = validate(s3, cfg, extract(s3, cfg, partition))
-    outputs = [work_uri(cfg, partition, n) for n in ("rows.parquet", "read_rejects.parquet", "valid.parquet")] + [quarantine_uri(cfg, partition)]
+    outputs = [work_uri(cfg, partition, n) for n in ("shards/valid-00000-of-00001.parquet", "shards/quarantine-00000-of-00001.parquet",
+                                                     "shards/ids-00000-of-00001.parquet", "valid.json")] + [quarantine_uri(cfg, partition)]
     expected = {u: get_bytes(s3, u) for u in outputs}
 
     for kind in ("slowdown", "internal_error", "reset"):
@@ -214,4 +215,4 @@ def test_stage_reading_an_unreachable_object_fails_naming_it(s3, proxy):
     with pytest.raises(S3Error) as raised:
         extract(make_client(endpoint_url=proxy.endpoint, max_attempts=1, mode="standard"), cfg, partition)
     assert log in str(raised.value)
-    assert not exists(s3, work_uri(cfg, partition, "rows.parquet"))  # nothing half-done for the next stage to pick up
+    assert not exists(s3, work_uri(cfg, partition, "shards/valid-00000-of-00001.parquet"))  # nothing half-done for the next stage to pick up
