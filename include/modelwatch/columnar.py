@@ -118,9 +118,10 @@ def _encode(values: list[Any]) -> list[str]:
     except Exception as exc:  # RecursionError depends on the caller's stack; others (circular, unsortable keys) raise per row too
         raise _Fallback from exc
     limit = 2 * _safe_depth()  # a text nested d levels deep has at least 2d characters
-    for value, text in zip(values, texts):
-        if len(text) >= limit and text.count("{") + text.count("[") >= _safe_depth() - 1:
-            _require_shallow(value)
+    if texts and max(map(len, texts)) >= limit:
+        for value, text in zip(values, texts):
+            if len(text) >= limit and text.count("{") + text.count("[") >= _safe_depth() - 1:
+                _require_shallow(value)
     return texts
 
 
@@ -437,7 +438,8 @@ def _probabilities(values: list[Any], predictions: Callable[[], list[Any]]) -> t
             slow = [i for i in bad if i not in finished]
     slow_texts, problems = [], {}
     for i in slow:
-        _require_shallow(prediction[i])  # str(prediction) of a class map may recurse
+        if isinstance(values[i], dict):
+            _require_shallow(prediction[i])  # str(prediction) of a class map may recurse
         try:
             value, text, problem = _probability(values[i], prediction[i])
         except Exception as exc:

@@ -122,7 +122,7 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
         from datetime import datetime
 
         if not isinstance(value, str):
-            if hasattr(value, "tzinfo"):  # Parquet timestamps arrive as datetime
+            if isinstance(value, datetime):  # Parquet timestamps arrive as datetime (a time of day or a date is not a timestamp)
                 return _to_utc(value if value.tzinfo else value.replace(tzinfo=UTC), repr(value))
             return None, f"timestamp: expected ISO-8601 string, got {_describe(value)}"
         try:
@@ -140,6 +140,8 @@ def _coerce(field: Field, value: Any) -> tuple[Any, str | None]:
             return None, f"{field.name}: {kind} out of range, got {_describe(value)}"
         if kind == "integer" and not float(value).is_integer():
             return None, f"{field.name}: expected integer, got {value!r}"
+        if kind == "integer" and not INT64_MIN <= int(value) <= INT64_MAX:  # an integral float such as 1e300
+            return None, f"{field.name}: {kind} out of range, got {_describe(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             # Kept as a value so that the range expectation reports it with the row.
             return float(value), None

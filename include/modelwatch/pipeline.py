@@ -125,6 +125,15 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
     valid_schema = CANONICAL_SCHEMA.remove(CANONICAL_SCHEMA.get_field_index("_type_errors"))
     with ParquetSink(client, shard_uri(cfg, partition, "valid", index, count), valid_schema) as valid, \
             ParquetSink(client, shard_uri(cfg, partition, "quarantine", index, count), REJECT_SCHEMA) as quarantine:
+        pending: list[tuple[pa.Table, pa.Table]] = []  # coerced batches not yet validated: GX runs once per batch_rows, across files
+
+        def flush() -> None:
+            if pending:
+                ok, invalid = validator.check(pa.concat_tables([rows for rows, _ in pending]))
+                valid.write(ok)
+                quarantine.write(pa.concat_tables([rejects for _, rejects in pending] + [invalid]).sort_by("_row_id"))
+                pending.clear()
+
         for uri, size in shard["files"]:
             if not size:
                 files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
@@ -142,13 +151,14 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
                     from modelwatch.redaction import TEXT_FIELDS
 
                     rows, rejects = _redacted(rows, TEXT_FIELDS), _redacted(rejects, ("raw",))
-                ok, invalid = validator.check(rows)
-                valid.write(ok)
-                quarantine.write(pa.concat_tables([rejects, invalid]).sort_by("_row_id"))
+                pending.append((rows, rejects))
+                if sum(r.num_rows for r, _ in pending) >= cfg.defaults.batch_rows:
+                    flush()
                 rows_read += rows.num_rows + rejects.num_rows
                 rejected += rejects.num_rows
             files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem})
             read_rejects += rejected
+        flush()
     put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
     rows_read = sum(f["rows_read"] for f in files)
     if rows_read != valid.rows + quarantine.rows:

@@ -67,3 +67,14 @@ def test_flatten_extracts_keys_and_serialises_nested_values():
     cols = flatten(['{"topic": "a", "deep": {"x": 1}}', None, '{"topic": "b"}'], ["topic", "deep"])
     assert cols["topic"] == ["a", None, "b"]
     assert cols["deep"] == ['{"x": 1}', None, None]
+
+
+def test_values_no_column_can_hold_are_type_errors_not_crashes():
+    from datetime import date, time
+
+    from modelwatch.contract import coerce_record
+
+    row = coerce_record({"prompt_tokens": 1e300, "timestamp": time(10, 0)})
+    assert row["prompt_tokens"] is None and "prompt_tokens: integer out of range" in row["_type_errors"]
+    assert row["timestamp"] is None and "timestamp: expected ISO-8601 string, got time" in row["_type_errors"]
+    assert coerce_record({"timestamp": date(2026, 11, 1)})["timestamp"] is None  # a date has no time of day or offset
