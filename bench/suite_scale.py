@@ -77,7 +77,7 @@ DAY = date(2026, 11, 4)
 SEED = 20_261_104
 STAGES = ["plan_shards", "check_shard", "extract", "validate", "profile", "drift", "concept", "judge", "experiments", "publish"]
 SHARD_WIDTH = 2  # check_shard tasks at once: the fan-out on the 2 cores (a worker with concurrency 2)
-SHARD_BYTES = 48 * 2**20  # defaults.shard_bytes in the benchmark's config: a 1M-request day is about 6 shards
+SHARD_BYTES = 8 * 2**20  # defaults.shard_bytes in the benchmark's config: a 1M-request day (46 MiB of JSONL.gz, 33 MiB of Parquet) is 5-6 shards
 INPUTS: dict[str, list[str]] = {  # which earlier results each task receives, as the DAG wires them
     "plan_shards": [],
     "check_shard": [],  # one shard each, from plan_shards

@@ -38,9 +38,15 @@ METRICS_SCHEMA = pa.schema(
 INPUT_COLUMNS = ["timestamp", "variant", "status", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "quality_score", "feedback", "metadata", "features"]
 
 
+def input_columns(segments: list[str]) -> list[str]:
+    """The valid rows' columns the metrics read: the nested objects only when a segment is inside them."""
+    nested = {s.split(".", 1)[0] for s in segments if "." in s}
+    return [c for c in INPUT_COLUMNS if c not in ("metadata", "features") or c in nested]
+
+
 def to_frame(valid: pa.Table, segments: list[str]) -> pd.DataFrame:
     """The columns metrics need, with segment keys (``metadata.topic``) as plain columns."""
-    frame = valid.select(INPUT_COLUMNS).to_pandas()
+    frame = valid.select(input_columns(segments)).to_pandas()
     for source in ("metadata", "features"):
         keys = [s.split(".", 1)[1] for s in segments if s.startswith(source + ".")]
         if keys:

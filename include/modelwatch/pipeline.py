@@ -73,16 +73,35 @@ def read_partition(client, cfg: MonitoringConfig, partition: Partition):
     return rows, rejects, files
 
 
+DIGIT_CHAIN = r"[0-9](?:[ ().+-]{0,2}[0-9]){6}"  # what every phone or card match contains (see _redacted)
+
+
 def _redacted(table, columns: tuple[str, ...]):
-    """``table`` with personal data masked in the string ``columns`` (``modelwatch.redaction``'s documented rules)."""
+    """``table`` with personal data masked in the string ``columns`` (``modelwatch.redaction``'s documented rules).
+
+    Only texts that could hold a finding go through ``redaction.redact``: an email needs an
+    ``@``; a phone (7 digits at least, with ``+``) or a card (13) needs 7 digits in a chain where
+    at most two of `` ().+-`` separate neighbours. A text with non-ASCII characters may hold
+    digits of other scripts (Python's ``\\d``), so it is always checked.
+    """
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from modelwatch.redaction import redact
 
     for name in columns:
-        if name in table.column_names:
-            index = table.schema.get_field_index(name)
-            values = [None if v is None else redact(v) for v in table.column(index).to_pylist()]
+        if name not in table.column_names:
+            continue
+        index = table.schema.get_field_index(name)
+        column = table.column(index).combine_chunks()
+        maybe = pc.or_(pc.or_(pc.match_substring(column, "@"), pc.match_substring_regex(column, DIGIT_CHAIN)), pc.invert(pc.string_is_ascii(column)))
+        rows = np.flatnonzero(pc.fill_null(maybe, False).to_numpy(zero_copy_only=False))
+        if rows.size:
+            texts = column.take(pa.array(rows)).to_pylist()
+            values = column.to_pylist()
+            for i, text in zip(rows.tolist(), texts):
+                values[i] = redact(text)
             table = table.set_column(index, table.schema.field(index), pa.array(values, type=table.schema.field(index).type))
     return table
 
@@ -300,11 +319,11 @@ def valid_columns(exclude: tuple[str, ...]) -> list[str]:
 def profile(client, cfg: MonitoringConfig, validated: dict[str, Any], cadence: str) -> dict[str, Any]:
     """Operational metrics and hard-limit checks for the partition's valid rows."""
     from modelwatch.limits import check_hard_limits
-    from modelwatch.metrics import ALL, INPUT_COLUMNS, compute_metrics, metrics_table, to_frame, token_histogram
+    from modelwatch.metrics import ALL, compute_metrics, input_columns, metrics_table, to_frame, token_histogram
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = read_valid(client, cfg, partition, INPUT_COLUMNS)
+    valid = read_valid(client, cfg, partition, input_columns(model.segments))
     frame = to_frame(valid, model.segments)
     metrics = compute_metrics(frame, model.id, partition.dt.isoformat(), partition.hour, model.segments, SPAN_SECONDS[cadence])
     uri = put_table(client, report_uri(cfg, partition, "metrics.parquet"), metrics_table(metrics))

@@ -44,6 +44,7 @@ class Rule:
     pattern: re.Pattern[str]
     replacement: str
     check: Callable[[str], bool] | None = None
+    needs: str | None = None  # a substring every match contains: texts without it skip the pattern (a cheap scan first)
 
     def accepts(self, matched: str) -> bool:
         return self.check is None or self.check(matched)
@@ -97,7 +98,7 @@ def _is_phone(matched: str) -> bool:
     return 10 <= digits <= 15
 
 
-EMAIL = Rule("email", re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])"), "[EMAIL]")
+EMAIL = Rule("email", re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])"), "[EMAIL]", needs="@")
 CARD = Rule("card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"), "[CARD]", _is_card)
 PHONE = Rule(
     "phone",
@@ -112,6 +113,8 @@ def find(text: str, rules: Iterable[Rule] = DEFAULT_RULES) -> list[Finding]:
     """The spans of ``text`` to redact, sorted by position; where two rules overlap, the earlier rule wins."""
     findings: list[Finding] = []
     for rule in rules:
+        if rule.needs is not None and rule.needs not in text:
+            continue
         for match in rule.pattern.finditer(text):
             start, end = match.span()
             if rule.accepts(match.group(0)) and not any(f.start < end and start < f.end for f in findings):

@@ -209,10 +209,15 @@ def put_bytes(client, uri: str, data: bytes, content_type: str = "application/oc
 
 
 def put_file(client, uri: str, path: str, content_type: str = "application/octet-stream") -> str:
-    """``put_bytes`` for a local file, streamed from disk (multipart above boto3's 8 MiB threshold)."""
+    """``put_bytes`` for a local file, streamed from disk in one PUT (up to S3's 5 GiB per PUT).
+
+    One PUT rather than a multipart upload: the object keeps a whole-object checksum through
+    the copy into place, which clients validate on download.
+    """
 
     def upload(bucket: str, tmp_key: str) -> None:
-        client.upload_file(path, bucket, tmp_key, ExtraArgs={"ContentType": content_type})
+        with open(path, "rb") as body:
+            client.put_object(Bucket=bucket, Key=tmp_key, Body=body, ContentType=content_type)
 
     return _put_via_tmp(client, uri, upload, content_type)
 

@@ -7,6 +7,7 @@ import uuid
 import pyarrow as pa
 from modelwatch.rollback import RoutingDocumentAction, apply_rollback
 from modelwatch.storage import (
+    ParquetSink,
     delete_prefix,
     ensure_bucket,
     exists,
@@ -37,6 +38,26 @@ def test_atomic_put_leaves_no_temporary_object(s3):
     put_json(s3, f"s3://{b}/j.json", {"k": [1]})
     assert get_json(s3, f"s3://{b}/j.json") == {"k": [1]}
     assert delete_prefix(s3, f"s3://{b}/a") == 1 and not exists(s3, f"s3://{b}/a/x.bin")
+
+
+def test_parquet_sink_streams_batches_into_one_object_or_none(s3):
+    """Row groups spool to disk and land as one object (here 12 MiB, above boto3's multipart threshold), read back whole."""
+    import numpy as np
+    import pytest
+
+    b = bucket(s3)
+    rng = np.random.default_rng(5)
+    batches = [pa.table({"x": rng.random(400_000), "n": rng.integers(0, 2**62, 400_000)}) for _ in range(2)]
+    with ParquetSink(s3, f"s3://{b}/p.parquet", batches[0].schema) as sink:
+        for batch in batches:
+            sink.write(batch)
+    assert sink.rows == 800_000 and dict(list_objects(s3, f"s3://{b}/"))[f"s3://{b}/p.parquet"] > 8 * 2**20
+    assert get_table(s3, f"s3://{b}/p.parquet").equals(pa.concat_tables(batches))
+    assert get_table(s3, f"s3://{b}/p.parquet", columns=["n"]).column_names == ["n"]
+    with pytest.raises(RuntimeError), ParquetSink(s3, f"s3://{b}/q.parquet", batches[0].schema) as sink:
+        sink.write(batches[0])
+        raise RuntimeError("the producer failed halfway")
+    assert not exists(s3, f"s3://{b}/q.parquet"), "a failed stream writes nothing"
 
 
 def test_put_if_absent_is_a_conditional_create(s3):

@@ -67,3 +67,24 @@ def test_redact_fields_is_pure_and_touches_only_text_fields():
     out = redact_fields(row)
     assert out["prompt"] == "mail [EMAIL]" and out["response"] is None and out["metadata"] == {"note": "x@y.com"}
     assert row["prompt"] == "mail x@y.com"
+
+
+def test_the_pipelines_prefilter_never_skips_a_text_redact_would_change():
+    """pipeline._redacted sends only candidate texts to ``redact``: the result equals redacting every text."""
+    import pyarrow as pa
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from modelwatch.pipeline import _redacted
+
+    pieces = st.sampled_from(["4111 1111 1111 1111", "+49 30 1234567", "(555) 123-4567", "555.123.4567", "+1 (415) 555-0100", "ann@example.com",
+                              "order 12345678", "192.168.0.1", "2026-11-04", "١٢٣٤٥٦٧٨٩٠١", "０１２３４５６７８９", "+", "(", ")", "-", ".", " ", "@", "x"])
+    texts = st.lists(st.one_of(pieces, st.text(alphabet="0123456789 ()+-.@a", max_size=12)), max_size=8).map("".join)
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(st.lists(st.one_of(st.none(), texts), min_size=1, max_size=20))
+    def check(values):
+        table = pa.table({"prompt": pa.array(values, pa.string()), "n": list(range(len(values)))})
+        expected = [None if v is None else redact(v) for v in values]
+        assert _redacted(table, ("prompt", "missing"))["prompt"].to_pylist() == expected
+
+    check()
