@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from modelwatch.contract import flatten
+from modelwatch.redaction import TEXT_FIELDS
 
 TEXT_COLUMNS = ("prompt", "response")
 # Phrases with which assistants decline; a response that opens with one counts as a refusal.
@@ -79,7 +80,8 @@ def as_kind(values: pd.Series, kind: str) -> pd.Series:
 
 def _prediction_columns(frame: pd.DataFrame, kind: str) -> dict[str, pd.Series]:
     if kind == "llm":
-        refusal = [is_refusal(r, s) for r, s in zip(frame["response"], frame["status"])]
+        responses = pa.array(frame["response"], pa.string()).to_pylist()  # None, not pd.NA, for a missing (Arrow-backed) answer
+        refusal = [is_refusal(r, s) for r, s in zip(responses, frame["status"])]
         return {
             "prediction.response_tokens": frame["completion_tokens"].astype(float),
             "prediction.refusal": pd.Series(refusal, index=frame.index).map({True: "refusal", False: "answer"}).astype("object"),
@@ -94,8 +96,15 @@ def _prediction_columns(frame: pd.DataFrame, kind: str) -> dict[str, pd.Series]:
 
 
 def drift_frame(valid: pa.Table, model_kind: str, features: list[str], segments: list[str], text: list[str] = ()) -> tuple[pd.DataFrame, DriftColumns]:
-    """The drift columns of a partition's valid rows, plus ``request_id``, ``variant`` and ``timestamp``."""
-    base = valid.to_pandas()
+    """The drift columns of a partition's valid rows, plus ``request_id``, ``variant`` and ``timestamp``.
+
+    Free-text columns stay in Arrow (``pd.ArrowDtype(pa.string())``): a day's prompts and
+    answers as Python strings would take several times their size in memory.
+    """
+    texts = [c for c in TEXT_FIELDS if c in valid.column_names]
+    base = valid.drop_columns(texts).to_pandas()
+    for name in texts:
+        base[name] = pd.Series(pd.arrays.ArrowExtensionArray(valid.column(name)), index=base.index)
     out: dict[str, pd.Series] = {"request_id": base["request_id"], "variant": base["variant"], "timestamp": base["timestamp"]}
     nested_keys = {"features": [], "metadata": []}
     for name in dict.fromkeys(features + segments):
@@ -115,7 +124,7 @@ def drift_frame(valid: pa.Table, model_kind: str, features: list[str], segments:
     if input_length:
         out["input.prompt_tokens"] = base["prompt_tokens"].astype(float)
     for name in text:
-        out[name] = base[name].astype("object")
+        out[name] = base[name]
     frame = pd.DataFrame(out)
     kinds = {}
     for name in list(dict.fromkeys(features + list(prediction) + input_length)):

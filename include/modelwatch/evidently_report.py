@@ -176,7 +176,15 @@ def _sample(frame: pd.DataFrame, columns: list[str], max_rows: int, seed: int) -
     """``columns`` of a uniform random sample of at most ``max_rows`` rows (all rows if fewer), with a fresh index."""
     if len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=seed)
-    return frame[columns].reset_index(drop=True)
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = frame[columns].reset_index(drop=True)
+    for column in columns:  # Arrow-backed text (columns.drift_frame, or read back so) as the Python strings, None when missing, Evidently expects
+        dtype = frame[column].dtype
+        if dtype != object and pd.api.types.is_string_dtype(dtype):
+            frame[column] = pd.Series(pa.array(frame[column], from_pandas=True).to_pylist(), index=frame.index, dtype=object)
+    return frame
 
 
 def _sampling_note(ref_total: int, ref_used: int, cur_total: int, cur_used: int, seed: int) -> str:

@@ -233,7 +233,7 @@ def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[s
     repeats = cross_shard_repeats([get_table(client, shard_uri(cfg, partition, "ids", i, count)) for i in range(count)]) if count > 1 else {}
     moved = _move_repeats(client, cfg, partition, count, repeats, failures, examples)
     quarantined = _merge_quarantine(client, cfg, partition, count, moved)
-    parts = [shard_uri(cfg, partition, "valid", i, count) for i in range(count)]
+    parts = [shard_uri(cfg, partition, "valid-without-repeats" if i in moved else "valid", i, count) for i in range(count)]
     rows_valid = sum(s["rows_valid"] for s in shards) - sum(len(m) for m in moved.values())
     put_json(client, valid_manifest_uri(cfg, partition), {"partition": partition.to_dict(), "parts": parts, "rows": rows_valid})
     rows_in = extracted["rows_read"]
@@ -256,7 +256,11 @@ def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[s
 
 def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: int, repeats: dict[int, dict[int, str]],
                   failures: dict[str, int], examples: dict[str, list[str]]):
-    """Take rows whose request id an earlier shard already had out of their shard's valid part; their reject records by shard."""
+    """Rows whose request id an earlier shard already had: their reject records by shard.
+
+    The shard's part without them is written beside the shard's own output, never over it,
+    so a retried or re-run reduce step starts from the same inputs and writes the same outputs.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -280,7 +284,7 @@ def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: in
             failures[rule] = failures.get(rule, 0) + 1
             if len(examples.setdefault(rule, [])) < 3:
                 examples[rule].append(repr(repr(row["request_id"]))[:80])
-        put_table(client, uri, part.filter(pc.invert(is_repeat)))
+        put_table(client, shard_uri(cfg, partition, "valid-without-repeats", shard, count), part.filter(pc.invert(is_repeat)))
         moved[shard] = pa.Table.from_pylist(records, schema=REJECT_SCHEMA)
     return moved
 

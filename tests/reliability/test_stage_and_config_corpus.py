@@ -79,6 +79,8 @@ CONFIG_CASES: list[ConfigCase] = [
                ("model ids must be unique", "support-bot-v3")),
     ConfigCase("string_where_number", "max_invalid_share 'five percent'", _set(["defaults", "max_invalid_share"], "five percent"),
                ("defaults.max_invalid_share", "valid number")),
+    ConfigCase("zero_shard_bytes", "shard_bytes 0 (every file would be a shard of nothing)", _set(["defaults", "shard_bytes"], 0),
+               ("defaults.shard_bytes", "greater than or equal to 1")),
     ConfigCase("not_a_mapping", "the file holds a YAML list", lambda data: [data], ("(top level): expected a mapping with 'models'",)),
 ]
 
