@@ -181,8 +181,7 @@ def _sample(frame: pd.DataFrame, columns: list[str], max_rows: int, seed: int) -
 
     frame = frame[columns].reset_index(drop=True)
     for column in columns:  # Arrow-backed text (columns.drift_frame, or read back so) as the Python strings, None when missing, Evidently expects
-        dtype = frame[column].dtype
-        if dtype != object and pd.api.types.is_string_dtype(dtype):
+        if isinstance(frame[column].dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_string_dtype(frame[column].dtype):
             frame[column] = pd.Series(pa.array(frame[column], from_pandas=True).to_pylist(), index=frame.index, dtype=object)
     return frame
 

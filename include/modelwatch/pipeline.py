@@ -552,10 +552,21 @@ def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list
     return checks
 
 
+def _incumbent_frame(client, cfg: MonitoringConfig, model, partition: Partition, kinds: dict[str, str]):
+    """The partition's incumbent rows as drift columns of the baseline's kinds; the valid rows' table is freed on return."""
+    from modelwatch.baseline import coerce_kinds, incumbent_variants
+    from modelwatch.columns import drift_frame
+
+    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "reference", "extra", "class_probabilities", "model_id")))
+    frame, _ = drift_frame(valid, model.kind, model.drift.features, model.segments, model.drift.text)
+    del valid
+    return coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), kinds)
+
+
 def drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
     """Drift of the partition's incumbent traffic against the model's baseline: drift.json, report.html (Evidently)."""
-    from modelwatch.baseline import BaselineMissing, coerce_kinds, incumbent_variants, load_baseline
-    from modelwatch.columns import DriftColumns, drift_frame
+    from modelwatch.baseline import BaselineMissing, load_baseline
+    from modelwatch.columns import DriftColumns
     from modelwatch.drift import DriftPolicy, worst
     from modelwatch.drift_analysis import analyze
 
@@ -569,9 +580,7 @@ def drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str,
         result = {"partition": partition.to_dict(), "outcome": "no_baseline", "severity": "none", "alerts": [], "reason": str(exc)}
         put_json(client, drift_uri, result)
         return {**result, "drift_uri": drift_uri}
-    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "reference", "extra")))
-    frame, _ = drift_frame(valid, model.kind, settings.features, model.segments, settings.text)
-    frame = coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), baseline.kinds)
+    frame = _incumbent_frame(client, cfg, model, partition, baseline.kinds)
     names = baseline.manifest["columns"]
     columns = DriftColumns(features=names["features"], prediction=names["prediction"], input_length=names["input_length"],
                            segments=names["segments"], text=names["text"], kinds=baseline.kinds)
