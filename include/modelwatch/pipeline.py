@@ -159,7 +159,7 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
                 continue
             stream = open_file(get_bytes(client, uri), uri, cfg.defaults.batch_rows)
             rows_read = rejected = 0
-            for batch in _guarded(stream):
+            for batch in stream.batches:
                 rows, rejects = batch_tables(batch, next_id)
                 next_id += rows.num_rows + rejects.num_rows
                 for reason in rejects["reasons"].to_pylist():
@@ -184,16 +184,6 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
         raise AssertionError(f"{partition.label} shard {index}: rows read {rows_read} != valid {valid.rows} + quarantined {quarantine.rows}")
     return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": files, "rows_read": rows_read, "read_rejects": read_rejects,
             "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures), "examples": dict(validator.examples)}
-
-
-def _guarded(stream):
-    """The stream's batches; a Parquet file damaged past its first row group ends the file with a file problem."""
-    import pyarrow as pa
-
-    try:
-        yield from stream.batches
-    except (pa.ArrowException, OSError) as exc:
-        stream.problem = f"Parquet file damaged after its first row groups ({exc}); the rows after the damage are lost at the source"
 
 
 def extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -180,7 +180,7 @@ class RawBatch:
 
 @dataclass
 class FileStream:
-    """One file opened for batch reading: its format, a file-level problem found on opening, and its batches."""
+    """One file opened for batch reading: its format, its batches, and a file-level problem (found on opening or while reading)."""
 
     source: str
     fmt: str
@@ -226,12 +226,17 @@ def open_jsonl(data: bytes, source: str, gzipped: bool, batch_rows: int = BATCH_
     return FileStream(source, "jsonl.gz" if gzipped else "jsonl", problem, _jsonl_batches(lines, source, tail, batch_rows))
 
 
-def _parquet_batches(parquet, source: str, batch_rows: int) -> Iterator[RawBatch]:
+def _parquet_batches(parquet, stream: FileStream, batch_rows: int) -> Iterator[RawBatch]:
+    """Row groups as batches; damage found after the first row group ends the file with the stream's problem."""
     line = 1
-    for record_batch in parquet.iter_batches(batch_size=batch_rows):
-        table = pa.Table.from_batches([record_batch])
-        yield RawBatch(source, lines=list(range(line, line + table.num_rows)), arrow=table)
-        line += table.num_rows
+    try:
+        for record_batch in parquet.iter_batches(batch_size=batch_rows):
+            table = pa.Table.from_batches([record_batch])
+            yield RawBatch(stream.source, lines=list(range(line, line + table.num_rows)), arrow=table)
+            line += table.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        damage = f"Parquet file damaged after row {line - 1} ({' '.join(str(exc).split())}); the rows after the damage are lost at the source"
+        stream.problem = f"{stream.problem}; {damage}" if stream.problem else damage
 
 
 def open_parquet(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> FileStream:
@@ -244,19 +249,19 @@ def open_parquet(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> File
             parquet.read_row_group(0, columns=[])  # fail on a corrupt body now, as a file problem, not mid-stream
     except (pa.ArrowException, OSError) as exc:
         return FileStream(source, "parquet", f"not a readable Parquet file ({exc}); re-export it or remove it from the partition", iter(()))
-    return FileStream(source, "parquet", None, _parquet_batches(parquet, source, batch_rows))
+    stream = FileStream(source, "parquet", None, iter(()))
+    stream.batches = _parquet_batches(parquet, stream, batch_rows)
+    return stream
 
 
 def _collect(stream: FileStream) -> FileRead:
     """A whole file's rows (``coerce_record``, row by row) and rejects from its batches."""
-    result = FileRead(stream.source, stream.fmt, problem=stream.problem)
-    try:
-        for batch in stream.batches:
-            records = batch.records if batch.arrow is None else batch.arrow.to_pylist()
-            result.rows += [_row(stream.source, line, record) for line, record in zip(batch.lines, records)]
-            result.rejects += batch.rejects
-    except (pa.ArrowException, OSError) as exc:
-        result.problem = f"not a readable Parquet file ({exc}); re-export it or remove it from the partition"
+    result = FileRead(stream.source, stream.fmt)
+    for batch in stream.batches:
+        records = batch.records if batch.arrow is None else batch.arrow.to_pylist()
+        result.rows += [_row(stream.source, line, record) for line, record in zip(batch.lines, records)]
+        result.rejects += batch.rejects
+    result.problem = stream.problem  # known once the batches are read
     result.rejects.sort(key=lambda r: r[LINE])
     return result
 

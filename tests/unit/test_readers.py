@@ -94,3 +94,25 @@ def test_assemble_gives_one_row_id_sequence():
     ids = rows["_row_id"].to_pylist() + rejects["_row_id"].to_pylist()
     assert sorted(ids) == [0, 1, 2]
     assert rows.num_rows == 2 and rejects.num_rows == 1
+
+
+def test_parquet_damaged_after_its_first_row_groups_keeps_the_rows_before_the_damage():
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from modelwatch.readers import open_file
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"request_id": [f"r{i}" for i in range(30)], "latency_ms": [float(i) for i in range(30)]}), buffer, row_group_size=10)
+    data = bytearray(buffer.getvalue())
+    last = pq.ParquetFile(io.BytesIO(bytes(data))).metadata.row_group(2)
+    start = min(last.column(c).dictionary_page_offset or last.column(c).data_page_offset for c in range(last.num_columns))
+    size = sum(last.column(c).total_compressed_size for c in range(last.num_columns))
+    data[start : start + size] = b"\xff" * size
+    stream = open_file(bytes(data), "s3://b/p.parquet", batch_rows=10)
+    batches = list(stream.batches)
+    assert [b.rows for b in batches] == [10, 10] and batches[1].lines[-1] == 20
+    assert stream.problem.startswith("Parquet file damaged after row 20")
+    read = read_file(bytes(data), "s3://b/p.parquet")  # the whole-file reader in 50,000-row batches: the damage is in its first batch
+    assert read.rows_read == 0 and "damaged after row 0" in read.problem
