@@ -1,9 +1,12 @@
 """modelwatch_daily: the previous day's traffic of every daily-monitored model.
 
-One mapped branch per model: extract (S3) -> validate (GX, quarantine) -> profile
-(operational metrics, hard limits) -> publish (summary.json, index.html) -> signal_breach
-(a ``guardrail_breach`` asset event that starts modelwatch_rollback) and notify (breaches and
-drift to the team's webhook). A failed run is reported to the same webhook.
+plan_shards splits each model's day into shards of whole log files (``defaults.shard_bytes``);
+check_shard reads, coerces and validates each shard (GX, quarantine) as its own mapped task.
+Then one mapped branch per model: extract + validate (the reduce step) -> profile
+(operational metrics, hard limits), drift, concept, judge, experiments -> publish
+(summary.json, index.html) -> signal_breach (a ``guardrail_breach`` asset event that starts
+modelwatch_rollback) and notify (breaches and drift to the team's webhook). A failed run is
+reported to the same webhook.
 """
 
 from datetime import UTC, datetime
