@@ -66,6 +66,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from bench.common import Record, suite_helpers
+
 SUITE = "scale"
 ROOT = Path(__file__).resolve().parents[1]
 DETAILS = Path(__file__).resolve().parent / "scale_details.json"
@@ -105,18 +107,7 @@ TIMEOUT_ENV = "MODELWATCH_BENCH_SCALE_TASK_TIMEOUT"  # seconds; stops an optiona
 DEFAULT_TASK_TIMEOUT_S = 600.0  # the judge scores every golden-set row of the day: ~20 min at 1M requests today
 OPTIONAL_TASKS = {"drift", "concept", "judge"}  # their results are optional for experiments and publish
 
-Record = dict[str, Any]
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"  [{SUITE} {time.perf_counter() - _T0:7.1f}s] {message}", flush=True)
-
-
-def record(case: str, metric: str, value: float | int | None, unit: str, alternative: str | None = None,
-           alternative_value: float | int | None = None, target: str | None = None) -> Record:
-    return {"suite": SUITE, "case": case, "metric": metric, "value": value, "unit": unit,
-            "alternative": alternative, "alternative_value": alternative_value, "target": target}
+log, record = suite_helpers(SUITE)
 
 
 def label(rows: int) -> str:
