@@ -266,14 +266,6 @@ def _collect(stream: FileStream) -> FileRead:
     return result
 
 
-def read_jsonl(data: bytes, source: str, gzipped: bool) -> FileRead:
-    return _collect(open_jsonl(data, source, gzipped))
-
-
-def read_parquet(data: bytes, source: str) -> FileRead:
-    return _collect(open_parquet(data, source))
-
-
 def sniff_format(data: bytes) -> str | None:
     """Format from the content's magic bytes (gzip ``1f 8b``, Parquet ``PAR1``), None when neither."""
     if data[:2] == GZIP_MAGIC:

@@ -41,10 +41,6 @@ def first_row_id(shard: int) -> int:
     return shard << ROW_ID_BITS
 
 
-def merge_counts(results: list[dict[str, Any]], key: str) -> int:
-    return sum(int(r[key]) for r in results)
-
-
 def merge_failures(results: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Rule -> failing rows summed over shards, and rule -> up to three example values (earliest shards first)."""
     failures: Counter[str] = Counter()
