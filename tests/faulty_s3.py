@@ -5,6 +5,7 @@ server unless a rule matches it, in which case the proxy answers with the fault 
 
 - ``slowdown``: ``503 SlowDown`` (S3 throttling), the body S3 sends;
 - ``internal_error``: ``500 InternalError``;
+- ``access_denied``: ``403 AccessDenied``, as S3 answers credentials whose policy lacks the action;
 - ``bad_gateway``: ``502`` with an HTML body, as a load balancer in front of S3 answers;
 - ``timeout``: the request is read, then nothing is answered for ``delay_s`` and the
   connection is closed (the client's read timeout fires first);
@@ -32,11 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-FaultKind = Literal["slowdown", "internal_error", "bad_gateway", "timeout", "reset", "lost_answer", "truncate_body", "stall"]
+FaultKind = Literal["slowdown", "internal_error", "access_denied", "bad_gateway", "timeout", "reset", "lost_answer", "truncate_body", "stall"]
 
 _XML_ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal_error": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "access_denied": (403, "AccessDenied", "Access Denied"),
 }
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 

@@ -34,6 +34,20 @@ BODY_READ_ATTEMPTS = 3  # a download cut off mid-body is not retried by botocore
 _log = logging.getLogger(__name__)
 
 
+NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")
+ACCESS_DENIED_CODES = ("AccessDenied", "403", "Forbidden")
+IAM_POLICY_HINT = "the minimal IAM policy is in README.md, 'Privacy and permissions'"
+# the IAM action each operation needs (HeadObject is authorised as s3:GetObject, HeadBucket as s3:ListBucket)
+_ACTIONS = {"GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject", "CopyObject": "s3:PutObject",
+            "ListObjectsV2": "s3:ListBucket", "HeadBucket": "s3:ListBucket", "DeleteObjects": "s3:DeleteObject", "DeleteObject": "s3:DeleteObject",
+            "CreateBucket": "s3:CreateBucket"}
+
+
+def error_code(exc: ClientError) -> str:
+    """The S3 error code of a failed request (``NoSuchKey``; a HEAD request, which has no body, gives its status: ``404``)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 class S3Error(ClientError):
     """An S3 request that failed after the client's retries; the message names the object and what to do.
 
@@ -46,7 +60,8 @@ class S3Error(ClientError):
         self.uri = uri
         code = str(error_response.get("Error", {}).get("Code", ""))
         attempts = int(error_response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1
-        self.args = (f"S3 {operation_name} of {uri} failed after {attempts} attempt(s): {self.args[0].rstrip('.')}. {_advice(code, error_response)}",)
+        self.args = (f"S3 {operation_name} of {uri} failed after {attempts} attempt(s): {self.args[0].rstrip('.')}. "
+                     f"{_advice(code, error_response, operation_name, uri)}",)
 
     def __reduce__(self):
         return self.__class__, (self.response, self.operation_name, self.uri)
@@ -62,18 +77,36 @@ class S3Unreachable(ConnectionError):
                          f"the task's own retries will try again")
 
 
-def _advice(code: str, response: dict[str, Any]) -> str:
+def _missing_permission(operation: str, uri: str) -> str:
+    """Which IAM action on which resource ``operation`` on ``uri`` needs, as the advice of an AccessDenied."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    action = _ACTIONS.get(operation, f"s3:{operation}")
+    if action in ("s3:ListBucket", "s3:CreateBucket"):
+        where = f"arn:aws:s3:::{bucket}" + (f" for the prefix {key}" if key else "")
+    else:
+        where = f"arn:aws:s3:::{bucket}/{key}"
+    advice = f"the credentials of the aws connection lack {action} on {where}: grant it ({IAM_POLICY_HINT})"
+    if operation in ("GetObject", "HeadObject"):
+        advice += f"; without s3:ListBucket on arn:aws:s3:::{bucket} S3 also answers 403 for an object that does not exist"
+    elif operation in ("PutObject", "CopyObject"):
+        advice += f"; whole-object writes are staged under arn:aws:s3:::{bucket}/{TMP_PREFIX}*, which needs s3:PutObject, s3:GetObject and s3:DeleteObject"
+    return advice
+
+
+def _advice(code: str, response: dict[str, Any], operation: str, uri: str) -> str:
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded") or status == 503:
         return ("S3 kept throttling through every retry: lower the concurrency of the tasks hitting this prefix (pools, max_active_runs) "
                 "or raise retries.max_attempts in the aws connection's config_kwargs")
     if status >= 500:
         return "the S3 service kept failing through every retry; the task's own retries will try again later"
-    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return "the credentials of the aws connection lack access to this object: see the minimal IAM policy in the README"
-    if code == "NoSuchBucket":
+    if code in ACCESS_DENIED_CODES:
+        return _missing_permission(operation, uri)
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+        return "S3 does not accept the credentials of the aws connection: check its access key, secret and session token"
+    if code == "NoSuchBucket" or (operation == "HeadBucket" and code in NOT_FOUND_CODES):
         return "the bucket does not exist: create it or fix the *_uri in the config"
-    if code in ("NoSuchKey", "404", "NotFound"):
+    if code in NOT_FOUND_CODES:
         return "the object does not exist: check that the stage producing it ran for this partition"
     return "see the S3 error code above"
 
@@ -188,7 +221,7 @@ def exists(client, uri: str) -> bool:
             client.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in NOT_FOUND_CODES:
             return False
         raise
 
@@ -301,7 +334,7 @@ def get_versioned(client, uri: str) -> tuple[bytes | None, str | None]:
             response = client.get_object(Bucket=bucket, Key=key)
             return response["Body"].read(), response["ETag"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in NOT_FOUND_CODES:
             return None, None
         raise
 
@@ -354,7 +387,18 @@ def delete_prefix(client, prefix_uri: str) -> int:
 
 
 def ensure_bucket(client, bucket: str) -> None:
+    """Create ``bucket`` when S3 says it does not exist (404); any other answer to the check raises S3Error.
+
+    A 403 is not read as "missing": the error names the permission lacking (s3:ListBucket on the
+    bucket) and nothing is created; other errors carry their own advice.
+    """
+    uri = f"s3://{bucket}"
     try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError:
+        with _naming("HeadBucket", uri):
+            client.head_bucket(Bucket=bucket)
+        return
+    except S3Error as exc:
+        if error_code(exc) not in ("NoSuchBucket", *NOT_FOUND_CODES):
+            raise
+    with _naming("CreateBucket", uri):
         client.create_bucket(Bucket=bucket)

@@ -99,6 +99,61 @@ def test_persistent_fault_fails_after_the_retries_naming_the_object(s3, proxy, f
         assert f"after {RETRIES + 1} attempt(s)" in str(raised.value)
 
 
+IAM_HINT = "README.md, 'Privacy and permissions'"
+
+
+def test_ensure_bucket_creates_a_bucket_s3_says_does_not_exist(s3, proxy):
+    name = f"faults-new-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(make_client(endpoint_url=proxy.endpoint), name)  # HEAD answers 404: the bucket is created
+    ensure_bucket(s3, name)  # and found the second time
+    assert [s.method for s in proxy.seen if name in s.path] == ["HEAD", "PUT"]
+    s3.head_bucket(Bucket=name)
+
+
+def test_ensure_bucket_refused_names_the_permission_and_creates_nothing(proxy, faulty):
+    """A 403 on the check is a missing s3:ListBucket, not a missing bucket: creating one would hide the real problem."""
+    name = f"faults-denied-{uuid.uuid4().hex[:10]}"
+    proxy.add(Fault("access_denied", method="HEAD", path_contains=name, times=None))
+    with pytest.raises(S3Error) as raised:
+        ensure_bucket(faulty, name)
+    message = str(raised.value)
+    assert f"HeadBucket of s3://{name} failed" in message and f"lack s3:ListBucket on arn:aws:s3:::{name}:" in message and IAM_HINT in message
+    assert "does not exist" not in message
+    assert [s.method for s in proxy.seen if name in s.path] == ["HEAD"]
+
+
+def test_ensure_bucket_failing_otherwise_says_so_and_creates_nothing(proxy, faulty):
+    name = f"faults-down-{uuid.uuid4().hex[:10]}"
+    proxy.add(Fault("internal_error", method="HEAD", path_contains=name, times=None))
+    with pytest.raises(S3Error) as raised:
+        ensure_bucket(faulty, name)
+    assert "kept failing through every retry" in str(raised.value) and "ListBucket" not in str(raised.value)
+    assert {s.method for s in proxy.seen if name in s.path} == {"HEAD"}
+
+
+DENIED = [
+    ("get", "GET", "lack s3:GetObject on arn:aws:s3:::{bucket}/data/obj.bin:", "also answers 403 for an object that does not exist"),
+    ("exists", "HEAD", "lack s3:GetObject on arn:aws:s3:::{bucket}/data/obj.bin:", "also answers 403 for an object that does not exist"),
+    ("list", "GET", "lack s3:ListBucket on arn:aws:s3:::{bucket} for the prefix data/:", None),
+    ("put", "PUT", "lack s3:PutObject on arn:aws:s3:::{bucket}/data/obj.bin:", "staged under arn:aws:s3:::{bucket}/_tmp/*"),
+]
+
+
+@pytest.mark.parametrize(("op", "method", "permission", "note"), DENIED, ids=[d[0] for d in DENIED])
+def test_access_denied_names_the_action_and_resource_missing_from_the_policy(s3, proxy, faulty, bucket, op, method, permission, note):
+    uri = f"s3://{bucket}/data/obj.bin"
+    put_bytes(s3, uri, b"x")
+    proxy.add(Fault("access_denied", method=method, path_contains=bucket, query_contains="list-type=2" if op == "list" else None, times=None))
+    calls = {"get": lambda: get_bytes(faulty, uri), "exists": lambda: exists(faulty, uri),
+             "list": lambda: list(list_objects(faulty, f"s3://{bucket}/data")), "put": lambda: put_bytes(faulty, uri, b"y")}
+    with pytest.raises(S3Error) as raised:
+        calls[op]()
+    message = str(raised.value)
+    assert permission.format(bucket=bucket) in message and IAM_HINT in message
+    assert note is None or note.format(bucket=bucket) in message
+    assert proxy.injected("access_denied") == 1  # a refusal is not retried
+
+
 def test_adaptive_mode_default_retries_throttling(s3, proxy, bucket):
     """The default client config (adaptive retries) rides out a burst of SlowDown answers."""
     uri = f"s3://{bucket}/x.json"
