@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -42,6 +41,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from modelwatch.readers import CUT_LINE, json_lines
 
 Verdict = Literal["drift", "stable", "insufficient_labels"]
 KINDS: tuple[str, ...] = ("llm", "classifier", "regressor")
@@ -112,22 +113,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress every gzip member; on damage return what decoded cleanly and the problem."""
-    out = bytearray()
-    rest = data
-    try:
-        while rest:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += d.decompress(rest)
-            if not d.eof:
-                return bytes(out), "gzip stream is truncated; lines after the cut are lost"
-            rest = d.unused_data.lstrip(b"\x00")
-    except zlib.error as exc:
-        return bytes(out), f"gzip data is corrupt ({exc}); lines after the damage are lost"
-    return bytes(out), None
-
-
 def _parse_label_record(record: Any) -> tuple[dict[str, Any] | None, str | None]:
     """(label row, problem) for one decoded JSON value; exactly one of them is None."""
     if not isinstance(record, dict):
@@ -182,16 +167,15 @@ def parse_label_lines(data: bytes, source: str) -> tuple[list[dict[str, Any]], l
     """Parse one labels file (JSON lines, gzipped when ``source`` ends in ``.gz``).
 
     Returns (rows, problems, non-blank lines). Line numbers are 1-based positions in the
-    decompressed file, blank lines included, so that ``sed -n Np`` finds them.
+    decompressed file, blank lines included, so that ``sed -n Np`` finds them. A damaged
+    gzip keeps the lines before the damage and is reported as the log reader reports it
+    (``readers.json_lines``): a file problem (line None), and the line it cut as a problem.
     """
-    problems: list[LabelProblem] = []
-    if source.lower().endswith(".gz"):
-        data, file_problem = _gunzip(data)
-        if file_problem:
-            problems.append(LabelProblem(source, None, file_problem))
+    split = json_lines(data, source, gzipped=source.lower().endswith(".gz"))
+    problems: list[LabelProblem] = [LabelProblem(source, None, split.problem)] if split.problem else []
     rows: list[dict[str, Any]] = []
     lines_read = 0
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, raw in enumerate(split.lines, start=1):
         if not raw.strip():
             continue
         lines_read += 1
@@ -215,6 +199,9 @@ def parse_label_lines(data: bytes, source: str) -> tuple[list[dict[str, Any]], l
         assert row is not None
         row["_source"], row["_line"] = source, number
         rows.append(row)
+    if split.cut is not None:
+        lines_read += 1
+        problems.append(LabelProblem(source, len(split.lines) + 1, CUT_LINE, split.cut.decode("utf-8", "backslashreplace")[:RAW_LIMIT]))
     return rows, problems, lines_read
 
 

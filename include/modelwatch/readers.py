@@ -4,7 +4,12 @@ Each reader turns the bytes of one file into canonical rows (``contract.coerce_r
 plus read-stage rejects. A line that is not JSON, not UTF-8, or not an object becomes a
 rejected row with its reason and raw text; a file that cannot be read at all (corrupt
 Parquet, gzip that breaks midway) is reported as a file problem with whatever rows were
-recovered before the damage. Every non-blank line is a row read: nothing is dropped silently.
+recovered before the damage, and is marked damaged. Every non-blank line is a row read:
+nothing is dropped silently. A file problem starts with the file's URI, so it reads alone.
+
+``json_lines`` (the tolerant gzip decoder and the split into lines) is shared with the
+label reader (``concept``), so log and label files keep the same clean prefix and report
+their damage in the same words.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -81,6 +86,7 @@ class FileRead:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
+    damaged: bool = False  # part or all of the file's content is lost at the source (see ``FileStream``)
 
     @property
     def rows_read(self) -> int:
@@ -112,19 +118,63 @@ def _inflate_member(data: bytes, out: io.BytesIO) -> tuple[bytes, bool]:
     return b"", d.eof
 
 
-def _gunzip_tolerant(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress gzip (all members); on damage return what decoded cleanly and the problem."""
+class GzipDamage(NamedTuple):
+    """What broke a gzip stream, said without the file, and how a problem names the point where decoding stopped."""
+
+    what: str  # "gzip stream is truncated (the file was cut short)" or "gzip data is corrupt (<zlib's message>)"
+    point: str  # "cut" or "damage"
+
+
+def gunzip_tolerant(data: bytes) -> tuple[bytes, GzipDamage | None]:
+    """Decompress gzip (all members): every byte that decoded cleanly, and the damage that stopped it (None when none did)."""
     out = io.BytesIO()
     rest = data
     try:
         while rest:
             rest, complete = _inflate_member(rest, out)
             if not complete:
-                return out.getvalue(), "gzip stream is truncated (file cut short); lines after the cut are lost at the source"
+                return out.getvalue(), GzipDamage("gzip stream is truncated (the file was cut short)", "cut")
             rest = rest.lstrip(b"\x00")
     except zlib.error as exc:
-        return out.getvalue(), f"gzip data is corrupt ({exc}); lines after the damage are lost at the source"
+        return out.getvalue(), GzipDamage(f"gzip data is corrupt ({exc})", "damage")
     return out.getvalue(), None
+
+
+CUT_LINE = "line cut off by the damaged gzip stream"
+
+
+@dataclass
+class JsonLines:
+    """The lines of a JSON-lines file (gzipped or not), numbered from 1 as ``sed -n Np`` counts them.
+
+    ``lines`` are the complete lines (blank ones included); ``cut`` is the partial line a
+    damaged gzip stream ends in (line ``len(lines) + 1``), None when there is none;
+    ``problem`` names the file, how many lines decoded before the damage and that the
+    rest is lost at the source, None when the file decoded whole.
+    """
+
+    lines: list[bytes]
+    cut: bytes | None = None
+    problem: str | None = None
+
+
+def json_lines(data: bytes, source: str, gzipped: bool) -> JsonLines:
+    """Split a JSON-lines file into lines; a damaged gzip keeps its clean prefix (``gunzip_tolerant``).
+
+    A UTF-8 byte-order mark at the start is dropped (PowerShell and Excel exports write one).
+    """
+    damage = None
+    if gzipped:
+        data, damage = gunzip_tolerant(data)
+    data = data.removeprefix(UTF8_BOM)
+    lines = data.split(b"\n")
+    del data
+    if damage is None:
+        return JsonLines(lines)
+    tail = lines.pop()  # after the last newline: empty, or the line the damage cut
+    decoded = f"{len(lines)} complete line{'' if len(lines) == 1 else 's'}"
+    problem = f"{source}: {damage.what}; {decoded} decoded before the {damage.point}, the rest of the file is lost at the source; re-send the file from its producer"
+    return JsonLines(lines, tail if tail.strip() else None, problem)
 
 
 def _reject(source: str, line: int, reason: str, raw: str) -> dict[str, Any]:
@@ -186,6 +236,12 @@ class FileStream:
     fmt: str
     problem: str | None
     batches: Iterator[RawBatch]
+    damaged: bool = False  # content lost at the source: a damaged gzip stream, an unreadable or damaged Parquet file
+
+    def add_problem(self, text: str, damaged: bool = False) -> None:
+        """Record one more problem; the file's URI starts the problem once, whatever the number of parts."""
+        self.problem = f"{self.problem}; {text}" if self.problem else f"{self.source}: {text}"
+        self.damaged = self.damaged or damaged
 
 
 def _jsonl_batches(lines: list[bytes], source: str, cut_tail: bytes | None, batch_rows: int) -> Iterator[RawBatch]:
@@ -209,21 +265,16 @@ def _jsonl_batches(lines: list[bytes], source: str, cut_tail: bytes | None, batc
             batch = RawBatch(source)
     if cut_tail is not None:
         # The last line of a damaged stream is partial: say so rather than a JSON error.
-        batch.rejects.append(_reject(source, len(lines) + 1, "line cut off by the damaged gzip stream", cut_tail.decode("utf-8", "backslashreplace")))
+        batch.rejects.append(_reject(source, len(lines) + 1, CUT_LINE, cut_tail.decode("utf-8", "backslashreplace")))
     if batch.records or batch.rejects:
         yield batch
 
 
 def open_jsonl(data: bytes, source: str, gzipped: bool, batch_rows: int = BATCH_ROWS) -> FileStream:
-    """A JSON-lines file (gzipped or not) as batches of parsed objects; damaged gzip keeps its clean prefix."""
-    problem = None
-    if gzipped:
-        data, problem = _gunzip_tolerant(data)
-    data = data.removeprefix(UTF8_BOM)  # some producers (PowerShell, Excel exports) start a UTF-8 file with a BOM
-    lines = data.split(b"\n")
-    del data
-    tail = lines.pop() if problem and lines and lines[-1].strip() else None
-    return FileStream(source, "jsonl.gz" if gzipped else "jsonl", problem, _jsonl_batches(lines, source, tail, batch_rows))
+    """A JSON-lines file (gzipped or not) as batches of parsed objects; damaged gzip keeps its clean prefix (``json_lines``)."""
+    split = json_lines(data, source, gzipped)
+    batches = _jsonl_batches(split.lines, source, split.cut, batch_rows)
+    return FileStream(source, "jsonl.gz" if gzipped else "jsonl", split.problem, batches, damaged=split.problem is not None)
 
 
 def _parquet_batches(parquet, stream: FileStream, batch_rows: int) -> Iterator[RawBatch]:
@@ -235,8 +286,8 @@ def _parquet_batches(parquet, stream: FileStream, batch_rows: int) -> Iterator[R
             yield RawBatch(stream.source, lines=list(range(line, line + table.num_rows)), arrow=table)
             line += table.num_rows
     except (pa.ArrowException, OSError) as exc:
-        damage = f"Parquet file damaged after row {line - 1} ({' '.join(str(exc).split())}); the rows after the damage are lost at the source"
-        stream.problem = f"{stream.problem}; {damage}" if stream.problem else damage
+        stream.add_problem(f"Parquet file damaged after row {line - 1} ({' '.join(str(exc).split())}); the rows after the damage are lost at the source",
+                           damaged=True)
 
 
 def open_parquet(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> FileStream:
@@ -248,7 +299,8 @@ def open_parquet(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> File
         if parquet.metadata.num_rows:
             parquet.read_row_group(0, columns=[])  # fail on a corrupt body now, as a file problem, not mid-stream
     except (pa.ArrowException, OSError) as exc:
-        return FileStream(source, "parquet", f"not a readable Parquet file ({exc}); re-export it or remove it from the partition", iter(()))
+        return FileStream(source, "parquet", f"{source}: not a readable Parquet file ({exc}); re-export it or remove it from the partition", iter(()),
+                          damaged=True)
     stream = FileStream(source, "parquet", None, iter(()))
     stream.batches = _parquet_batches(parquet, stream, batch_rows)
     return stream
@@ -261,7 +313,7 @@ def _collect(stream: FileStream) -> FileRead:
         records = batch.records if batch.arrow is None else batch.arrow.to_pylist()
         result.rows += [_row(stream.source, line, record) for line, record in zip(batch.lines, records)]
         result.rejects += batch.rejects
-    result.problem = stream.problem  # known once the batches are read
+    result.problem, result.damaged = stream.problem, stream.damaged  # known once the batches are read
     result.rejects.sort(key=lambda r: r[LINE])
     return result
 
@@ -283,13 +335,12 @@ def open_file(data: bytes, source: str, batch_rows: int = BATCH_ROWS) -> FileStr
     """
     named = detect_format(source)
     if named is None:
-        return FileStream(source, "unknown", "unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet", iter(()))
+        return FileStream(source, "unknown", f"{source}: unsupported file type; log files end in .jsonl, .jsonl.gz or .parquet", iter(()))
     sniffed = sniff_format(data)
     fmt = sniffed or ("jsonl" if named == "jsonl.gz" and data[:1] in (b"{", b"\n", b" ", UTF8_BOM[:1]) else named)
     stream = open_parquet(data, source, batch_rows) if fmt == "parquet" else open_jsonl(data, source, fmt == "jsonl.gz", batch_rows)
     if fmt != named:
-        mismatch = f"named .{named} but the content is {fmt}; read as {fmt}, rename the file"
-        stream.problem = f"{mismatch}; {stream.problem}" if stream.problem else mismatch
+        stream.add_problem(f"named .{named} but the content is {fmt}; read as {fmt}, rename the file")
     return stream
 
 

@@ -415,3 +415,40 @@ def test_a_label_line_nested_too_deeply_is_a_problem_with_its_line_not_a_crash()
     rows, problems, read = parse_label_lines(f"{good}\n{deep}\n".encode(), "labels.jsonl")
     assert [p.line for p in problems] == [2] and "nested too deeply" in problems[0].reason
     assert len(rows) == 1 and read == 2
+
+
+def _labels(prefix: str, n: int) -> bytes:
+    return b"".join(json.dumps({"request_id": f"{prefix}{i}", "label": "churn"}).encode() + b"\n" for i in range(n))
+
+
+def _gzip_then(first: bytes, rest: bytes, tail: bytes = b"") -> bytes:
+    """``first`` gzipped and fully flushed (decodable), then ``rest`` compressed and cut at a third, then ``tail``."""
+    import zlib
+
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = comp.compress(first) + comp.flush(zlib.Z_FULL_FLUSH)
+    body = comp.compress(rest) + comp.flush()
+    return head + body[: len(body) // 3] + tail
+
+
+def test_a_corrupt_label_gzip_keeps_the_lines_before_the_damage_with_the_log_readers_file_problem():
+    from modelwatch.concept import parse_label_lines
+    from modelwatch.readers import open_file
+
+    source = "s3://b/labels/model_id=m/dt=2026-11-03/labels.jsonl.gz"
+    data = _gzip_then(_labels("r", 5), b"", b"\xff\x00garbage" * 10)
+    rows, problems, lines = parse_label_lines(data, source)
+    assert [r["request_id"] for r in rows] == [f"r{i}" for i in range(5)] and lines == 5
+    assert [(p.source, p.line) for p in problems] == [(source, None)]
+    assert problems[0].reason == open_file(data, source).problem  # one decoder, one message for logs and labels
+    assert problems[0].reason.startswith(f"{source}: gzip data is corrupt (") and "5 complete lines decoded before the damage" in problems[0].reason
+
+
+def test_a_label_gzip_cut_short_reports_the_partial_line_as_cut_not_as_bad_json():
+    from modelwatch.concept import parse_label_lines
+
+    data = _gzip_then(_labels("r", 4) + b'{"request_id": "s0", "lab', b"")  # the stream stops inside line 5
+    rows, problems, lines = parse_label_lines(data, "labels.jsonl.gz")
+    assert len(rows) == 4 and lines == 5
+    assert [(p.line, p.reason) for p in problems[1:]] == [(5, "line cut off by the damaged gzip stream")]
+    assert "4 complete lines decoded before the cut" in problems[0].reason and "lost at the source" in problems[0].reason

@@ -1,10 +1,11 @@
 import gzip
 import io
 import json
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from modelwatch.readers import assemble, detect_format, read_file
+from modelwatch.readers import assemble, detect_format, open_file, read_file
 
 GOOD = {"request_id": "r1", "timestamp": "2026-11-01T10:00:00Z", "model_id": "m", "variant": "production", "status": "ok", "latency_ms": 5.0}
 
@@ -113,6 +114,44 @@ def test_parquet_damaged_after_its_first_row_groups_keeps_the_rows_before_the_da
     stream = open_file(bytes(data), "s3://b/p.parquet", batch_rows=10)
     batches = list(stream.batches)
     assert [b.rows for b in batches] == [10, 10] and batches[1].lines[-1] == 20
-    assert stream.problem.startswith("Parquet file damaged after row 20")
+    assert stream.problem.startswith("s3://b/p.parquet: Parquet file damaged after row 20") and stream.damaged
     read = read_file(bytes(data), "s3://b/p.parquet")  # the whole-file reader in 50,000-row batches: the damage is in its first batch
     assert read.rows_read == 0 and "damaged after row 0" in read.problem
+
+
+def gzip_cut_after(first: bytes, rest: bytes, tail: bytes = b"") -> bytes:
+    """``first`` in full (a full flush makes it decodable), then ``rest`` compressed and cut at a third, ``tail`` appended."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = comp.compress(first) + comp.flush(zlib.Z_FULL_FLUSH)
+    body = comp.compress(rest) + comp.flush()
+    return head + body[: len(body) // 3] + tail
+
+
+def numbered(prefix: str, n: int) -> bytes:
+    return lines(*[{**GOOD, "request_id": f"{prefix}{i}", "prompt": "where is my order?"} for i in range(n)])
+
+
+def test_gzip_cut_short_names_the_file_the_lines_decoded_and_that_the_rest_is_lost():
+    partial = b'{"request_id": "b0", "timestamp": "2026-11'  # the stream stops inside line 9
+    stream = open_file(gzip_cut_after(numbered("a", 8) + partial, b""), "s3://b/dt=1/part-0.jsonl.gz")
+    batches = list(stream.batches)
+    assert sum(b.rows for b in batches) == 8
+    assert [(r["_line"], r["reasons"], r["raw"]) for b in batches for r in b.rejects] == [(9, "line cut off by the damaged gzip stream", partial.decode())]
+    assert stream.damaged
+    assert stream.problem.startswith("s3://b/dt=1/part-0.jsonl.gz: gzip stream is truncated (the file was cut short)")
+    assert "8 complete lines decoded before the cut" in stream.problem and "the rest of the file is lost at the source" in stream.problem
+
+
+def test_gzip_corrupt_midstream_says_how_many_lines_decoded_before_the_damage():
+    read = read_file(gzip_cut_after(numbered("a", 6), b"", b"\xff\x00garbage" * 10), "s3://b/p.jsonl.gz")
+    assert len(read.rows) == 6 and not read.rejects and read.damaged
+    assert read.problem.startswith("s3://b/p.jsonl.gz: gzip data is corrupt (")
+    assert "6 complete lines decoded before the damage" in read.problem and "lost at the source" in read.problem
+
+
+def test_only_files_that_lost_content_are_damaged():
+    assert read_file(b"PAR1 not really parquet", "s3://b/p.parquet").damaged
+    misnamed = read_file(gzip.compress(lines(GOOD)), "s3://b/p.jsonl")
+    assert "rename the file" in misnamed.problem and not misnamed.damaged and len(misnamed.rows) == 1
+    assert not read_file(b"a,b\n", "s3://b/p.csv").damaged
+    assert not read_file(gzip.compress(lines(GOOD)), "s3://b/p.jsonl.gz").damaged
