@@ -61,10 +61,11 @@ def read_partition(client, cfg: MonitoringConfig, partition: Partition):
     for uri, size in list_objects(client, partition.path(cfg.defaults.logs_uri)):
         read = read_file(get_bytes(client, uri), uri) if size else None
         if read is None:
-            files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
+            files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
             continue
         reads.append(read)
-        files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem})
+        files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem,
+                      "damaged": read.damaged})
     rows, rejects = assemble(reads)
     if cfg.defaults.redact_pii:
         from modelwatch.redaction import TEXT_FIELDS
@@ -155,27 +156,25 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
 
         for uri, size in shard["files"]:
             if not size:
-                files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file"})
+                files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
                 continue
             stream = open_file(get_bytes(client, uri), uri, cfg.defaults.batch_rows)
             rows_read = rejected = 0
             for batch in stream.batches:
                 rows, rejects = batch_tables(batch, next_id)
                 next_id += rows.num_rows + rejects.num_rows
-                for reason in rejects["reasons"].to_pylist():
-                    rule = "readable JSON line: " + reason.split(" (")[0]
-                    validator.failures[rule] += 1
-                    validator.examples.setdefault(rule, [])
                 if cfg.defaults.redact_pii:
                     from modelwatch.redaction import TEXT_FIELDS
 
                     rows, rejects = _redacted(rows, TEXT_FIELDS), _redacted(rejects, ("raw",))
+                validator.count_read_rejects(rejects)  # after redaction: its examples show raw text
                 pending.append((rows, rejects))
                 if sum(r.num_rows for r, _ in pending) >= cfg.defaults.batch_rows:
                     flush()
                 rows_read += rows.num_rows + rejects.num_rows
                 rejected += rejects.num_rows
-            files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem})
+            files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem,
+                          "damaged": stream.damaged})
             read_rejects += rejected
         flush()
     put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
@@ -194,10 +193,12 @@ def extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[d
     if not mine or len(mine) != mine[0]["shards"]:
         raise RuntimeError(f"{partition.label}: {len(mine)} checked shards, expected {mine[0]['shards'] if mine else 'at least 1'}; re-run the partition")
     rows_read = sum(c["rows_read"] for c in mine)
+    files = [f for c in mine for f in c["files"]]
     return {
         "partition": partition.to_dict(),
         "source_prefix": partition.path(cfg.defaults.logs_uri),
-        "files": [f for c in mine for f in c["files"]],
+        "files": files,
+        "files_damaged": sum(f["damaged"] for f in files),
         "rows_read": rows_read,
         "read_rejects": sum(c["read_rejects"] for c in mine),
         "outcome": "no_traffic" if rows_read == 0 else "ok",
@@ -222,7 +223,7 @@ def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[s
     failures, examples = merge_failures(shards)
     repeats = cross_shard_repeats([get_table(client, shard_uri(cfg, partition, "ids", i, count)) for i in range(count)]) if count > 1 else {}
     moved = _move_repeats(client, cfg, partition, count, repeats, failures, examples)
-    quarantined = _merge_quarantine(client, cfg, partition, count, moved)
+    quarantined, by_file = _merge_quarantine(client, cfg, partition, count, moved)
     parts = [shard_uri(cfg, partition, "valid-without-repeats" if i in moved else "valid", i, count) for i in range(count)]
     rows_valid = sum(s["rows_valid"] for s in shards) - sum(len(m) for m in moved.values())
     put_json(client, valid_manifest_uri(cfg, partition), {"partition": partition.to_dict(), "parts": parts, "rows": rows_valid})
@@ -240,7 +241,8 @@ def validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[s
         "quarantine_uri": quarantine_uri(cfg, partition),
         "valid_uri": valid_manifest_uri(cfg, partition),
     }
-    enforce_invalid_share(rows_in, quarantined, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}")
+    enforce_invalid_share(rows_in, quarantined, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}",
+                          rejects_by_file=by_file, files=extracted["files"])
     return result
 
 
@@ -256,7 +258,7 @@ def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: in
 
     from modelwatch.contract import LINE, ROW_ID, SOURCE
     from modelwatch.readers import REJECT_SCHEMA
-    from modelwatch.validation import raw_json
+    from modelwatch.validation import EXAMPLES, example, raw_json
 
     rule = "request_id unique per model and day"
     moved: dict[int, pa.Table] = {}
@@ -272,27 +274,32 @@ def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: in
             reason = f"duplicate request_id {row['request_id']!r} (first seen at {found[row[ROW_ID]]})"
             records.append({ROW_ID: row[ROW_ID], SOURCE: row[SOURCE], LINE: row[LINE], "stage": "validate", "reasons": reason, "raw": raw_json(row)})
             failures[rule] = failures.get(rule, 0) + 1
-            if len(examples.setdefault(rule, [])) < 3:
-                examples[rule].append(repr(repr(row["request_id"]))[:80])
+            if len(examples.setdefault(rule, [])) < EXAMPLES:
+                examples[rule].append(example(row[SOURCE], row[LINE], repr(row["request_id"])[:80]))
         put_table(client, shard_uri(cfg, partition, "valid-without-repeats", shard, count), part.filter(pc.invert(is_repeat)))
         moved[shard] = pa.Table.from_pylist(records, schema=REJECT_SCHEMA)
     return moved
 
 
-def _merge_quarantine(client, cfg: MonitoringConfig, partition: Partition, count: int, moved) -> int:
-    """Every shard's quarantine, and the repeats moved out of valid parts, as one object ordered by row id."""
+def _merge_quarantine(client, cfg: MonitoringConfig, partition: Partition, count: int, moved) -> tuple[int, dict[str, int]]:
+    """Every shard's quarantine, and the repeats moved out of valid parts, as one object ordered by row id: (rows, rows by file)."""
+    from collections import Counter
+
     import pyarrow as pa
 
     from modelwatch.readers import REJECT_SCHEMA
     from modelwatch.storage import ParquetSink
+    from modelwatch.validation import rejects_by_file
 
+    by_file: Counter[str] = Counter()
     with ParquetSink(client, quarantine_uri(cfg, partition), REJECT_SCHEMA) as sink:
         for shard in range(count):
             part = get_table(client, shard_uri(cfg, partition, "quarantine", shard, count))
             if shard in moved:
                 part = pa.concat_tables([part, moved[shard]]).sort_by("_row_id")
             sink.write(part)
-    return sink.rows
+            by_file.update(rejects_by_file(part))
+    return sink.rows, dict(by_file)
 
 
 def read_valid(client, cfg: MonitoringConfig, partition: Partition, columns: list[str] | None = None):
@@ -401,6 +408,7 @@ def publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated:
             "quarantined": validated["rows_quarantined"] if validated else 0,
         },
         "files": extracted["files"],
+        "files_damaged": extracted["files_damaged"],
         "validation": {k: validated[k] for k in ("invalid_share", "failures", "examples", "quarantine_uri")} if validated else None,
         "metrics": profiled["headline"] if profiled else {},
         "segments": profiled["segments"] if profiled else [],

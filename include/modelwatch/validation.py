@@ -242,6 +242,20 @@ class DuplicateTracker:
         return pa.Table.from_arrays([pa.array(self.hashes, pa.uint64()), sources, pa.array(self.where & 0xFFFFFFFF), pa.array(self.row_ids)], schema=IDS_SCHEMA)
 
 
+EXAMPLES = 3  # examples kept per rule
+EXAMPLE_RAW = 200  # characters of a rejected line shown in an example
+
+
+def example(source: str, line: int, shown: str) -> str:
+    """One located example of a rule's failure, as summaries and the invalid-share error show it: ``<file> line <n>: <what>``."""
+    return f"{source} line {line}: {shown}"
+
+
+def _absent(value: Any) -> str:
+    """How an example shows a value GX reported as null: ``missing`` when the field was absent or null, ``NaN`` when it was NaN."""
+    return "missing" if value is None else "NaN" if value != value else repr(value)[:80]
+
+
 def raw_json(row: dict[str, Any]) -> str:
     clean = {k: v for k, v in row.items() if k not in (ROW_ID, SOURCE, LINE, TYPE_ERRORS) and v is not None}
     return json.dumps(clean, default=str, sort_keys=True)[:RAW_LIMIT]
@@ -258,13 +272,35 @@ class StreamValidator:
         self.gx = GxRunner(expectations_for(model, partition, suites_dir))
         self.duplicates = DuplicateTracker()
         self.failures: Counter[str] = Counter()
-        self.examples: dict[str, list[str]] = defaultdict(list)
+        self.examples: dict[str, list[str]] = defaultdict(list)  # rule -> up to EXAMPLES ``example`` strings
+        self._unplaced: list[tuple[str, int, int, str | None, str | None]] = []  # (rule, slot, row id, shown, column): examples awaiting their file and line
 
-    def _fail(self, reasons: dict[int, list[str]], rule: str, row_id: int, reason: str, value: Any = None) -> None:
+    def count_read_rejects(self, rejects: pa.Table) -> None:
+        """Count read-stage rejects (``readers``: not UTF-8, not JSON, cut lines) under one rule per kind of reason.
+
+        Each rule keeps up to ``EXAMPLES`` examples: file, line and the first ``EXAMPLE_RAW``
+        characters of the raw line (``repr``, so control characters stay visible).
+        """
+        columns = (rejects[c].to_pylist() for c in (SOURCE, LINE, "reasons", "raw"))
+        for source, line, reason, raw in zip(*columns):
+            rule = "readable JSON line: " + reason.split(" (")[0]
+            self.failures[rule] += 1
+            if len(self.examples[rule]) < EXAMPLES:
+                self.examples[rule].append(example(source, line, repr((raw or "")[:EXAMPLE_RAW])))
+
+    def _fail(self, reasons: dict[int, list[str]], rule: str, row_id: int, reason: str, shown: str | None, column: str | None = None) -> None:
+        """Record a row's failure of ``rule``; ``shown`` None means GX saw a null, told apart (missing or NaN) from ``column`` once the row is at hand."""
         reasons[row_id].append(reason)
         self.failures[rule] += 1
-        if len(self.examples[rule]) < 3:
-            self.examples[rule].append(repr(value)[:80] if value is not None else reason[:80])
+        if len(self.examples[rule]) < EXAMPLES:
+            self._unplaced.append((rule, len(self.examples[rule]), row_id, shown, column))
+            self.examples[rule].append("")
+
+    def _place_examples(self, bad_rows: dict[int, dict[str, Any]]) -> None:
+        for rule, slot, row_id, shown, column in self._unplaced:
+            row = bad_rows[row_id]
+            self.examples[rule][slot] = example(row[SOURCE], row[LINE], shown if shown is not None else _absent(row.get(column or "")))
+        self._unplaced.clear()
 
     def check(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
         """(valid rows without ``_type_errors``, rejects) of one batch of canonical rows."""
@@ -273,24 +309,27 @@ class StreamValidator:
         mistyped = table.filter(pc.invert(typed_ok))
         for row_id, problem in zip(mistyped[ROW_ID].to_pylist(), mistyped[TYPE_ERRORS].to_pylist()):
             for part in problem.split("; "):
-                self._fail(reasons, f"type: {part.split(':')[0]}", row_id, part, part.split(": ", 1)[-1])
+                self._fail(reasons, f"type: {part.split(':')[0]}", row_id, part, part.split(": ", 1)[-1][:80])
         checked = table.filter(typed_ok)
         if checked.num_rows:
             for expectation, ids, values in self.gx.run(_gx_frame(checked)):
                 label = rule_label(expectation)
+                column = expectation["kwargs"].get("column")
                 padded = list(values) + [None] * (len(ids) - len(values))
                 for row_id, value in zip(ids, padded):
-                    if expectation["kwargs"].get("column") == EPOCH_COLUMN and value is not None:
+                    if column == EPOCH_COLUMN and value is not None:
                         value = datetime.fromtimestamp(value, tz=UTC).isoformat()
-                    shown = "missing or NaN" if value is None or value != value else repr(value)[:80]
-                    self._fail(reasons, label, row_id, f"{label}; got {shown}", value)
+                    shown = None if value is None or value != value else repr(value)[:80]
+                    self._fail(reasons, label, row_id, f"{label}; got {shown or 'missing or NaN'}", shown, column)
             self._check_duplicates(checked, reasons)
         bad = pa.array(sorted(reasons), type=pa.int64())
         is_bad = pc.is_in(table[ROW_ID], value_set=bad)
+        bad_rows = {r[ROW_ID]: r for r in table.filter(is_bad).to_pylist()}
+        self._place_examples(bad_rows)
         rejects = pa.Table.from_pylist(
             [
-                {ROW_ID: r[ROW_ID], SOURCE: r[SOURCE], LINE: r[LINE], "stage": "validate", "reasons": "; ".join(reasons[r[ROW_ID]]), "raw": raw_json(r)}
-                for r in table.filter(is_bad).to_pylist()
+                {ROW_ID: row_id, SOURCE: r[SOURCE], LINE: r[LINE], "stage": "validate", "reasons": "; ".join(reasons[row_id]), "raw": raw_json(r)}
+                for row_id, r in bad_rows.items()
             ],
             schema=REJECT_SCHEMA,
         )
@@ -305,7 +344,7 @@ class StreamValidator:
         row_ids, request_ids = present[ROW_ID].to_pylist(), present["request_id"].to_pylist()
         for position, first in sorted(repeats.items()):
             reason = f"duplicate request_id {request_ids[position]!r} (first seen at {first})"
-            self._fail(reasons, "request_id unique per model and day", row_ids[position], reason, repr(request_ids[position]))
+            self._fail(reasons, "request_id unique per model and day", row_ids[position], reason, repr(request_ids[position])[:80])
 
 
 def validate_partition(table: pa.Table, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> ValidationOutcome:
@@ -315,15 +354,35 @@ def validate_partition(table: pa.Table, model: Model, partition: Partition, suit
     return ValidationOutcome(valid, rejects, table.num_rows, dict(validator.failures), dict(validator.examples))
 
 
-def enforce_invalid_share(rows_in: int, rows_quarantined: int, failures: dict[str, int], examples: dict[str, list[str]], limit: float, where: str) -> None:
-    """Raise ContractViolation naming the partition, the rules and example values above the limit."""
+def rejects_by_file(rejects: pa.Table) -> dict[str, int]:
+    """File URI -> rejected rows of that file, for a table of reject records (``REJECT_SCHEMA``)."""
+    counts = pc.value_counts(rejects[SOURCE])
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def enforce_invalid_share(rows_in: int, rows_quarantined: int, failures: dict[str, int], examples: dict[str, list[str]], limit: float, where: str,
+                          *, rejects_by_file: dict[str, int] | None = None, files: list[dict[str, Any]] | None = None) -> None:
+    """Raise ContractViolation above the limit, naming the partition, the top rules with located examples (``example``),
+    the files with the most rejects, and every damaged file's problem (``files``: the extract stage's file records)."""
     share = rows_quarantined / rows_in if rows_in else 0.0
     if share <= limit:
         return
     top = sorted(failures.items(), key=lambda kv: -kv[1])[:5]
-    detail = "\n".join(f"  - {rule}: {n} rows, e.g. {', '.join(examples.get(rule, []))}" for rule, n in top)
+    detail = [f"  - {rule}: {_rows(n)}" + (f", e.g. {', '.join(examples[rule])}" if examples.get(rule) else "") for rule, n in top]
+    most = sorted((rejects_by_file or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    if most:
+        detail.append("Files with the most rejects: " + ", ".join(f"{uri} ({_rows(n)})" for uri, n in most))
+    damaged = [f["problem"] for f in files or [] if f.get("damaged")]
+    if damaged:
+        shown = damaged[:5] + ([f"... and {len(damaged) - 5} more damaged files"] if len(damaged) > 5 else [])
+        detail.append("Damaged files (what followed the damage is lost at the source):" + "".join(f"\n  - {p}" for p in shown))
+    listing = "\n".join(detail)
     raise ContractViolation(
         f"{where}: {rows_quarantined} of {rows_in} rows ({share:.1%}) broke the log contract, above the allowed "
-        f"{limit:.1%} (defaults.max_invalid_share or models[].validation.max_invalid_share).\n{detail}\n"
+        f"{limit:.1%} (defaults.max_invalid_share or models[].validation.max_invalid_share).\n{listing}\n"
         f"The rows are in the quarantine prefix with their reasons; fix the producer, or raise the limit if this is expected."
     )

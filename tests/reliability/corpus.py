@@ -97,18 +97,20 @@ class Case:
     reason: str | None = None  # a substring of every quarantined row's reasons
     file_problem: str | None = None  # a substring of some file's problem
     kept: Callable[[list[dict]], bool] | None = None  # a property of the valid rows (e.g. extra fields kept)
+    damaged: int = 0  # files whose content is partly or wholly lost at the source (counted in the summary)
 
 
 CASES: list[Case] = [
     Case("truncated_gzip", "gzip of 8 lines, full flush, then 8 more lines whose compressed stream is cut at a third",
          lambda d: {"part-0.jsonl.gz": gzip_cut_after(lines(goods(d, 8)), lines(goods(d, 8, 8)))},
-         rows_in=9, valid=8, quarantined=1, reason="cut off by the damaged gzip stream", file_problem="truncated"),
+         rows_in=9, valid=8, quarantined=1, reason="cut off by the damaged gzip stream",
+         file_problem="truncated (the file was cut short); 8 complete lines decoded before the cut, the rest of the file is lost at the source", damaged=1),
     Case("corrupt_gzip_midstream", "gzip of 6 lines, full flush, then garbage bytes instead of the rest of the stream",
          lambda d: {"part-0.jsonl.gz": gzip_cut_after(lines(goods(d, 6)), b"", b"\xff\x00garbage" * 10)},
-         rows_in=6, valid=6, quarantined=0, file_problem="corrupt"),
+         rows_in=6, valid=6, quarantined=0, file_problem="6 complete lines decoded before the damage", damaged=1),
     Case("gzip_header_only_garbage", "a gzip magic number followed by random bytes, next to a good file",
          lambda d: {"part-0.jsonl.gz": b"\x1f\x8b\x08\x00" + bytes(range(256)), "part-1.jsonl": lines(goods(d, 3))},
-         rows_in=3, valid=3, quarantined=0, file_problem="gzip"),
+         rows_in=3, valid=3, quarantined=0, file_problem="gzip data is corrupt", damaged=1),
     Case("non_utf8_bytes", "a line with Latin-1 bytes (caf\\xe9, \\xff) among good lines",
          lambda d: {"part-0.jsonl": lines([*goods(d, 4), json.dumps(good(d, 9)).encode().replace(b"Where", b"caf\xe9 \xff")])},
          rows_in=5, valid=4, quarantined=1, reason="not UTF-8"),
@@ -133,7 +135,7 @@ CASES: list[Case] = [
          rows_in=3, valid=0, quarantined=3, reason="latency_ms: expected number"),
     Case("corrupt_parquet", "PAR1 magic with garbage between, next to a good file",
          lambda d: {"part-0.parquet": b"PAR1" + b"\x00garbage" * 20 + b"PAR1", "part-1.jsonl": lines(goods(d, 2))},
-         rows_in=2, valid=2, quarantined=0, file_problem="not a readable Parquet file"),
+         rows_in=2, valid=2, quarantined=0, file_problem="not a readable Parquet file", damaged=1),
     Case("missing_required_fields", "rows without latency_ms, without request_id, without prompt_tokens",
          lambda d: {"part-0.jsonl": lines([*goods(d, 3), good(d, 10, latency_ms=_DROP), good(d, 11, request_id=_DROP),
                                           good(d, 12, prompt_tokens=_DROP)])},

@@ -13,7 +13,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from corpus import CASES, MODEL, Case, good, lines
+from corpus import CASES, MODEL, Case, good, goods, gzip_cut_after, lines
 from modelwatch.pipeline import extract, quarantine_uri, read_valid, validate
 from modelwatch.storage import Partition, get_table, put_bytes
 from modelwatch.validation import ContractViolation
@@ -73,6 +73,9 @@ def test_bad_input_has_its_outcome_and_loses_no_row(world, case: Case):
         assert all(f["problem"] is None for f in extracted["files"]), extracted["files"]
     if case.kept:
         assert case.kept(valid)
+    damaged = [f for f in extracted["files"] if f["damaged"]]
+    assert extracted["files_damaged"] == len(damaged) == case.damaged, extracted["files"]
+    assert all(f["problem"].startswith(f"{f['uri']}: ") for f in damaged), "a damaged file's problem names the file"
 
 
 def test_too_many_bad_rows_fail_the_stage_naming_partition_rule_and_fix(s3_server):
@@ -90,8 +93,48 @@ def test_too_many_bad_rows_fail_the_stage_naming_partition_rule_and_fix(s3_serve
     message = str(raised.value)
     assert partition.path(cfg.defaults.logs_uri) in message and "3 of 13 rows" in message
     assert "latency_ms must be within" in message and "max_invalid_share" in message and "fix the producer" in message
+    uri = f"{partition.path(cfg.defaults.logs_uri)}/part-0.jsonl"
+    assert f"e.g. {uri} line 11: -1.0, {uri} line 12: -1.0, {uri} line 13: -1.0" in message
+    assert f"Files with the most rejects: {uri} (3 rows)" in message
     # the quarantine was written before the stage failed: nothing is lost, the rows can be inspected
     assert get_table(client, quarantine_uri(cfg, partition)).num_rows == 3
+
+
+def test_a_gzip_cut_short_fails_the_limit_naming_the_file_what_was_decoded_and_what_is_lost(s3_server):
+    """The bundled 5% limit: 1 cut line of 19 fails the stage; the message says which file, what survived and that the rest is gone."""
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.storage import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    cfg = scoped_config(client, "rel-cut", bundled_config_data("rel-cut"))
+    day = date(2027, 3, 2)
+    cut = b'{"request_id": "req-cut", "timestamp": "2027-03-02T10:00:00Z", "model_id": "support-bo'
+    partition = _write(client, cfg, day, {"part-0.jsonl": lines(goods(day, 10)), "part-1.jsonl.gz": gzip_cut_after(lines(goods(day, 8, 100)) + cut, b"")})
+    extracted = extract(client, cfg, partition)
+    with pytest.raises(ContractViolation) as raised:
+        validate(client, cfg, extracted)
+    message = str(raised.value)
+    uri = f"{partition.path(cfg.defaults.logs_uri)}/part-1.jsonl.gz"
+    assert "1 of 19 rows" in message
+    assert f"readable JSON line: line cut off by the damaged gzip stream: 1 row, e.g. {uri} line 9: {cut.decode()!r}" in message
+    assert f"Files with the most rejects: {uri} (1 row)" in message
+    assert (f"  - {uri}: gzip stream is truncated (the file was cut short); 8 complete lines decoded before the cut, "
+            "the rest of the file is lost at the source") in message
+
+
+def test_summary_counts_damaged_files(world):
+    from modelwatch.pipeline import profile, publish
+
+    client, cfg = world
+    case = next(c for c in CASES if c.name == "truncated_gzip")
+    day = date(2027, 4, 2)
+    partition = _write(client, cfg, day, {**case.make(day), "part-1.jsonl": lines(goods(day, 3, 50))})
+    extracted = extract(client, cfg, partition)
+    validated = validate(client, cfg, extracted)
+    summary = json.loads(client.get_object(**_loc(publish(client, cfg, extracted, validated, profile(client, cfg, validated, "daily"),
+                                                            {"run_id": "t"})["summary_uri"]))["Body"].read())
+    assert summary["rows"] == {"read": 12, "valid": 11, "quarantined": 1}
+    assert summary["files_damaged"] == 1 and [f["damaged"] for f in summary["files"]] == [True, False]
 
 
 def test_summary_records_the_counts(world):

@@ -5,9 +5,16 @@ import pytest
 from modelwatch.config import load_config
 from modelwatch.contract import required_fields
 from modelwatch.generate import ExperimentPlan, Scenario, llm_day
-from modelwatch.readers import assemble, read_file
+from modelwatch.readers import assemble, batch_tables, open_file, read_file
 from modelwatch.storage import Partition
-from modelwatch.validation import SUITES_DIR, ContractViolation, enforce_invalid_share, load_suite_file, validate_partition
+from modelwatch.validation import (
+    SUITES_DIR,
+    ContractViolation,
+    StreamValidator,
+    enforce_invalid_share,
+    load_suite_file,
+    validate_partition,
+)
 
 CFG = load_config()
 LLM = CFG.model("support-bot-v3")
@@ -109,3 +116,38 @@ def test_suite_files_cover_the_contracts_required_fields():
         assert set(required_fields(kind)) <= checked
     with pytest.raises(FileNotFoundError, match="fix validation.suite"):
         load_suite_file("missing.json", SUITES_DIR)
+
+
+def test_an_example_names_file_and_line_and_says_missing_for_a_missing_field():
+    rows = [{**GOOD, "request_id": f"r{i}"} for i in range(4)]
+    del rows[2]["latency_ms"]
+    rows[3]["latency_ms"] = float("nan")  # the non-standard JSON literal NaN: present, but not a number
+    outcome = run(rows)
+    assert outcome.examples["latency_ms is required"] == ["s3://b/part.jsonl line 3: missing", "s3://b/part.jsonl line 4: NaN"]
+    outcome = run([{**GOOD, "latency_ms": -5.0}, {**GOOD, "request_id": "r1", "latency_ms": "slow"}])
+    assert outcome.examples["latency_ms must be within [0, 600000]"] == ["s3://b/part.jsonl line 1: -5.0"]
+    assert outcome.examples["type: latency_ms"] == ["s3://b/part.jsonl line 2: expected number, got str 'slow'"]
+
+
+def test_read_rejects_count_under_their_rule_with_file_line_and_the_first_200_characters():
+    long_cut = '{"request_id": "r9", "prompt": "' + "x" * 300
+    data = json.dumps(GOOD).encode() + b"\n" + long_cut.encode() + b"\n" + b'{"prompt": "caf\xe9"}\n'
+    _, rejects = batch_tables(next(open_file(data, "s3://b/part.jsonl").batches), 0)
+    validator = StreamValidator(LLM, PART)
+    validator.count_read_rejects(rejects)
+    assert validator.failures == {"readable JSON line: not valid JSON": 1, "readable JSON line: line is not UTF-8": 1}
+    assert validator.examples["readable JSON line: not valid JSON"] == [f"s3://b/part.jsonl line 2: {long_cut[:200]!r}"]
+    assert validator.examples["readable JSON line: line is not UTF-8"] == ["s3://b/part.jsonl line 3: " + repr('{"prompt": "caf\\xe9"}')]
+
+
+def test_invalid_share_error_names_the_files_with_most_rejects_and_the_damaged_files():
+    damaged = {"uri": "s3://logs/m/dt=1/b.jsonl.gz", "format": "jsonl.gz", "rows_read": 9, "damaged": True,
+               "problem": "s3://logs/m/dt=1/b.jsonl.gz: gzip stream is truncated (the file was cut short); 8 complete lines decoded ..."}
+    fine = {"uri": "s3://logs/m/dt=1/a.jsonl", "format": "jsonl", "rows_read": 91, "damaged": False, "problem": None}
+    with pytest.raises(ContractViolation) as info:
+        enforce_invalid_share(100, 7, {"r": 7}, {"r": ["s3://logs/m/dt=1/a.jsonl line 3: missing"]}, 0.05, "partition s3://logs/m/dt=1",
+                              rejects_by_file={"s3://logs/m/dt=1/a.jsonl": 6, "s3://logs/m/dt=1/b.jsonl.gz": 1}, files=[fine, damaged])
+    text = str(info.value)
+    assert "r: 7 rows, e.g. s3://logs/m/dt=1/a.jsonl line 3: missing" in text
+    assert "Files with the most rejects: s3://logs/m/dt=1/a.jsonl (6 rows), s3://logs/m/dt=1/b.jsonl.gz (1 row)" in text
+    assert "Damaged files (what followed the damage is lost at the source):\n  - s3://logs/m/dt=1/b.jsonl.gz: gzip stream is truncated" in text
