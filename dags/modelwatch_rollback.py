@@ -11,7 +11,7 @@ without acting. A failed rollback run alerts through the run-failure notifier.
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, failure_notifier, s3_client
+from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, _config, failure_notifier, s3_client
 
 
 def _action(client, rollback):
@@ -28,20 +28,20 @@ def _action(client, rollback):
 
 @task
 def roll_back() -> list[dict]:
-    from modelwatch.config import load_config
-    from modelwatch.rollback import apply_rollback
-    from modelwatch.webhook import notifier
+    """Apply every breach of the triggering events; a bad config fails at once with its problems (a retry reads the same file)."""
+    from modelwatch.rollback import apply_rollback, notifier
 
+    cfg = _config()
     ctx = get_current_context()
     events = ctx["triggering_asset_events"][GUARDRAIL_BREACH]
-    cfg = load_config()
     client = s3_client(cfg)
     claimant = f"{ctx['dag'].dag_id}/{ctx['run_id']}"
     outcomes = []
     for event in events:
         for breach in event.extra.get("breaches", []):
             rollback = cfg.model(breach["model_id"]).rollback
-            notify = notifier(rollback.notify_url, timeout_s=rollback.timeout_s, retries=rollback.retries)
+            notify = notifier(rollback.notify_url, timeout_s=rollback.timeout_s, retries=rollback.retries,
+                              setting=f"rollback.notify_url of model {breach['model_id']}")
             outcome = apply_rollback(client, breach["reports_uri"], breach, _action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)
             print(f"ROLLBACK {breach['model_id']} {breach['experiment_id']} ({breach['reason']}): {outcome['outcome']} via {outcome['action']} "
                   f"{outcome['target']} -> {outcome['audit_uri']}")

@@ -58,6 +58,21 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme or '?'}://{host}{port}/…"
 
 
+def redact_in(text: str, url: str) -> str:
+    """``text`` with ``url`` shown as :func:`redact_url`, and every other copy of its secret parts (the path with its query,
+    the user info) replaced by ``…``; an endpoint answering "no route for /services/T/B/token" echoes its own token.
+
+    A URL whose path is ``/`` or empty has no secret part beyond itself, so the rest of ``text`` is left as it is.
+    """
+    parts = urllib.parse.urlsplit(url)
+    masked = text.replace(url, redact_url(url))
+    secret_path = parts.path + (f"?{parts.query}" if parts.query else "")
+    for secret in sorted({secret_path, parts.path, parts.query, parts.netloc.rpartition("@")[0]}, key=len, reverse=True):
+        if len(secret) > 1:
+            masked = masked.replace(secret, "…")
+    return masked
+
+
 def report_link(uri: str | None, reports_uri: str, report_base_url: str | None) -> str | None:
     """The https address of a report object when ``report_base_url`` serves ``reports_uri``; else the S3 URI itself.
 
@@ -258,16 +273,23 @@ def run_notifications(summary: Mapping[str, Any], *, reports_uri: str, report_ba
     return out
 
 
-def deliver(url: str, payload: Mapping[str, Any], *, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.5) -> dict[str, Any]:
-    """POST the payload; on failure raise NotificationError naming only the redacted endpoint (the URL may hold a token)."""
+def deliver(url: str, payload: Mapping[str, Any], *, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.5,
+            setting: str = "MODELWATCH_ALERT_WEBHOOK") -> dict[str, Any]:
+    """POST the payload; any failure to deliver raises NotificationError, whose message holds no secret part of ``url``.
+
+    The URL may hold a token (Slack's ``/services/T/B/<token>``), so the message names the endpoint
+    through :func:`redact_in`; ``setting`` is where the URL is configured, named when it is unusable.
+    """
+    import http.client
+
     from modelwatch.webhook import WebhookError, post_json
 
     try:
         return post_json(url, dict(payload), timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
-    except WebhookError as exc:
-        raise NotificationError(str(exc).replace(url, redact_url(url))) from None
     except ValueError as exc:  # urllib: unknown scheme or malformed URL
-        raise NotificationError(f"webhook {redact_url(url)} is not a usable URL ({type(exc).__name__}); fix MODELWATCH_ALERT_WEBHOOK") from None
+        raise NotificationError(f"webhook {redact_url(url)} is not a usable URL ({type(exc).__name__}); fix {setting}") from None
+    except (WebhookError, OSError, http.client.HTTPException) as exc:  # OSError, HTTPException: what urllib raises past post_json's retries
+        raise NotificationError(redact_in(str(exc), url)) from None
 
 
 def describe(notifications: Iterable[Notification]) -> list[str]:

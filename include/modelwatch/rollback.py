@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
+from modelwatch.notifications import deliver
 from modelwatch.storage import exists, get_json, get_versioned, put_if_absent, put_if_unchanged
 from modelwatch.webhook import post_json
 
@@ -175,8 +177,23 @@ def apply_rollback(client, reports_uri: str, breach: dict[str, Any], action: Rol
     return outcome
 
 
+def notifier(url: str | None, *, timeout_s: float, retries: int, setting: str) -> Callable[[dict[str, Any]], Any] | None:
+    """A callable that POSTs an audit record to ``url`` (``rollback.notify_url``), or None when no URL is configured.
+
+    It delivers through :func:`modelwatch.notifications.deliver`, so its failures carry no secret
+    part of the URL; ``setting`` names where the URL is configured, for the message of an unusable one.
+    """
+    if not url:
+        return None
+    return partial(deliver, url, timeout_s=timeout_s, retries=retries, setting=setting)
+
+
 def _notify(notify: Callable[[dict[str, Any]], Any], record: dict[str, Any]) -> str:
-    """Tell someone; a failed notification is reported, never undoes or blocks the rollback."""
+    """Tell someone; a failed notification is reported, never undoes or blocks the rollback.
+
+    The report (``failed: <error>``) becomes the task's result, stored in XCom and shown in the UI,
+    so ``notify`` must raise errors that hold no secret (those of :func:`notifier` do not).
+    """
     try:
         notify(record)
         return "sent"

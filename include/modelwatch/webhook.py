@@ -39,10 +39,3 @@ def post_json(url: str, payload: dict[str, Any], *, timeout_s: float = 10.0, ret
         if attempt <= retries:
             time.sleep(backoff_s * 2 ** (attempt - 1))
     raise WebhookError(f"POST {url} failed after {retries + 1} attempts; last error {last}")
-
-
-def notifier(url: str | None, *, timeout_s: float = 10.0, retries: int = 3):
-    """A callable that POSTs a record to ``url`` (None when no URL is configured)."""
-    if not url:
-        return None
-    return lambda record: post_json(url, record, timeout_s=timeout_s, retries=retries)

@@ -8,7 +8,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from modelwatch.rollback import RoutingDocumentAction, VariableAction, WebhookAction, apply_rollback
+from modelwatch.rollback import RoutingDocumentAction, VariableAction, WebhookAction, apply_rollback, notifier
 from modelwatch.storage import ensure_bucket, exists, get_json, list_objects
 from modelwatch.webhook import WebhookError, post_json
 
@@ -90,6 +90,23 @@ def test_variable_action_and_a_failing_notifier_do_not_block_the_rollback(s3):
     assert json.loads(store["routing_m"])["experiments"]["exp-1"]["weights"] == {"control": 1.0, "treatment": 0.0}
     second = apply_rollback(s3, f"s3://{b}/reports", _breach(b, "b2"), action, "run-2")
     assert second["outcome"] == "already_rolled_back"
+
+
+@pytest.mark.parametrize("status", [500, 404])
+def test_a_failed_notification_is_recorded_without_the_notify_url(s3, hook, status):
+    """The outcome becomes the task's XCom: it says the notification failed and why, naming the endpoint's host only."""
+    url, handler = hook
+    handler.script = [status] * 3
+    notify_url = f"{url}/services/T0/B0/s3cr3t-path"
+    b = f"t-{uuid.uuid4().hex[:12]}"
+    ensure_bucket(s3, b)
+    store: dict[str, str] = {}
+    result = apply_rollback(s3, f"s3://{b}/reports", _breach(b), VariableAction("routing_m", store.get, store.__setitem__), "run-1",
+                            notify=notifier(notify_url, timeout_s=2, retries=1, setting="rollback.notify_url of model m"))
+    assert result["outcome"] == "rolled_back" and result["notified"].startswith(f"failed: POST {url.rsplit('/', 1)[0]}/… ")
+    assert f"HTTP {status}" in result["notified"] and "s3cr3t-path" not in json.dumps(result)
+    assert len(handler.received) == (2 if status == 500 else 1)  # the endpoint was really called (5xx retried once)
+    assert notifier(None, timeout_s=2, retries=1, setting="rollback.notify_url of model m") is None
 
 
 def test_dry_run_audits_but_changes_nothing(s3):

@@ -204,7 +204,7 @@ def test_run_failure_payload_names_the_task_and_links_the_log():
 class _Receiver:
     """An HTTP endpoint on 127.0.0.1 that answers each POST with the next scripted status (200 once the script is used up)."""
 
-    def __init__(self, statuses: list[int] | None = None):
+    def __init__(self, statuses: list[int] | None = None, echo: bool = False):
         self.bodies: list[dict] = []
         self.paths: list[str] = []
         script = list(statuses or [])
@@ -217,7 +217,7 @@ class _Receiver:
                 status = script.pop(0) if script else 200
                 self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no")
+                self.wfile.write(b"ok" if status == 200 else f"no route for {self.path}".encode() if echo else b"no")
 
             def log_message(self, *args):
                 pass
@@ -254,6 +254,34 @@ def test_a_failed_delivery_never_shows_the_webhook_path(statuses):
     message = str(info.value)
     assert "s3cr3t-token" not in message and f"127.0.0.1:{receiver.server.server_port}/…" in message
     assert f"HTTP {statuses[0]}" in message
+
+
+@pytest.mark.parametrize("statuses", [[403], [502, 502, 502]])
+def test_a_failed_delivery_hides_the_path_an_endpoint_echoes_back(statuses):
+    """A gateway answering "no route for /services/…" puts the token into the error body: that copy is masked too."""
+    with _Receiver(statuses, echo=True) as receiver:
+        url = receiver.url("/services/T0/B0/s3cr3t-token?sig=abc")
+        with pytest.raises(nt.NotificationError) as info:
+            nt.deliver(url, {"text": "x"}, retries=2, backoff_s=0.01)
+    message = str(info.value)
+    assert "s3cr3t-token" not in message and "sig=abc" not in message
+    assert f"HTTP {statuses[0]}: no route for" in message and f"127.0.0.1:{receiver.server.server_port}/…" in message
+
+
+def test_a_refused_endpoint_is_reported_without_its_path():
+    with _Receiver() as receiver:
+        url = receiver.url("/services/T0/B0/s3cr3t-token")
+    with pytest.raises(nt.NotificationError, match="after 2 attempts") as info:  # the receiver is closed: connection refused
+        nt.deliver(url, {"text": "x"}, retries=1, backoff_s=0.01)
+    assert "s3cr3t-token" not in str(info.value)
+
+
+def test_redact_in_masks_the_url_and_its_secret_parts_only():
+    url = "https://user:pw@hooks.slack.com/services/T/B/XYZ?token=1"
+    text = f"POST {url} failed; gateway said: no route for /services/T/B/XYZ?token=1 (user user:pw)"
+    masked = nt.redact_in(text, url)
+    assert masked == "POST https://hooks.slack.com/… failed; gateway said: no route for … (user …)"
+    assert nt.redact_in("HTTP 500 at /", "https://hooks.example.com/") == "HTTP 500 at /"  # a bare host has nothing to hide
 
 
 def test_an_unusable_url_is_reported_without_echoing_it():
