@@ -58,34 +58,44 @@ def summary_uri(reports_uri: str, model_id: str, day: date) -> str:
     return f"{reports_uri.rstrip('/')}/model_id={model_id}/dt={day.isoformat()}/summary.json"
 
 
+def read_summary(client, uri: str, model_id: str, dt: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The daily summary of ``model_id`` for day ``dt`` at ``uri``, as ``(summary, None)``; never raises for a bad one.
+
+    ``(None, None)``: there is none (404). ``(None, problem)``: it cannot be used, and ``problem``
+    says why, naming the object: S3 refused it (a 403 names the permission lacking) or kept
+    failing through the client's retries, or it is not JSON, or not this model's daily summary
+    of that day. Reports that read earlier days show the problem instead of failing the run.
+    """
+    from modelwatch.storage import NOT_FOUND_CODES, S3Error, S3Unreachable, error_code, get_bytes
+
+    try:
+        data = get_bytes(client, uri)
+    except S3Error as exc:
+        return (None, None) if error_code(exc) in NOT_FOUND_CODES else (None, str(exc))
+    except S3Unreachable as exc:
+        return None, str(exc)
+    try:
+        summary = json.loads(data)
+    except ValueError as exc:
+        return None, f"{uri}: not JSON ({exc})"
+    partition = summary.get("partition") if isinstance(summary, dict) else None
+    if not isinstance(partition, dict) or summary.get("model_id") != model_id or partition.get("dt") != dt or partition.get("hour") is not None:
+        return None, f"{uri}: not the daily summary of {model_id} for {dt}"
+    return summary, None
+
+
 def load_history(client, reports_uri: str, model_id: str, today: dict[str, Any], days: int = HISTORY_DAYS, threads: int = 8) -> History:
     """Today's summary and the daily summaries of the ``days - 1`` days before it, read from S3 concurrently.
 
-    A missing day is a gap (``None``); a summary that is not JSON, or not this model's, is a gap
-    with the reason in ``problems`` (the page shows them).
+    A missing day is a gap (``None``); a summary that cannot be read or used (:func:`read_summary`)
+    is a gap with the reason in ``problems`` (the page shows them). Never raises for an earlier day.
     """
-    from botocore.exceptions import ClientError
-
-    from modelwatch.storage import get_bytes
-
     day = date.fromisoformat(today["partition"]["dt"])
     calendar = history_days(day, days)
 
     def read(d: date) -> tuple[dict[str, Any] | None, str | None]:
-        uri = summary_uri(reports_uri, model_id, d)
-        try:
-            data = get_bytes(client, uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None, None
-            raise
-        try:
-            summary = json.loads(data)
-        except ValueError as exc:
-            return None, f"{uri}: not JSON ({exc}); the day is shown as a gap"
-        if not isinstance(summary, dict) or summary.get("model_id") != model_id:
-            return None, f"{uri}: not a summary of {model_id}; the day is shown as a gap"
-        return summary, None
+        summary, problem = read_summary(client, summary_uri(reports_uri, model_id, d), model_id, d.isoformat())
+        return summary, problem and f"{problem}; the day is shown as a gap"
 
     earlier = calendar[:-1]
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(earlier) or 1))) as pool:

@@ -8,13 +8,12 @@ by delimiter listings, not by listing every object), and lists older days as lin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from modelwatch.report import IndexEntry, page_path, render_site_index
-from modelwatch.report_data import HISTORY_DAYS, History, history_from_summaries
+from modelwatch.report_data import HISTORY_DAYS, History, history_from_summaries, read_summary
 
 
 def _prefixes(client, bucket: str, prefix: str) -> list[str]:
@@ -52,12 +51,12 @@ def site_index_html(summaries: Sequence[dict[str, Any]], older: dict[str, list[t
 def collect_recent_summaries(client, reports_uri: str, days: int = HISTORY_DAYS) -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, str]]]]:
     """The daily summaries of the latest ``days`` days of every model under the reports prefix, and links to the older days.
 
-    A day folder without a summary (a run in progress, or only hourly pages) is skipped; an
-    unreadable summary is skipped with a warning: the index must not fail a run.
+    A day folder without a summary (a run in progress, or only hourly pages) is skipped; a
+    summary that cannot be read or used (:func:`modelwatch.report_data.read_summary`: refused,
+    failing after retries, not JSON, not that day's) is left out with a warning naming it and
+    why. The index never fails a run.
     """
-    from botocore.exceptions import ClientError
-
-    from modelwatch.storage import get_bytes, split_uri
+    from modelwatch.storage import split_uri
 
     bucket, prefix = split_uri(reports_uri.rstrip("/") + "/")
     summaries, older = [], {}
@@ -71,16 +70,11 @@ def collect_recent_summaries(client, reports_uri: str, days: int = HISTORY_DAYS)
             if k >= days:
                 older.setdefault(model_id, []).append((dt, link_for({"model_id": model_id, "dt": dt, "hour": None})))
                 continue
-            try:
-                summary = json.loads(get_bytes(client, f"s3://{bucket}/{prefix}{model_dir}{day_dir}summary.json"))
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    continue
-                raise
-            except ValueError as exc:
-                print(f"WARNING site index: s3://{bucket}/{prefix}{model_dir}{day_dir}summary.json is not JSON ({exc}); left out")
-                continue
-            summaries.append(summary)
+            summary, problem = read_summary(client, f"s3://{bucket}/{prefix}{model_dir}{day_dir}summary.json", model_id, dt)
+            if problem:
+                print(f"WARNING site index: {problem}; left out")
+            if summary is not None:
+                summaries.append(summary)
     return summaries, older
 
 

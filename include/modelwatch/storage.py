@@ -99,7 +99,7 @@ def _advice(code: str, response: dict[str, Any], operation: str, uri: str) -> st
         return ("S3 kept throttling through every retry: lower the concurrency of the tasks hitting this prefix (pools, max_active_runs) "
                 "or raise retries.max_attempts in the aws connection's config_kwargs")
     if status >= 500:
-        return "the S3 service kept failing through every retry; the task's own retries will try again later"
+        return "the S3 service kept failing through every retry; it may answer later (a failed task's own retries try again)"
     if code in ACCESS_DENIED_CODES:
         return _missing_permission(operation, uri)
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):

@@ -9,6 +9,7 @@ object ever becomes visible.
 from __future__ import annotations
 
 import gzip
+import html
 import os
 import signal
 import subprocess
@@ -21,11 +22,13 @@ import pytest
 from corpus import lines
 from faulty_s3 import Fault, FaultyS3
 from modelwatch.storage import (
+    Partition,
     S3Error,
     S3Unreachable,
     ensure_bucket,
     exists,
     get_bytes,
+    get_json,
     list_objects,
     make_client,
     put_bytes,
@@ -152,6 +155,39 @@ def test_access_denied_names_the_action_and_resource_missing_from_the_policy(s3,
     assert permission.format(bucket=bucket) in message and IAM_HINT in message
     assert note is None or note.format(bucket=bucket) in message
     assert proxy.injected("access_denied") == 1  # a refusal is not retried
+
+
+def test_unreadable_earlier_summaries_never_fail_publish_and_the_page_says_why(s3, proxy, capfd):
+    """A 403 and a 5xx that outlasts the retries on two earlier days' summaries: both days are gaps whose reason the page shows."""
+    from conftest import bundled_config_data, scoped_config
+    from modelwatch.pipeline import extract, publish
+
+    cfg = scoped_config(s3, "rel-history", bundled_config_data("rel-history"))
+    model, day = "churn-classifier-v2", date(2027, 3, 10)
+    readable, denied, failing = date(2027, 3, 7), date(2027, 3, 9), date(2027, 3, 8)
+    earlier = Partition(model, readable)
+    publish(s3, cfg, extract(s3, cfg, earlier), None, None, {"run_id": "earlier"})  # a real summary (no traffic that day)
+    summary = get_json(s3, f"{earlier.path(cfg.defaults.reports_uri)}/summary.json")
+    for d in (denied, failing):  # equally good summaries, which S3 will not hand out
+        put_json(s3, f"{Partition(model, d).path(cfg.defaults.reports_uri)}/summary.json", {**summary, "partition": Partition(model, d).to_dict()})
+    proxy.add(Fault("access_denied", method="GET", path_contains=f"{denied.isoformat()}/summary.json", times=None))  # keys' "=" is sent as %3D
+    proxy.add(Fault("internal_error", method="GET", path_contains=f"{failing.isoformat()}/summary.json", times=None))
+    client = make_client(endpoint_url=proxy.endpoint, max_attempts=1, mode="standard")
+
+    partition = Partition(model, day)
+    published = publish(client, cfg, extract(client, cfg, partition), None, None, {"run_id": "today"})
+
+    assert published["outcome"] == "no_traffic"
+    page = html.unescape(get_bytes(s3, f"{partition.path(cfg.defaults.reports_uri)}/index.html").decode())
+    denied_uri, failing_uri = (f"{Partition(model, d).path(cfg.defaults.reports_uri)}/summary.json" for d in (denied, failing))
+    assert f"S3 GetObject of {denied_uri} failed" in page and "lack s3:GetObject on arn:aws:s3:::rel-history-reports/" in page
+    assert f"S3 GetObject of {failing_uri} failed after 2 attempt(s)" in page and "kept failing through every retry" in page
+    assert page.count("the day is shown as a gap") == 2
+    index = get_bytes(s3, f"{cfg.defaults.reports_uri}/index.html").decode()
+    assert f"dt={day.isoformat()}/index.html" in index and f"dt={readable.isoformat()}/index.html" in index  # the index was rebuilt
+    out = capfd.readouterr().out
+    assert f"WARNING site index: S3 GetObject of {denied_uri} failed" in out and f"WARNING site index: S3 GetObject of {failing_uri} failed" in out
+    assert proxy.injected("access_denied") == 2 and proxy.injected("internal_error") == 4  # page and index each read both days once
 
 
 def test_adaptive_mode_default_retries_throttling(s3, proxy, bucket):
