@@ -109,7 +109,9 @@ def extract(partition: dict[str, Any], checked: list[dict[str, Any]]) -> dict[st
     from modelwatch.storage import Partition
 
     cfg = _config()
-    result = run(s3_client(cfg), cfg, Partition.from_dict(partition), list(checked))
+    # A slice reads every shard's result in one request; iterating the lazy XCom sequence would ask for
+    # the item past its end, which the task SDK logs as an "XCom not found" error.
+    result = run(s3_client(cfg), cfg, Partition.from_dict(partition), checked[:])
     print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files "
           f"in {len(result['shards'])} shards ({result['outcome']})")
     return result

@@ -18,8 +18,10 @@ costs at most 16 GETs (``shard_chars=1``) however many texts there are.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ EMBEDDING_DIM = 384
 
 _MODEL_LOCK = threading.Lock()
 _MODEL: Any = None
+
+log = logging.getLogger(__name__)
 
 
 def model_path() -> Path:
@@ -56,8 +60,27 @@ def load_model():
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
             from sentence_transformers import SentenceTransformer
 
-            _MODEL = SentenceTransformer(str(model_path()), device="cpu", local_files_only=True)
+            _quiet_model_libraries()
+            path = model_path()
+            start = time.perf_counter()
+            _MODEL = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            log.info("%s loaded from %s in %.1f s", MODEL_NAME, path, time.perf_counter() - start)
         return _MODEL
+
+
+def _quiet_model_libraries() -> None:
+    """No progress bars from transformers and huggingface_hub; their messages through ``logging`` at their own level.
+
+    By default both write to stderr (the "Loading weights" bar, warnings through transformers'
+    own handler), and an Airflow task's supervisor logs every stderr line at error level. The
+    load is reported by one line of ours, so sentence-transformers' own info lines are left out.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
 def _check_texts(texts: Sequence[str]) -> None:

@@ -1,5 +1,6 @@
 """modelwatch_daily end to end with dag.test() against the real S3-compatible server."""
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -32,11 +33,26 @@ def summary(s3, cfg, model_id, day):
     return get_json(s3, f"{Partition(model_id, day).path(cfg.defaults.reports_uri)}/summary.json")
 
 
-def test_clean_day(airflow_db, s3, isolated_config, daily_dag):
+def loud_lines(captured) -> list[str]:
+    """Lines of a run's output an operator would read as errors.
+
+    dag.test() runs tasks in this process: their log lines go to stdout and what they write to stderr stays raw,
+    where a deployed task's supervisor logs every stderr line at error level.
+    """
+    logged = [line for line in captured.out.splitlines() if re.search(r"\[(error|critical) *\]|Traceback", line)]
+    return logged + [f"stderr: {line}" for line in captured.err.splitlines() if line.strip()]
+
+
+def test_clean_day(airflow_db, s3, isolated_config, daily_dag, capfd, monkeypatch):
+    from modelwatch import embeddings
+
     cfg = isolated_config
     written = write(s3, cfg, DAY)
+    monkeypatch.setattr(embeddings, "_MODEL", None)  # the run loads the embedding model itself, as a fresh worker does
+    capfd.readouterr()
     run = run_day(daily_dag, DAY)
     assert run.state == "success"
+    assert loud_lines(capfd.readouterr()) == [], "a clean day logs nothing at error level"
     for model_id, n in written.items():
         s = summary(s3, cfg, model_id, DAY)
         assert s["outcome"] == "ok"
@@ -95,11 +111,13 @@ def test_broken_rows_are_quarantined_and_counted(airflow_db, s3, isolated_config
         assert expected in reasons
 
 
-def test_too_many_broken_rows_fail_the_run_after_quarantining(airflow_db, s3, isolated_config, daily_dag):
+def test_too_many_broken_rows_fail_the_run_after_quarantining(airflow_db, s3, isolated_config, daily_dag, capfd):
     cfg = isolated_config
     write(s3, cfg, DAY, Scenario(broken_rows_on={DAY: 200}), llm_rows=800)
+    capfd.readouterr()
     run = run_day(daily_dag, DAY, models=["support-bot-v3"])
     assert run.state == "failed"
+    assert any("[error" in line for line in loud_lines(capfd.readouterr())), "a real failure does log at error level"
     quarantine = get_table(s3, f"{Partition('support-bot-v3', DAY).path(cfg.defaults.reports_uri + '/_quarantine')}/quarantine.parquet")
     assert quarantine.num_rows == 200
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 
 import numpy as np
@@ -177,3 +178,22 @@ def test_cache_rejects_wrong_embedding_shape(s3, reports_uri):
     with pytest.raises(ValueError, match="expected"):
         cache.get_or_embed(["one text"])
     assert list(list_objects(s3, reports_uri)) == []
+
+
+def test_loading_the_model_writes_nothing_to_stderr_and_logs_one_info_line():
+    """A deployed task's supervisor logs every stderr line at error level, so loading must not print progress there."""
+    import subprocess
+    import sys
+
+    script = (  # logging as in a task: records to stdout, warnings through logging
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(levelname)s %(name)s %(message)s')\n"
+        "logging.captureWarnings(True)\n"
+        "from modelwatch import embeddings\n"
+        "embeddings.load_model()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    [loaded] = done.stdout.splitlines()  # nothing else: no library's progress or chatter
+    assert re.fullmatch(rf"INFO modelwatch\.embeddings {MODEL_NAME} loaded from \S+ in \d+\.\d+ s", loaded)
