@@ -5,18 +5,20 @@ external asset, no network, so a page opens from S3, a local mirror or an email
 attachment alike. A Content-Security-Policy meta tag forbids scripts outright, as a second
 line behind the escaping.
 
-Escaping: every string that is not a literal of this module — model ids, segment values,
-column names, prompts, responses, judge reasoning, reasons, URIs — passes through
-:func:`html.escape` with ``quote=True`` (``&``, ``<``, ``>``, ``"`` and ``'``) before it
-reaches the page, whether in element content or in an attribute. Links are relative paths
-built here, percent-encoded per segment (:func:`href`), never URLs taken from data.
+Text: every string that is not a literal of this module — model ids, segment values,
+request ids, variants, column names, prompts, responses, judge reasoning, reasons, URIs —
+reaches the page through ``report_text`` (:func:`h` in element content, :func:`attr` in
+attributes): control characters replaced, cut (ids and values at ``LABEL_CHARS``, longer
+texts at ``TEXT_CHARS``), escaped with ``quote=True`` and, in content, bidi-isolated in a
+``<bdi>``. Links are relative paths built here, percent-encoded per segment (:func:`href`),
+never URLs taken from data. Every table sits in a box that scrolls sideways, and text cells
+wrap anywhere, so no table widens the page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 from urllib.parse import quote
 
@@ -24,13 +26,14 @@ from modelwatch.metric_names import OPERATIONAL_METRICS
 from modelwatch.report_data import Example, History, drift_series, headline_series, judge_metrics, judge_series, series, window_comparison
 from modelwatch.report_glance import Answer, answers
 from modelwatch.report_svg import Interval, Series, forest_plot, line_chart, percent, short_number, signed_percent, usd
+from modelwatch.report_text import LABEL_CHARS, attr, h, isolate, label
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem auto;max-width:1180px;color:#1f2933;padding:0 1rem;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem auto;max-width:1180px;color:#1f2933;padding:0 1rem;line-height:1.45;overflow-wrap:anywhere}
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #d9e2ec;padding-bottom:.3rem}
 h3{font-size:1rem;margin:1.2rem 0 .3rem}a{color:#0b69a3}nav{font-size:.9rem;margin-bottom:.6rem}
-table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}th,td{padding:.32rem .55rem;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}
+.table-box{overflow-x:auto;max-width:100%;margin:.5rem 0}table{border-collapse:collapse;width:100%;font-size:.88rem}th,td{padding:.32rem .55rem;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}
 td{overflow-wrap:anywhere}th{background:#f5f7fa;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;padding:.1rem .55rem;border-radius:1rem;font-weight:600;font-size:.8rem;white-space:nowrap}
 .ok,.none,.stable,.non_inferior,.better,.promote,.close{background:#e3f9e5;color:#1f6f2b}
@@ -51,14 +54,9 @@ _HEADLINE = ["requests", "error_rate", "timeout_rate", "refusal_rate", "latency_
              "prompt_tokens_mean", "completion_tokens_mean", "throughput_rps", "cost_usd_total", "cost_per_request_usd", "feedback_negative_rate"]
 
 
-def h(value: Any) -> str:
-    """Any value as HTML text, safe in element content and in quoted attributes."""
-    return escape("" if value is None else str(value), quote=True)
-
-
 def href(*segments: str) -> str:
-    """A relative link from path segments, each percent-encoded (``/`` inside a segment too), then HTML-escaped."""
-    return h("/".join(quote(s, safe="=") if s not in ("..", ".") else s for s in segments))
+    """A relative link from path segments, each percent-encoded (``/`` inside a segment too), then HTML-escaped; never cut."""
+    return attr("/".join(quote(s, safe="=") if s not in ("..", ".") else s for s in segments), limit=None)
 
 
 def fmt(value: Any) -> str:
@@ -84,23 +82,33 @@ def _metric_cell(metric: str, value: Any) -> str:
     return fmt(value)
 
 
-def table(headers: list[str], rows: Iterable[list[str]], numeric_from: int = 1, cls: str = "") -> str:
-    """A table; ``headers`` are escaped here, cells must already be HTML."""
-    head = "".join(f"<th>{h(x)}</th>" for x in headers)
+def table(headers: list[str], rows: Iterable[list[str]], numeric_from: int = 1, cls: str = "", text_from: int | None = None) -> str:
+    """A table in a box that scrolls sideways when the table is wider than the page; ``headers`` are escaped here, cells must already be HTML.
+
+    Columns ``numeric_from`` up to (not including) ``text_from`` are numbers: right-aligned,
+    never wrapped. The others are text (notes and reasons after the numbers too), which wraps.
+    """
+    numeric = range(numeric_from, len(headers) if text_from is None else text_from)
+    head = "".join(f"<th>{label(x)}</th>" for x in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows
     )
-    return f'<table class="{h(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="table-box"><table class="{attr(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{h(title)}</title><style>{_CSS}</style></head>'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{attr(title)}</title><style>{_CSS}</style></head>'
             f"<body>{body}</body></html>")
 
 
-def badge(state: str) -> str:
-    return f'<span class="badge {h(state)}">{h(state.replace("_", " "))}</span>'
+def badge(state: str, text: str | None = None) -> str:
+    """A coloured badge for ``state`` saying ``text`` (the state's words by default).
+
+    A badge is an inline-block, its own bidi paragraph, so its text needs no ``<bdi>``.
+    """
+    words = state.replace("_", " ") if text is None else text
+    return f'<span class="badge {attr(state, LABEL_CHARS)}">{attr(words, LABEL_CHARS)}</span>'
 
 
 @dataclass
@@ -115,7 +123,7 @@ class PageContext:
 
 
 def _glance(items: Sequence[Answer]) -> str:
-    cards = "".join(f'<div class="card" data-question="{h(a.question)}"><div class="q">{h(a.question)} {badge(a.state)}</div>'
+    cards = "".join(f'<div class="card" data-question="{attr(a.question)}"><div class="q">{h(a.question)} {badge(a.state)}</div>'
                     f'<div class="h">{h(a.headline)}</div><div class="d">{h(a.detail)}</div></div>' for a in items)
     return f'<div class="glance">{cards}</div>'
 
@@ -130,9 +138,9 @@ def render_partition_page(summary: dict[str, Any], context: PageContext | None =
     if ctx.index_href:
         parts.append(f'<nav><a href="{ctx.index_href}">all models and days</a></nav>')
     parts += [
-        f"<h1>{h(summary['model_id'])} · {h(where)} {badge(summary['outcome'])}</h1>",
+        f"<h1>{label(summary['model_id'])} · {h(where)} {badge(summary['outcome'])}</h1>",
         f'<p class="muted">rows read {fmt(rows["read"])} = valid {fmt(rows["valid"])} + quarantined {fmt(rows["quarantined"])}'
-        f" · run {h(summary.get('run', {}).get('run_id', ''))}</p>",
+        f" · run {attr(summary.get('run', {}).get('run_id', ''), LABEL_CHARS)}</p>",  # Airflow's run id, not traffic: plain, so re-runs compare
         _glance(answers(summary, ctx.history)),
     ]
     if summary["outcome"] == "no_traffic":
@@ -174,24 +182,24 @@ def _health_section(summary: dict[str, Any], history: History | None) -> list[st
     if summary["breaches"]:
         parts.append("<h3>Guardrail breaches</h3>")
         parts.append(table(["experiment", "metric", "value", "requests", "reason"],
-                           [[h(b["experiment_id"]), h(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), h(b["reason"])]
-                            for b in summary["breaches"]], numeric_from=2))
+                           [[label(b["experiment_id"]), label(b["metric"]), _metric_cell(b["metric"], b["value"]), fmt(b["requests"]), h(b["reason"])]
+                            for b in summary["breaches"]], numeric_from=2, text_from=4))
     metrics = summary["metrics"]
     if metrics:
         variants = ["__all__"] + sorted(v for v in metrics if v != "__all__")
         parts.append("<h3>Operational metrics by variant</h3>")
         parts.append(table(["metric"] + ["all traffic" if v == "__all__" else v for v in variants],
-                           [[h(m)] + [_metric_cell(m, metrics[v].get(m)) for v in variants] for m in _HEADLINE if any(m in metrics[v] for v in variants)]))
+                           [[label(m)] + [_metric_cell(m, metrics[v].get(m)) for v in variants] for m in _HEADLINE if any(m in metrics[v] for v in variants)]))
     if summary["hard_limits"]:
         parts.append("<h3>Hard limits</h3>")
         parts.append(table(["experiment", "arm", "metric", "value", "limit", "state", "reason"],
-                           [[h(c["experiment_id"]), h(c["arm"]), h(c["metric"]), _metric_cell(c["metric"], c["value"]),
+                           [[label(c["experiment_id"]), label(c["arm"]), label(c["metric"]), _metric_cell(c["metric"], c["value"]),
                              h(f"max {c['max']}" if c["max"] is not None else f"min {c['min']}"), badge(c["state"]), h(c["reason"])]
-                            for c in summary["hard_limits"]], numeric_from=3))
+                            for c in summary["hard_limits"]], numeric_from=3, text_from=5))
     if summary["segments"]:
         parts.append("<h3>Segments</h3>")
         parts.append(table(["segment", "value", "requests", "error rate", "latency p95 ms", "prompt tokens", "cost"],
-                           [[h(s["segment"]), h(s["value"]), fmt(s.get("requests")), _metric_cell("error_rate", s.get("error_rate")),
+                           [[label(s["segment"]), label(s["value"]), fmt(s.get("requests")), _metric_cell("error_rate", s.get("error_rate")),
                              fmt(s.get("latency_p95_ms")), fmt(s.get("prompt_tokens_mean")), _metric_cell("cost_usd_total", s.get("cost_usd_total"))]
                             for s in summary["segments"]], numeric_from=2, cls="segments"))
     return parts
@@ -215,11 +223,11 @@ def _drift_section(summary: dict[str, Any], history: History | None) -> list[str
         parts.append(f'<p>{badge("no_baseline")} {h(drift["reason"])}</p>')
     else:
         evidently = summary["outputs"].get("evidently_report")
-        parts.append(f'<p>{badge(drift["severity"])} against baseline {h(drift["baseline_version"])}: {fmt(drift["alert_count"])} drifting column tests'
+        parts.append(f'<p>{badge(drift["severity"])} against baseline {label(drift["baseline_version"])}: {fmt(drift["alert_count"])} drifting column tests'
                      + (' · <a href="report.html">Evidently report</a>' if evidently else "") + ' · <a href="drift.json">every test</a></p>')
         if drift["alerts"]:
             parts.append(table(["severity", "family", "segment", "column", "statistic", "effect", "p (BH)"],
-                               [[badge(a["severity"]), h(a["family"]), h(a.get("segment") or ""), h(a["column"]), h(a["effect_method"]),
+                               [[badge(a["severity"]), label(a["family"]), label(a.get("segment") or ""), label(a["column"]), label(a["effect_method"]),
                                  fmt(a["effect"]), fmt(a["p_adjusted"])] for a in drift["alerts"]], numeric_from=5, cls="drift-alerts"))
     if summary.get("concept"):
         c = summary["concept"]
@@ -239,20 +247,20 @@ def _baseline_section(summary: dict[str, Any], history: History | None) -> list[
     parts = ["<h2>3 · How does today compare with the baseline?</h2>"]
     comparison = summary.get("baseline_comparison") or {}
     if comparison.get("quantiles"):
-        parts.append(f'<p class="muted">Baseline {h(comparison.get("version"))}: quantiles from its profile sketches (KLL, about 1% rank error);'
+        parts.append(f'<p class="muted">Baseline {label(comparison.get("version"))}: quantiles from its profile sketches (KLL, about 1% rank error);'
                      " today's values cover all traffic.</p>")
         parts.append(table(["measure", "baseline", "today", "change"],
-                           [[h(q["measure"]), fmt(q["baseline"]), fmt(q["today"]), _change(q["change"])] for q in comparison["quantiles"]], cls="baseline"))
+                           [[label(q["measure"]), fmt(q["baseline"]), fmt(q["today"]), _change(q["change"])] for q in comparison["quantiles"]], cls="baseline"))
     if comparison.get("segment_mix"):
         parts.append("<h3>Traffic mix</h3>")
         parts.append(table(["segment", "value", "baseline share", "today share", "shift (points)"],
-                           [[h(m["segment"]), h(m["value"]), f"{m['baseline_share']:.1%}", f"{m['today_share']:.1%}",
+                           [[label(m["segment"]), label(m["value"]), f"{m['baseline_share']:.1%}", f"{m['today_share']:.1%}",
                              f"{100 * (m['today_share'] - m['baseline_share']):+.1f}"] for m in comparison["segment_mix"]], numeric_from=2, cls="mix"))
     if history is not None and history.present > 1:
         rows = window_comparison(history, ["error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_per_request_usd", "requests"])
         parts.append(f"<h3>Today against the previous {len(history.days) - 1} days</h3>")
         parts.append(table(["metric", "today", "median of earlier days", "days", "change"],
-                           [[h(r["metric"]), _metric_cell(r["metric"], r["today"]), _metric_cell(r["metric"], r["median"]), fmt(r["days"]),
+                           [[label(r["metric"]), _metric_cell(r["metric"], r["today"]), _metric_cell(r["metric"], r["median"]), fmt(r["days"]),
                              _change(r["change"])] for r in rows]))
     if len(parts) == 1:
         parts.append("<p>No baseline and no earlier days to compare with.</p>")
@@ -269,7 +277,7 @@ def _cost_section(summary: dict[str, Any], history: History | None) -> list[str]
                        y_label="USD", y_format=usd),
         ))
     metrics = summary["metrics"]
-    rows = [[h("all traffic" if v == "__all__" else v), fmt(m.get("requests")), _metric_cell("cost_usd_total", m.get("cost_usd_total")),
+    rows = [[label("all traffic" if v == "__all__" else v), fmt(m.get("requests")), _metric_cell("cost_usd_total", m.get("cost_usd_total")),
              _metric_cell("cost_per_request_usd", m.get("cost_per_request_usd")), _metric_cell("cost_per_1k_tokens_usd", m.get("cost_per_1k_tokens_usd")),
              fmt(m.get("tokens_total"))] for v, m in sorted(metrics.items(), key=lambda kv: (kv[0] != "__all__", kv[0])) if "cost_usd_total" in m]
     if rows:
@@ -314,16 +322,16 @@ def _quality_section(summary: dict[str, Any], history: History | None, examples:
     backend = judge["backend"]
     name = backend.get("backend", backend) if isinstance(backend, dict) else backend
     model = backend.get("model") if isinstance(backend, dict) else None
-    parts += [f"<h3>Judge ({h(name)}{' ' + h(model) if model else ''})</h3>",
-              f'<p class="muted">{fmt(judge["sampled"])} answers sampled (limited by {h(judge["limited_by"])}): {fmt(judge["judged"])} judged, '
+    parts += [f"<h3>Judge ({label(name)}{' ' + label(model) if model else ''})</h3>",
+              f'<p class="muted">{fmt(judge["sampled"])} answers sampled (limited by {label(judge["limited_by"])}): {fmt(judge["judged"])} judged, '
               f'{fmt(judge["failed"])} judge failures, {fmt(judge["skipped_budget"])} over the ${judge["budget_usd"]:g} budget · '
               '<a href="judge.json">estimates, design and spend</a> · '
               '<a href="judge.parquet">every judgment</a> · <a href="review/queue.csv">human review queue</a></p>',
-              table(["metric", *columns], [[h(m), *(cell(values.get(m)) for values in columns.values())] for m in metrics], cls="judge")]
+              table(["metric", *columns], [[label(m), *(cell(values.get(m)) for values in columns.values())] for m in metrics], cls="judge")]
     pairwise = judge.get("pairwise")
     if pairwise and pairwise.get("win_rate") is not None:
         low, high = pairwise["win_rate_ci"]
-        parts.append(f"<p>Shadow vs served answers to the same requests, judged in both orders: {h(pairwise['label_b'])} preferred in "
+        parts.append(f"<p>Shadow vs served answers to the same requests, judged in both orders: {label(pairwise['label_b'])} preferred in "
                      f"{fmt(pairwise['win_rate'])} [{fmt(low)}, {fmt(high)}] of {fmt(pairwise['wins'] + pairwise['losses'])} decided pairs "
                      f"({fmt(pairwise['ties'])} ties; position consistency {fmt(pairwise['consistency_rate'])}; sign test p {fmt(pairwise['sign_test_p'])})</p>")
     if examples:
@@ -334,10 +342,10 @@ def _quality_section(summary: dict[str, Any], history: History | None, examples:
 
 
 def _example(e: Example) -> str:
-    scores = " · ".join(f"{h(k)} {v:g}" for k, v in e.scores.items())
-    flags = " ".join(f'<span class="badge breach">{h(f)}</span>' for f in e.flags)
-    return (f'<div class="example" data-request-id="{h(e.request_id)}"><div><b>{h(e.why)}</b> · {h(e.variant)} · '
-            f'<span class="muted">{h(e.request_id)}</span> {flags}</div>'
+    scores = " · ".join(f"{label(k)} {v:g}" for k, v in e.scores.items())
+    flags = " ".join(badge("breach", f) for f in e.flags)
+    return (f'<div class="example" data-request-id="{attr(e.request_id, LABEL_CHARS)}"><div><b>{h(e.why)}</b> · {label(e.variant)} · '
+            f'<span class="muted">{label(e.request_id)}</span> {flags}</div>'
             f'<div class="muted">{scores}{" · texts cut" if e.truncated else ""}</div>'
             f'<div class="label">prompt</div><pre class="prompt">{h(e.prompt)}</pre>'
             f'<div class="label">response</div><pre class="response">{h(e.response)}</pre>'
@@ -352,7 +360,7 @@ def _experiments_section(experiments: list[dict[str, Any]], thresholds: dict[str
         return parts
     for e in experiments:
         marks = thresholds.get(e["experiment_id"], {})
-        parts.append(f"<h3>{h(e['experiment_id'])} {badge(e['decision'])}</h3>")
+        parts.append(f"<h3>{label(e['experiment_id'])} {badge(e['decision'])}</h3>")
         facts = []
         if e.get("requests") is not None:
             facts.append(f"{fmt(e['requests'])} requests since the start")
@@ -367,26 +375,26 @@ def _experiments_section(experiments: list[dict[str, Any]], thresholds: dict[str
         if e.get("primary"):
             rows = [Interval(p["metric"], p.get("relative_lift"), p.get("lift_ci_low"), p.get("lift_ci_high"), p.get("decision") or "",
                              marks.get(("primary", p["metric"])), p.get("reason") or "") for p in e["primary"]]
-            plots.append(forest_plot(rows, title=f"{e['experiment_id']}: primary metrics", x_label="relative lift, treatment vs control"))
-        for scale, label, x_format in (("relative_lift", "relative change, treatment vs control", signed_percent),
-                                       ("difference", "difference, treatment − control", short_number)):
+            plots.append(forest_plot(rows, title=f"{isolate(e['experiment_id'])}: primary metrics", x_label="relative lift, treatment vs control"))
+        for scale, axis, x_format in (("relative_lift", "relative change, treatment vs control", signed_percent),
+                                      ("difference", "difference, treatment − control", short_number)):
             guard = [g for g in e.get("guardrails") or [] if g.get("scale") == scale]
             if guard:
                 rows = [Interval(g["metric"], g.get("estimate"), g.get("lower"), g.get("upper"), g.get("verdict") or "",
                                  marks.get(("guardrail", g["metric"])), g.get("reason") or "") for g in guard]
-                plots.append(forest_plot(rows, title=f"{e['experiment_id']}: guardrails ({scale.replace('_', ' ')})", x_label=label, x_format=x_format))
+                plots.append(forest_plot(rows, title=f"{isolate(e['experiment_id'])}: guardrails ({scale.replace('_', ' ')})", x_label=axis, x_format=x_format))
         if plots:
             parts.append(_charts(*plots))
         if e.get("primary"):
             parts.append(table(["primary metric", "decision", "lift", "lift interval", "p (corrected)", "note"],
-                               [[h(p["metric"]), badge(p.get("decision") or "inconclusive"), _pct(p.get("relative_lift")),
+                               [[label(p["metric"]), badge(p.get("decision") or "inconclusive"), _pct(p.get("relative_lift")),
                                  f"{_pct(p.get('lift_ci_low'))} … {_pct(p.get('lift_ci_high'))}", fmt(p.get("p_adjusted")), h(p.get("reason") or "")]
-                                for p in e["primary"]], numeric_from=2))
+                                for p in e["primary"]], numeric_from=2, text_from=5))
         if e.get("guardrails"):
             parts.append(table(["guardrail", "verdict", "scale", "estimate", "interval", "margin", "note"],
-                               [[h(g["metric"]), badge(g.get("verdict") or "inconclusive"), h(g.get("scale") or ""), fmt(g.get("estimate")),
+                               [[label(g["metric"]), badge(g.get("verdict") or "inconclusive"), label(g.get("scale") or ""), fmt(g.get("estimate")),
                                  f"{fmt(g.get('lower'))} … {fmt(g.get('upper'))}", fmt(g.get("margin")), h(g.get("reason") or "")]
-                                for g in e["guardrails"]], numeric_from=3))
+                                for g in e["guardrails"]], numeric_from=3, text_from=6))
     parts.append('<p class="muted">Every statistic, interval and health check: <a href="experiments.json">experiments.json</a></p>')
     return parts
 
@@ -403,14 +411,15 @@ def _detail_sections(summary: dict[str, Any]) -> list[str]:
     validation = summary.get("validation")
     if validation and validation["failures"]:
         parts.append("<h2>Quarantined rows by rule</h2>")
-        parts.append(table(["rule", "rows", "examples"], [[h(rule), fmt(n), h(", ".join(map(str, validation["examples"].get(rule, []))))]
-                                                          for rule, n in sorted(validation["failures"].items(), key=lambda kv: -kv[1])], numeric_from=1))
+        parts.append(table(["rule", "rows", "examples"], [[label(rule), fmt(n), ", ".join(label(x) for x in validation["examples"].get(rule, []))]
+                                                          for rule, n in sorted(validation["failures"].items(), key=lambda kv: -kv[1])],
+                           numeric_from=1, text_from=2))
         parts.append(f'<p class="muted">Rows with their reasons: {h(validation["quarantine_uri"])}</p>')
     files = summary["files"]
     if files:
         parts.append("<h2>Files read</h2>")
-        parts.append(table(["file", "format", "rows", "problem"], [[h(f["uri"]), h(f["format"]), fmt(f["rows_read"]), h(f.get("problem") or "")]
-                                                                   for f in files], numeric_from=2))
+        parts.append(table(["file", "format", "rows", "problem"], [[h(f["uri"]), label(f["format"]), fmt(f["rows_read"]), h(f.get("problem") or "")]
+                                                                   for f in files], numeric_from=2, text_from=3))
     return parts
 
 
@@ -458,7 +467,7 @@ def render_site_index(entries: Sequence[IndexEntry], histories: dict[str, Histor
         ordered = sorted(by_model[model_id], key=lambda e: (e.summary["partition"]["dt"], e.summary["partition"].get("hour") or -1), reverse=True)
         daily = [e for e in ordered if e.summary["partition"].get("hour") is None]
         latest = (daily or ordered)[0]
-        cells = [f'<a href="{h(latest.link)}">{h(model_id)}</a>', h(_label(latest.summary["partition"]))]
+        cells = [f'<a href="{attr(latest.link, limit=None)}">{label(model_id)}</a>', label(_label(latest.summary["partition"]))]
         for a in answers(latest.summary, histories.get(model_id)):
             cells.append(f'{badge(a.state)}<div>{h(a.headline)}</div><div class="muted">{h(a.detail)}</div>')
         latest_rows.append(cells)
@@ -471,15 +480,15 @@ def render_site_index(entries: Sequence[IndexEntry], histories: dict[str, Histor
         for e in ordered:
             s = e.summary
             overall = s["metrics"].get("__all__", {})
-            decisions = ", ".join(f"{x['experiment_id']}: {x['decision']}" for x in s.get("experiments") or [])
-            rows.append([f'<a href="{h(e.link)}">{h(_label(s["partition"]))}</a>', badge(s["outcome"]), badge((s.get("drift") or {}).get("severity") or "–"),
+            decisions = ", ".join(f"{isolate(x['experiment_id'])}: {x['decision']}" for x in s.get("experiments") or [])
+            rows.append([f'<a href="{attr(e.link, limit=None)}">{label(_label(s["partition"]))}</a>', badge(s["outcome"]), badge((s.get("drift") or {}).get("severity") or "–"),
                          h(decisions), fmt(s["rows"]["read"]), fmt(s["rows"]["quarantined"]), _metric_cell("error_rate", overall.get("error_rate")),
                          fmt(overall.get("latency_p99_ms")), _metric_cell("cost_usd_total", overall.get("cost_usd_total"))])
-        parts.append(f'<h2 id="{h("model-" + model_id)}">{h(model_id)}</h2>')
+        parts.append(f'<h2 id="{attr("model-" + model_id, LABEL_CHARS)}">{label(model_id)}</h2>')
         parts.append(table(["partition", "outcome", "drift", "experiments", "rows read", "quarantined", "error rate", "latency p99 ms", "cost"], rows,
                            numeric_from=4, cls="days"))
         if older.get(model_id):
-            parts.append('<p class="muted">Earlier: ' + " · ".join(f'<a href="{h(link)}">{h(label)}</a>' for label, link in older[model_id]) + "</p>")
+            parts.append('<p class="muted">Earlier: ' + " · ".join(f'<a href="{attr(link, limit=None)}">{label(text)}</a>' for text, link in older[model_id]) + "</p>")
     return page("modelwatch reports", "\n".join(parts))
 
 

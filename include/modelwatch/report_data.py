@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from modelwatch.report_text import TEXT_CHARS, shown
+
 HISTORY_DAYS = 30
 SEVERITY_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3}
-EXAMPLE_TEXT_CHARS = 2_000
+EXAMPLE_TEXT_CHARS = TEXT_CHARS
 
 
 @dataclass
@@ -228,18 +230,14 @@ class Example:
     truncated: bool
 
 
-def _clip(text: Any, limit: int) -> tuple[str, bool]:
-    text = "" if text is None or (isinstance(text, float) and text != text) else str(text)
-    return (text, False) if len(text) <= limit else (text[:limit] + "…", True)
-
-
 def select_examples(frame, dimensions: Sequence[str], flags: Sequence[str] = ("toxicity", "hallucination"), *, flagged: int = 3,
                     lowest: int = 3, text_chars: int = EXAMPLE_TEXT_CHARS) -> list[Example]:
     """A handful of judged answers worth reading: up to ``flagged`` with a safety/quality flag, then the ``lowest`` lowest scored.
 
     Rows are ranked by their mean score over ``dimensions`` (not-assessed dimensions left
     out), ties broken by request id so the choice is stable across re-runs. Rows the judge
-    could not score are skipped.
+    could not score are skipped. Prompts, responses and reasoning are cleaned of control
+    characters and cut at ``text_chars`` (``report_text.shown``; ``truncated`` says so).
     """
     import pandas as pd
 
@@ -265,9 +263,9 @@ def select_examples(frame, dimensions: Sequence[str], flags: Sequence[str] = ("t
         chosen.append((row, f"lowest mean score ({row['_mean']:.2f})"))
     out = []
     for row, why in chosen:
-        prompt, cut_p = _clip(row.get("prompt"), text_chars)
-        response, cut_r = _clip(row.get("response"), text_chars)
-        reasoning, cut_j = _clip(row.get("reasoning"), text_chars)
+        prompt, cut_p = shown(row.get("prompt"), text_chars)
+        response, cut_r = shown(row.get("response"), text_chars)
+        reasoning, cut_j = shown(row.get("reasoning"), text_chars)
         out.append(Example(request_id=str(row["request_id"]), variant=str(row.get("variant") or ""), why=why, prompt=prompt, response=response,
                            reasoning=reasoning, scores={d: float(row[d]) for d in dims if pd.notna(row[d])},
                            flags=raised(row, shown_flags),

@@ -22,8 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from modelwatch.metric_names import PERFORMANCE_METRICS
-from modelwatch.report import badge, escape, fmt, table
+from modelwatch.report import badge, fmt, table
 from modelwatch.report_svg import Series, line_chart
+from modelwatch.report_text import attr, h, label
 
 METHOD_NAMES = {"cbpe": "confidence-based performance estimation (CBPE)", "dle": "direct loss estimation (DLE)"}
 
@@ -48,21 +49,21 @@ def _state(row: dict[str, Any]) -> str:
 
 
 def _today_table(est: dict[str, Any]) -> str:
-    rows = [[escape(str(r["metric"])), _state(r), _value(r["metric"], r.get("estimate")), _range(r["metric"], r.get("lower"), r.get("upper")),
+    rows = [[label(r["metric"]), _state(r), _value(r["metric"], r.get("estimate")), _range(r["metric"], r.get("lower"), r.get("upper")),
              _range(r["metric"], r.get("threshold_lower"), r.get("threshold_upper")), _value(r["metric"], r.get("reference_mean")),
-             escape(r.get("reason") or "")] for r in est.get("metrics") or []]
-    return table(["metric", "state", "estimate", "band (± 3 SE)", "alert thresholds", "reference mean", "note"], rows, numeric_from=2)
+             h(r.get("reason") or "")] for r in est.get("metrics") or []]
+    return table(["metric", "state", "estimate", "band (± 3 SE)", "alert thresholds", "reference mean", "note"], rows, numeric_from=2, text_from=6)
 
 
 def _history_table(est: dict[str, Any]) -> str:
     metric = est.get("primary_metric") or "accuracy"
     rows = []
-    for h in est.get("history") or []:
-        realised = h.get("realised")
-        gap = "–" if h.get("gap") is None else f"{h['gap']:+.4f} (limit ± {h['gap_limit']:.4f})" if h.get("gap_limit") is not None else f"{h['gap']:+.4f}"
-        state = badge("drift") if h.get("gap_alert") else (badge("ok") if realised is not None else badge("pending"))
-        rows.append([escape(str(h["day"])), fmt(h.get("rows")), fmt(h.get("labelled")), _value(metric, h.get("estimate")),
-                     _range(metric, h.get("lower"), h.get("upper")), _value(metric, realised), _value(metric, h.get("estimated_labelled")), gap, state])
+    for d in est.get("history") or []:
+        realised = d.get("realised")
+        gap = "–" if d.get("gap") is None else f"{d['gap']:+.4f} (limit ± {d['gap_limit']:.4f})" if d.get("gap_limit") is not None else f"{d['gap']:+.4f}"
+        state = badge("drift") if d.get("gap_alert") else (badge("ok") if realised is not None else badge("pending"))
+        rows.append([label(d["day"]), fmt(d.get("rows")), fmt(d.get("labelled")), _value(metric, d.get("estimate")),
+                     _range(metric, d.get("lower"), d.get("upper")), _value(metric, realised), _value(metric, d.get("estimated_labelled")), gap, state])
     return table(["day", "rows", "labelled", f"estimated {metric}", "band", f"realised {metric}", "estimate on labelled rows", "gap", "state"],
                  rows, numeric_from=1)
 
@@ -73,20 +74,20 @@ def _chart(est: dict[str, Any]) -> str:
     if len(history) < 2:
         return ""
     metric = est.get("primary_metric") or "accuracy"
-    column = {key: [h.get(key) for h in history] for key in ("estimate", "lower", "upper", "realised")}
+    column = {key: [d.get(key) for d in history] for key in ("estimate", "lower", "upper", "realised")}
     series = [Series(f"estimated {metric}", column["estimate"]), Series("band lower", column["lower"], dashed=True),
               Series("band upper", column["upper"], dashed=True), Series(f"realised {metric}", column["realised"])]
-    return line_chart([str(h["day"]) for h in history], series, title=f"{metric}: estimated (no labels needed) vs realised (when labels arrive)",
+    return line_chart([str(d["day"]) for d in history], series, title=f"{metric}: estimated (no labels needed) vs realised (when labels arrive)",
                       y_label=metric, include_zero=False)
 
 
 def _method_note(est: dict[str, Any]) -> str:
     method = METHOD_NAMES.get(str(est.get("method")), str(est.get("method")))
-    calibration = f", scores calibrated by {escape(str(est['calibration']))} regression on the baseline's labels" if est.get("calibration") else ""
-    assumptions = "".join(f"<li>{escape(a)}</li>" for a in est.get("assumptions") or [])
-    return (f'<p class="muted">Method: {escape(method)}{calibration} (after {escape(str(est.get("source") or ""))}); baseline '
-            f'{escape(str(est.get("baseline_version")))}, reference chunks of {fmt(est.get("chunk_size"))} rows. Band: {escape(str(est.get("band") or ""))}. '
-            f'Thresholds: {escape(str(est.get("thresholds") or ""))}.</p><p class="muted">Assumptions:</p><ul class="muted">{assumptions}</ul>')
+    calibration = f", scores calibrated by {h(est['calibration'])} regression on the baseline's labels" if est.get("calibration") else ""
+    assumptions = "".join(f"<li>{h(a)}</li>" for a in est.get("assumptions") or [])
+    return (f'<p class="muted">Method: {h(method)}{calibration} (after {h(est.get("source") or "")}); baseline '
+            f'{h(est.get("baseline_version"))}, reference chunks of {fmt(est.get("chunk_size"))} rows. Band: {h(est.get("band") or "")}. '
+            f'Thresholds: {h(est.get("thresholds") or "")}.</p><p class="muted">Assumptions:</p><ul class="muted">{assumptions}</ul>')
 
 
 def render_estimation_section(concept_summary: dict[str, Any] | None) -> str:
@@ -95,14 +96,14 @@ def render_estimation_section(concept_summary: dict[str, Any] | None) -> str:
     if not est:
         return ""
     if est.get("outcome") != "ok":
-        return f'<h3>Estimated performance {badge("abstain")}</h3><p>{escape(str(est.get("reason") or est.get("outcome")))}</p>'
+        return f'<h3>Estimated performance {badge("abstain")}</h3><p>{h(est.get("reason") or est.get("outcome"))}</p>'
     state = badge("drift") if est.get("gap_alert") else (badge("worse") if est.get("alerts") else badge("ok"))
     latest = est.get("latest_realised")
-    labels_note = (f"labels have arrived up to {escape(str(latest['day']))}" if latest else "no labels have arrived for the days shown yet")
+    labels_note = (f"labels have arrived up to {h(latest['day'])}" if latest else "no labels have arrived for the days shown yet")
     parts = [f"<h3>Estimated performance {state}</h3>",
-             f"<p>{escape(str(est.get('reason') or ''))}</p>",
-             f'<p class="muted">{fmt(est.get("rows"))} incumbent predictions of {escape(str(est.get("day")))} estimated without labels; {labels_note}'
-             + (f' · <a href="{escape(str(est["estimation_uri"]).rsplit("/", 1)[-1])}">every estimate, per class and segment</a>' if est.get("estimation_uri") else "")
+             f"<p>{h(est.get('reason') or '')}</p>",
+             f'<p class="muted">{fmt(est.get("rows"))} incumbent predictions of {h(est.get("day"))} estimated without labels; {labels_note}'
+             + (f' · <a href="{attr(str(est["estimation_uri"]).rsplit("/", 1)[-1], limit=None)}">every estimate, per class and segment</a>' if est.get("estimation_uri") else "")
              + "</p>",
              _today_table(est), _chart(est), _history_table(est), _method_note(est)]
     return "\n".join(p for p in parts if p)

@@ -8,6 +8,10 @@ a detail line. The per-day page shows them as cards; the site index shows one ro
 model with the same answers, so both places say the same thing. Questions 3 and 4 are
 descriptive (how far today's numbers moved); whether a move is statistically real is the
 drift tests' and the experiments' job, answered in questions 2 and 5.
+
+Headlines and details are plain text (the page escapes them); every id, column name or
+segment value in them is cut and bidi-isolated here (``report_text.isolate``), so a value
+with a right-to-left override reorders only itself, not the numbers after it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelwatch.report_data import History, window_comparison
+from modelwatch.report_text import isolate
 
 NOTABLE_CHANGE = 0.2  # a quantile or cost per request this far (relative) from its reference is called "changed"
 NOTABLE_SHARE_SHIFT = 0.1  # a segment's share of traffic this far (absolute) from the baseline's is called "changed"
@@ -55,7 +60,7 @@ def health(summary: dict[str, Any]) -> Answer:
     headline = f"error rate {_pct(overall.get('error_rate'))} · p99 {_num(overall.get('latency_p99_ms'), ' ms')}"
     detail = [f"{_num(overall.get('requests'))} requests", f"{rows['quarantined']:,} quarantined"]
     if summary["breaches"]:
-        detail.append(f"{len(summary['breaches'])} breach(es): " + "; ".join(f"{b['experiment_id']} {b['metric']}" for b in summary["breaches"]))
+        detail.append(f"{len(summary['breaches'])} breach(es): " + "; ".join(f"{isolate(b['experiment_id'])} {isolate(b['metric'])}" for b in summary["breaches"]))
     estimation = (summary.get("concept") or {}).get("estimation") or {}
     for row in estimation.get("metrics") or []:
         if row.get("metric") == estimation.get("primary_metric") and row.get("estimate") is not None:
@@ -78,9 +83,9 @@ def drift(summary: dict[str, Any]) -> Answer:
     if d["outcome"] == "no_baseline":
         return Answer("drifting?", "no_baseline", "no baseline to compare with", (d.get("reason") or "") + tail)
     alerts = d.get("alerts") or []
-    worst = ", ".join(dict.fromkeys(a["column"] for a in alerts[:3]))
+    worst = ", ".join(dict.fromkeys(isolate(a["column"]) for a in alerts[:3]))
     return Answer("drifting?", d["severity"], f"{d['alert_count']} drifting column test(s)" + (f": {worst}" if worst else ""),
-                  f"against baseline {d.get('baseline_version')}" + tail)
+                  f"against baseline {isolate(d.get('baseline_version'))}" + tail)
 
 
 def versus_baseline(summary: dict[str, Any], history: History | None) -> Answer:
@@ -90,11 +95,11 @@ def versus_baseline(summary: dict[str, Any], history: History | None) -> Answer:
     if quantiles:
         moved = [q for q in quantiles if abs(q["change"]) >= NOTABLE_CHANGE]
         state = "changed" if moved or shifts else "close"
-        headline = " · ".join(f"{q['measure']} {_pct(q['change'], signed=True)}" for q in quantiles[:3])
-        detail = f"baseline {comparison.get('version')}"
+        headline = " · ".join(f"{isolate(q['measure'])} {_pct(q['change'], signed=True)}" for q in quantiles[:3])
+        detail = f"baseline {isolate(comparison.get('version'))}"
         if shifts:
             s = shifts[0]
-            detail += f" · {s['segment']}={s['value']} share {_pct(s['baseline_share'])} → {_pct(s['today_share'])}"
+            detail += f" · {isolate(s['segment'])}={isolate(s['value'])} share {_pct(s['baseline_share'])} → {_pct(s['today_share'])}"
         return Answer("vs baseline?", state, headline, detail)
     if history is not None and history.present > 1:
         rows = [r for r in window_comparison(history, ["latency_p95_ms", "error_rate"]) if r["change"] is not None]
@@ -128,8 +133,8 @@ def experiments(summary: dict[str, Any]) -> Answer:
     parts = []
     for e in ranked:
         left = f" ({e['days_remaining']} days left)" if e.get("days_remaining") is not None and e["decision"] == "continue" else ""
-        parts.append(f"{e['experiment_id']}: {e['decision'].replace('_', ' ')}{left}")
-    srm = [e["experiment_id"] for e in exps if e.get("health_ok") is False]
+        parts.append(f"{isolate(e['experiment_id'])}: {e['decision'].replace('_', ' ')}{left}")
+    srm = [isolate(e["experiment_id"]) for e in exps if e.get("health_ok") is False]
     return Answer("experiments?", ranked[0]["decision"], " · ".join(parts), f"health check failed: {', '.join(srm)}" if srm else "health checks pass")
 
 

@@ -3,8 +3,11 @@
 The output is plain SVG 1.1 markup (well-formed XML, no script, no external reference) meant
 to sit inside an HTML page, so a page stays self-contained: it opens from S3, a local
 mirror or an email attachment with no JavaScript and no network. Every text that ends up
-in the markup (series names, labels, titles) goes through :func:`html.escape` with
-``quote=True``, so it is safe in element content and in attribute values alike.
+in the markup (series names, labels, titles, notes) goes through ``report_text.attr``:
+control characters replaced, cut at ``LABEL_CHARS``, escaped with ``quote=True``, so it is
+safe in element content and in attribute values alike and the SVG stays well-formed XML.
+A ``<text>`` holding one label is its own bidi paragraph; a tooltip that composes a label
+with numbers isolates the label (FSI … PDI), so an override in it cannot reorder the numbers.
 
 Axis ticks use Heckbert's "nice numbers" (P. Heckbert, "Nice numbers for graph labels",
 Graphics Gems, 1990): steps of 1, 2, 5 or 10 times a power of ten. Colours are the
@@ -17,7 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from html import escape
+
+from modelwatch.report_text import LABEL_CHARS, attr, isolate
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 _FONT = 'font-family="system-ui,-apple-system,Segoe UI,sans-serif"'
@@ -27,8 +31,8 @@ Formatter = Callable[[float], str]
 
 
 def _attr(text: str) -> str:
-    """Text made safe for element content and for double- or single-quoted attribute values."""
-    return escape(str(text), quote=True)
+    """Text made safe for element content and for double- or single-quoted attribute values (``report_text.attr`` at ``LABEL_CHARS``)."""
+    return attr(text, LABEL_CHARS)
 
 
 def short_number(value: float) -> str:
@@ -212,7 +216,7 @@ def line_chart(x_labels: Sequence[str], series: Sequence[Series], *, title: str,
         for i, v in enumerate(s.values):
             if _finite(v):
                 parts.append(f'<circle cx="{x(i):.1f}" cy="{y(float(v)):.1f}" r="2.6" fill="{color}">'
-                             f'<title>{_attr(f"{s.name} · {x_labels[i]}: {y_format(float(v))}")}</title></circle>')
+                             f'<title>{_attr(f"{isolate(s.name)} · {isolate(x_labels[i])}: {y_format(float(v))}")}</title></circle>')
         parts.append("</g>")
         legend.append((s.name, f'<line x1="0" x2="16" y1="0" y2="0" stroke="{color}" stroke-width="2"{dash}/>'))
     if len(series) > 1:
@@ -280,7 +284,7 @@ def forest_plot(rows: Sequence[Interval], *, title: str, x_label: str, x_format:
                          f'stroke-width="1.5" stroke-dasharray="3 2"><title>{_attr(f"threshold {x_format(float(r.threshold))}")}</title></line>')
         if r.drawn:
             lx, hx, ex = x(float(r.low)), x(float(r.high)), x(float(r.estimate))
-            tip = _attr(f"{r.label}: {x_format(float(r.estimate))} [{x_format(float(r.low))}, {x_format(float(r.high))}] {r.verdict}".strip())
+            tip = _attr(f"{isolate(r.label)}: {x_format(float(r.estimate))} [{x_format(float(r.low))}, {x_format(float(r.high))}] {r.verdict}".strip())
             parts.append(f'<line class="ci" x1="{lx:.1f}" x2="{hx:.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}" stroke-width="2"/>'
                          f'<line x1="{lx:.1f}" x2="{lx:.1f}" y1="{cy - 5:.1f}" y2="{cy + 5:.1f}" stroke="{color}" stroke-width="2"/>'
                          f'<line x1="{hx:.1f}" x2="{hx:.1f}" y1="{cy - 5:.1f}" y2="{cy + 5:.1f}" stroke="{color}" stroke-width="2"/>'

@@ -66,6 +66,10 @@ class Browser:
     def script(self, source: str) -> Any:
         return self.driver.execute_script(source)
 
+    def viewport(self, width: int, height: int) -> None:
+        """Lay pages out in a window of exactly ``width`` x ``height`` CSS pixels (scale 1, not mobile), via the DevTools protocol."""
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
     def screenshot(self, path: Path) -> Path:
         """A full-page PNG (the whole document height, not just the window), via the DevTools protocol."""
         metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})

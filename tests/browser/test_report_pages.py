@@ -35,6 +35,10 @@ PAYLOADS = [
     "<style>body{display:none}</style>",
 ]
 HOSTILE_TOPIC = '<img src=x onerror="window.__pwned=1">'
+LONG_TOPIC = "long-topic-" + "L" * 50_000  # one segment value of 50,000 characters
+RLO, PDI = "\u202e", "\u2069"
+RLO_MARKER = "rlo-marker-7f3"  # the judge flags the answer whose prompt carries it, so it is shown as an example
+CONTROL_TEXT = "nul\x00 esc\x1b c1\x85 end"
 
 
 def _hostile_rows(day: date) -> list[dict]:
@@ -45,6 +49,17 @@ def _hostile_rows(day: date) -> list[dict]:
         rows.append({"request_id": f"{BOT}-{day:%Y%m%d}-hostile-{i}", "timestamp": ts, "model_id": BOT, "variant": "production", "status": "ok", "latency_ms": 800.0 + i, "prompt": f"How do I reset my password? {payload}",
                      "response": f"Sure, here you go: {payload}", "prompt_tokens": 12, "completion_tokens": 9, "cost_usd": 0.00002, "feedback": 0,
                      "metadata": {"topic": HOSTILE_TOPIC if i % 2 else "billing", "locale": payload, "user_tier": "free"}})
+    base = {"timestamp": f"{day.isoformat()}T13:00:00Z", "model_id": BOT, "variant": "production", "status": "ok", "latency_ms": 900.0,
+            "prompt_tokens": 12, "completion_tokens": 9, "cost_usd": 0.00002, "feedback": 0}
+    rows += [
+        {**base, "request_id": f"{BOT}-{day:%Y%m%d}-long-topic", "prompt": "Where is my invoice?", "response": "In billing.",
+         "metadata": {"topic": LONG_TOPIC, "locale": "en-US", "user_tier": "free"}},
+        # a stray PDI first, to try to close the isolate around the id before the override starts
+        {**base, "request_id": f"!rlo-{day:%Y%m%d}-{PDI}{RLO}reversed-id", "prompt": f"{RLO_MARKER} {RLO}reversed prompt {CONTROL_TEXT}",
+         "response": f"{RLO}reversed answer {CONTROL_TEXT}", "metadata": {"topic": f"rlo-topic-{RLO}reversed", "locale": "en-US", "user_tier": "free"}},
+        {**base, "request_id": f"{BOT}-{day:%Y%m%d}-controls", "prompt": "Hello", "response": "Hi",
+         "metadata": {"topic": f"controls {CONTROL_TEXT}", "locale": "en-US", "user_tier": "free"}},
+    ]
     return rows
 
 
@@ -67,6 +82,10 @@ def site(s3_server, tmp_path_factory):
         def judgment_for(self, user: str):
             answer = super().judgment_for(user)
             answer["reasoning"] += " quoting the answer: " + PAYLOADS[len(user) % len(PAYLOADS)]
+            if RLO_MARKER in user:  # flagged and scored lowest: shown first among the examples, its badges after its id
+                low = self.scale[0]
+                answer.update(scores=dict.fromkeys(answer["scores"], low), flags=dict.fromkeys(answer["flags"], True))
+                answer["reasoning"] += f" {RLO}reversed reasoning {CONTROL_TEXT}"
             return answer
 
     client = make_client(endpoint_url=s3_server.endpoint)
@@ -174,3 +193,91 @@ def test_the_index_published_to_s3_matches_the_days(site):
     for model_id, day in summaries:
         assert f'href="model_id={model_id}/dt={day.isoformat()}/index.html"' in html
     assert "<script" not in html.replace("&lt;script", "")
+
+
+def _page(dest: Path, model_id: str, day: date) -> Path:
+    return dest / f"model_id={model_id}" / f"dt={day.isoformat()}" / "index.html"
+
+
+def test_a_long_segment_value_is_cut_on_the_page_and_kept_whole_in_drift_json(site):
+    dest, _, _, client, cfg = site
+    day = DAYS[-1]
+    with serve(dest) as base, chromium() as browser:
+        browser.viewport(1400, 900)
+        browser.open(f"{base}/model_id={BOT}/dt={day.isoformat()}/index.html")
+        height = browser.script("return document.documentElement.scrollHeight")
+        row = browser.script("return Math.max(...[...document.querySelectorAll('table.segments tr')]"
+                             ".filter(r => r.textContent.includes('long-topic-')).map(r => r.getBoundingClientRect().height))")
+    assert row < 120, f"the long value's row is {row} px high"
+    assert height < 16_000, f"the page is {height} px high"
+    assert "L" * 1_000 not in _page(dest, BOT, day).read_text()
+    drift = get_json(client, f"{cfg.defaults.reports_uri}/model_id={BOT}/dt={day.isoformat()}/drift.json")
+    values = [s["value"] for family in drift["segments"] for s in family["segments"] + family["skipped"]]
+    assert LONG_TOPIC in values  # drift.json keeps the whole value
+
+
+_NOT_ISOLATED = """
+const out = [];
+const walker = document.createTreeWalker(document.documentElement, NodeFilter.SHOW_TEXT);
+const enclosed = (text) => {  // FSI ... PDI around every RLO of a plain-text node (SVG text, titles)
+  let depth = 0;
+  for (const c of text) { if (c === '\\u2068') depth++; else if (c === '\\u2069' && depth) depth--; else if (c === '\\u202e' && !depth) return false; }
+  return true;
+};
+let seen = 0;
+while (walker.nextNode()) {
+  const node = walker.currentNode;
+  if (!node.data.includes('\\u202e')) continue;
+  seen++;
+  const parent = node.parentElement;
+  const isolated = parent && ['isolate', 'isolate-override', 'plaintext'].includes(getComputedStyle(parent).unicodeBidi);
+  if (!isolated && !enclosed(node.data)) out.push((parent ? parent.tagName : '') + ': ' + node.data.slice(0, 60));
+}
+return [seen, out];
+"""
+
+
+def test_a_right_to_left_override_reorders_only_its_own_text(site):
+    dest, _, _, _, _ = site
+    with serve(dest) as base, chromium() as browser:
+        browser.viewport(1400, 900)
+        browser.open(f"{base}/model_id={BOT}/dt={DAYS[-1].isoformat()}/index.html")
+        boxes = browser.script("""
+            const ex = [...document.querySelectorAll('div.example')].find(d => (d.dataset.requestId || '').includes('\\u202e'));
+            if (!ex) return null;
+            return {id: ex.querySelector('span.muted').getBoundingClientRect().toJSON(),
+                    badges: [...ex.querySelectorAll('span.badge')].map(b => b.getBoundingClientRect().toJSON())};""")
+        seen, not_isolated = browser.script(_NOT_ISOLATED)
+    assert boxes is not None and boxes["badges"], "the flagged example with the RLO request id is shown"
+    id_box = boxes["id"]
+    for badge in boxes["badges"]:  # the badges follow the id on its line, to its right
+        assert badge["left"] >= id_box["right"] - 0.5 and abs(badge["top"] - id_box["top"]) < id_box["height"], (id_box, badge)
+    assert seen >= 4 and not_isolated == []  # request id, prompt, response, reasoning, segment values ...
+
+
+def test_control_characters_are_not_written_raw(site):
+    dest, _, _, _, _ = site
+    for day in DAYS:
+        text = _page(dest, BOT, day).read_text(encoding="utf-8")
+        raw = sorted({f"U+{ord(c):04X}" for c in text if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) <= 0x9F})
+        assert raw == [], (day, raw)
+        assert "nul\ufffd esc\ufffd c1\ufffd end" in text
+
+
+_WIDER = """
+const width = document.documentElement.clientWidth;
+return [document.documentElement.scrollWidth,
+        [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > width + 0.5
+            && !e.closest('.table-box'))  // inside a scroll box, a wide table scrolls; it does not widen the page
+            .slice(0, 8).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 60))];
+"""
+
+
+def test_no_page_is_wider_than_a_1400_px_window(site):
+    dest, _, summaries, _, _ = site
+    with serve(dest) as base, chromium() as browser:
+        browser.viewport(1400, 900)
+        for path in ["index.html", *(f"model_id={m}/dt={d.isoformat()}/index.html" for m, d in sorted(summaries))]:
+            browser.open(f"{base}/{path}")
+            width, wider = browser.script(_WIDER)
+            assert width <= 1400 and wider == [], (path, width, wider)

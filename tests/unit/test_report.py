@@ -150,7 +150,7 @@ def test_examples_put_flagged_answers_first_then_the_lowest_scored():
     assert chosen[0].why == "flagged toxicity" and chosen[0].flags == ["toxicity"]
     assert chosen[1].why.startswith("lowest mean score (1.50)")
     long = select_examples(frame.assign(helpfulness=[5, 5, 5, 5, 1.0], coherence=[5, 5, 5, 5, 1.0]), ["helpfulness"], flagged=0, lowest=1)
-    assert long[0].request_id == "e" and long[0].truncated and len(long[0].response) == 2001
+    assert long[0].request_id == "e" and long[0].truncated and len(long[0].response) == 2000 and long[0].response.endswith("…")
 
 
 class _Tags(HTMLParser):
@@ -209,3 +209,142 @@ def test_a_classifier_page_shows_the_performance_estimate_and_the_health_card_fl
     assert '<span class="badge alert">alert</span>' in page
     after = page.split("Concept drift", 1)[1]  # the estimation section follows the concept-drift line
     assert "<h3>Estimated performance" in after and "64.0%" in after and "72.0% … 83.0%" in after
+
+
+# --- traffic text as the pages show it: cut, cleaned of controls, bidi-isolated; wide tables stay in their box ---------
+
+RLO, PDI, FSI = "\u202e", "\u2069", "\u2068"
+LONG_TOPIC = "long-topic-" + "L" * 50_000
+CONTROLS = "nul\x00 esc\x1b bell\x07 del\x7f c1\x85 surrogate\ud800 end"
+
+
+class _Isolation(HTMLParser):
+    """Every text chunk of a page with whether it sits inside a <bdi> (or an element isolating by its own nature)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.chunks = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.stack:
+            while self.stack.pop() != tag:
+                pass
+
+    def handle_data(self, data):
+        self.chunks.append((data, "bdi" in self.stack, self.stack[-1] if self.stack else ""))
+
+
+def _isolated(chunk: str, in_bdi: bool, tag: str = "") -> bool:
+    """An RLO is contained when its text is in a <bdi>, or is all of an SVG <text> (its own bidi paragraph), or FSI … PDI enclose it."""
+    if in_bdi or tag == "text":
+        return True
+    depth, ok = 0, True
+    for c in chunk:
+        depth += c == FSI
+        depth -= c == PDI and depth > 0
+        ok &= c != RLO or depth > 0
+    return ok
+
+
+def _hostile_summary(value: str) -> dict:
+    """A summary with ``value`` as a segment value, a drift alert's segment, a variant, reasons, notes and a quarantine example."""
+    s = full_summary()
+    s["segments"][0]["value"] = value
+    s["drift"]["alerts"][2]["segment"] = f"metadata.topic={value}"
+    s["experiments"][0]["reasons"] = [f"reason {value}"]
+    s["experiments"][0]["primary"][0]["reason"] = f"note {value}"
+    s["validation"] = {"failures": {"schema": 2}, "examples": {"schema": [value, "b"]}, "quarantine_uri": "s3://q/x"}
+    s["baseline_comparison"] = {"version": "v1", "quantiles": [{"measure": "latency_ms p95", "metric": "latency_p95_ms", "baseline": 1.0,
+                                                               "today": 2.0, "change": 1.0}],
+                                "segment_mix": [{"segment": "metadata.topic", "value": value, "baseline_share": 0.1, "today_share": 0.5}]}
+    s["judge"]["by_variant"] = {value: s["judge"]["overall"]}
+    return s
+
+
+def _hostile_page(value: str) -> str:
+    """The page of :func:`_hostile_summary` with a 2-day history and a judged example whose every text carries ``value``."""
+    s = _hostile_summary(value)
+    frame = pd.DataFrame({"request_id": [f"req-{value}"], "variant": [value], "prompt": [f"prompt {value}"],
+                          "response": [f"answer {value}"], "reasoning": [f"why {value}"], "helpfulness": [1.0],
+                          "toxicity": pd.array([True], dtype="boolean")})
+    history = History([date(2026, 11, 19), date(2026, 11, 20)], [_days(1)[0], s])
+    return render_partition_page(s, PageContext(history=history, examples=select_examples(frame, ["helpfulness"])))
+
+
+def test_the_shown_text_helper_cleans_cuts_escapes_and_isolates():
+    from modelwatch.report_text import attr, clean, h, isolate, shown
+
+    assert clean(CONTROLS) == "nul\ufffd esc\ufffd bell\ufffd del\ufffd c1\ufffd surrogate\ufffd end"
+    assert clean("a\tb\nc\rd") == "a\tb\nc\rd" and clean(None) == "" and clean(float("nan")) == ""
+    assert clean(f"{PDI}{RLO}x") == f"\ufffd{RLO}x"  # a stray closer cannot close the isolate around the text
+    assert clean(f"\u202c{RLO}x\u202c") == f"\ufffd{RLO}x\u202c"  # a PDF closes only what the text opened
+    assert clean(f"{FSI}{RLO}x{PDI}{PDI}") == f"{FSI}{RLO}x{PDI}\ufffd"
+    text, cut = shown(LONG_TOPIC, 200)
+    assert cut and len(text) == 200 and text.endswith("…") and LONG_TOPIC.startswith(text[:-1])
+    assert shown("short", 200) == ("short", False)
+    assert h('<b x="1">') == "<bdi>&lt;b x=&quot;1&quot;&gt;</bdi>" and attr("'\"<") == "&#x27;&quot;&lt;"
+    assert isolate(f"{RLO}abc") == f"{FSI}{RLO}abc{PDI}" and len(isolate(LONG_TOPIC)) == 202
+    assert attr(LONG_TOPIC, limit=None) == LONG_TOPIC  # links are never cut
+    assert attr(isolate(RLO) + " after") == f"{FSI}{RLO}{PDI} after"  # composed isolates survive the escape
+
+
+def _block(page: str, start: str, end: str = "</table>") -> str:
+    return page.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_segment_values_are_cut_on_the_page_and_index():
+    from modelwatch.report_text import LABEL_CHARS, TEXT_CHARS
+
+    page = _hostile_page(LONG_TOPIC)
+    cut = "long-topic-" + "L" * (LABEL_CHARS - len("long-topic-") - 1) + "…"
+    for start, end in [('class="segments"', "</table>"), ('class="mix"', "</table>"), ('class="drift-alerts"', "</table>"),
+                       ('class="judge"', "</table>"), ("<bdi>rule</bdi>", "</table>"), ('data-question="vs baseline?"', "</div></div>"),
+                       ('<div class="example"', '<div class="label">')]:
+        block = _block(page, start, end)
+        assert "long-topic-L" in block and "L…" in block and "L" * LABEL_CHARS not in block, start  # ids, variants and values at LABEL_CHARS
+    assert cut in _block(page, 'class="segments"', "</table>")
+    assert "L" * TEXT_CHARS not in page  # prompts, responses and reasons at TEXT_CHARS
+    assert len(page) < 120_000
+    index = site_index_html([_hostile_summary(LONG_TOPIC)])  # the latest state's "vs baseline?" names the segment value
+    assert cut in index and "L" * LABEL_CHARS not in index
+
+
+def test_control_characters_never_reach_the_page_raw():
+    page = _hostile_page(CONTROLS)
+    assert not [c for c in page if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF]
+    assert "nul\ufffd esc\ufffd" in page
+    page.encode("utf-8")  # a lone surrogate would make the page unwritable
+    svg = line_chart(["a", "b"], [Series(CONTROLS, [1, 2]), Series("x", [2, 1])], title=CONTROLS, y_label=CONTROLS)
+    svg += forest_plot([Interval(CONTROLS, 0.1, 0.0, 0.2, note=CONTROLS)], title=CONTROLS, x_label=CONTROLS)
+    for doc in svg.split("</svg>")[:-1]:
+        ET.fromstring(doc + "</svg>")  # XML refuses a NUL: the SVG stays well-formed
+
+
+def test_every_traffic_text_on_the_page_is_bidi_isolated():
+    page = _hostile_page(f"{PDI}{RLO}rlo-value")
+    parser = _Isolation()
+    parser.feed(page)
+    holding = [(chunk, in_bdi, tag) for chunk, in_bdi, tag in parser.chunks if RLO in chunk]
+    assert len(holding) >= 10  # request id, variant, segment value, reasons, notes, prompt, response, reasoning, examples, mix ...
+    assert [(c[:40], tag) for c, in_bdi, tag in holding if not _isolated(c, in_bdi, tag)] == []
+    assert f"{PDI}{RLO}" not in page  # the stray closer was neutralised before the text was isolated
+    # SVG: a <text> holding only the label is its own bidi paragraph; a tooltip composing the label with numbers isolates it
+    svg = forest_plot([Interval(f"{RLO}label", 0.1, 0.0, 0.2)], title="t", x_label="x")
+    svg += line_chart(["a", "b"], [Series(f"{RLO}series", [1, 2]), Series("x", [2, 1])], title="t", y_label="y")
+    root = ET.fromstring(f'<g xmlns="http://www.w3.org/2000/svg">{svg}</g>')
+    tips = ["".join(e.itertext()) for e in root.iter(f"{SVG}title") if RLO in "".join(e.itertext())]
+    assert tips and [t for t in tips if not _isolated(t, False)] == []
+    assert f"{FSI}{RLO}label{PDI}: +10%" in tips[0]
+    assert [e.text for e in root.iter(f"{SVG}text") if e.text and RLO in e.text] == [f"{RLO}label", f"{RLO}series"]
+
+
+def test_wide_tables_wrap_or_scroll_inside_their_box():
+    page = _hostile_page("v")
+    assert "<table" in page and page.count("<table") == page.count('<div class="table-box"><table')
+    notes = [row for row in page.split("<tr>") if "note v" in row]
+    assert notes and all('<td class="num"><bdi>note v' not in row for row in notes)  # a note is text: it wraps, it is not a number
+    css = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert ".table-box{overflow-x:auto" in css and "overflow-wrap:anywhere" in css.split("body{", 1)[1].split("}", 1)[0]
