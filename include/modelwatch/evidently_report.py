@@ -4,7 +4,9 @@
 frame: ``DataDriftPreset`` over the numerical and categorical columns and a ``TextEvals`` summary of
 offline text descriptors (length, word count, share of non-letter characters) for the free-text
 columns. It returns the standalone HTML page, the serialised snapshot, and Evidently's own drift
-verdict so callers can cross-check it against theirs. The report runs with Evidently's tests on:
+verdict so callers can cross-check it against theirs. Every text of the report (category values,
+column and descriptor names, the title) stays data on the page: its embedded JSON cannot end its
+script element, and a Content-Security-Policy lets only the page's own scripts run. The report runs with Evidently's tests on:
 the per-column drift verdict is a ValueDrift test result, and TextEvals adds its default tests
 (descriptor statistics within 10% of the reference), which the page lists.
 
@@ -17,13 +19,17 @@ Evidently takes seconds to import, so it is imported inside the functions, never
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +51,8 @@ class EvidentlyRun:
     """One Evidently report: the page for people, the snapshot for the workspace, the verdict for code."""
 
     html: str
-    """Full standalone HTML page (Evidently's renderer and data inlined; opens offline)."""
+    """Full standalone HTML page (Evidently's renderer and data inlined; opens offline). No text of the data can end
+    its script element; its Content-Security-Policy lets only its own scripts run and load nothing from the network."""
     snapshot_json: str
     """The serialised snapshot (``Snapshot.dumps()``); ``Snapshot.loads`` reads it back."""
     rows_reference: int
@@ -123,7 +130,7 @@ def build_report(
         name=title,
     )
     drifted, share = _drift_verdict(snapshot)
-    html = _with_header(snapshot.get_html_str(as_iframe=False), title, [sampling, *_skipped_notes(skipped)])
+    html = _page(snapshot, title, [sampling, *_skipped_notes(skipped)])
     return EvidentlyRun(
         html=html,
         snapshot_json=snapshot.dumps(),
@@ -266,12 +273,123 @@ def _drift_verdict(snapshot: Any) -> tuple[list[str], float]:
     return drifted, (shares[0] if shares else 0.0)
 
 
-def _with_header(page: str, title: str, notes: list[str]) -> str:
-    """Give Evidently's page (which has neither) a <title> and a visible header with the title and notes."""
+_NO_DATA = "<!-- no embedded data -->"
+"""What Evidently's page template writes in place of its data block when asked not to embed the data."""
+_SCRIPT_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _page(snapshot: Any, title: str, notes: list[str]) -> str:
+    """The standalone report page: Evidently's template and code, its data embedded so that no text can leave it.
+
+    Evidently's own ``get_html_str`` writes its JSON raw into a <script> element, so a category
+    value or column name holding ``</script>`` ends the element and the rest is parsed as HTML
+    (and runs). Here Evidently's template is rendered without its data, and the same data, as
+    the same two variables, goes in as JSON in which ``<``, ``>`` and ``&`` are escaped
+    (``_script_json``). The other additions (policy, <title>, header) are placed at landmarks of
+    that template before any data is in it, so no text of the data can be mistaken for one. The
+    Content-Security-Policy, first in <head>, lets run only the scripts written here (by hash:
+    Evidently's three and the data block), so even text that got out of its string could not run.
+    """
+    from evidently.legacy.utils import NumpyEncoder
+    from evidently.legacy.utils.dashboard import dashboard_info_to_json, file_html_template
+
+    params = _template_params(snapshot)
+    shell = file_html_template(params)  # Evidently's styles, renderer and draw call; no traffic text in it
+    dashboard = params.dashboard_id
+    data = (f"\n    var {dashboard} = {_script_json(dashboard_info_to_json(params.dashboard_info))};"
+            f"\n    var additional_graphs_{dashboard} = {_script_json(json.dumps(params.additional_graphs, cls=NumpyEncoder))};\n")
+    policy = _content_security_policy([*_inline_scripts(shell), data])
+    page = _replace_first(shell, "<head>", f'<head>\n<meta http-equiv="Content-Security-Policy" content="{escape(policy)}">')
+    page = _replace_first(page, "</style>", f"</style>\n<title>{escape(title)}</title>")
+    page = _replace_first(page, "<body>", f"<body>\n{_header(title, notes)}")
+    return _replace_first(page, _NO_DATA, f"<script>{data}</script>")  # last: the only step that brings in traffic text
+
+
+def _template_params(snapshot: Any) -> Any:
+    """The widgets and detail graphs Evidently 0.7's ``Snapshot.get_html_str`` renders, as parameters of its page template,
+    with ``embed_data`` off.
+
+    These are the steps of ``get_html_str`` and ``render_widgets``: Evidently has no way to change how its template
+    serialises the data, so the parameters are made here (a unit test pins that the data equals what Evidently's own
+    page embeds).
+    """
+    from evidently.legacy.model.dashboard import DashboardInfo
+    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
+    from evidently.legacy.renderers.base_renderer import DetailsInfo
+    from evidently.legacy.renderers.html_widgets import group_widget
+    from evidently.legacy.utils.dashboard import TemplateParams
+
+    model = snapshot.to_snapshot_model()
+    widgets = [group_widget(title="", widgets=model.widgets), *model.tests_widgets]
+    details = [DetailsInfo(title="", info=graph.params if isinstance(graph, AdditionalGraphInfo) else graph, id=graph.id)
+               for widget in widgets for graph in widget.get_additional_graphs()]
+    graphs = {f"{item.id}": item.info.dict() if isinstance(item.info, BaseWidgetInfo) else item.info for item in details}
+    return TemplateParams(dashboard_id=f"metric_{uuid.uuid4().hex}", dashboard_info=DashboardInfo(name="Report", widgets=widgets),
+                          additional_graphs=graphs, embed_data=False)
+
+
+def _script_json(text: str) -> str:
+    """JSON text that can sit inside a <script> element: the same value, with no ``<``, ``>`` or ``&`` (so neither
+    ``</script>`` nor ``<!--``) and no raw U+2028/U+2029. Outside strings JSON has none of these characters, and
+    inside a string the ``\\u`` escape is the same character."""
+    return text.translate(_SCRIPT_JSON_ESCAPES)
+
+
+class _ScriptCollector(HTMLParser):
+    """The text of each inline <script> element of a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[list[str]] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts.append([])
+            self._inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.scripts[-1].append(data)
+
+
+def _inline_scripts(page: str) -> list[str]:
+    """The exact text of each inline script of ``page``, in order (what a browser hashes for script-src)."""
+    collector = _ScriptCollector()
+    collector.feed(page)
+    collector.close()
+    return ["".join(chunks) for chunks in collector.scripts]
+
+
+def _content_security_policy(scripts: list[str]) -> str:
+    """Nothing but ``scripts`` may run; no connection, frame, plugin, form target or base URL.
+
+    Inline styles stay allowed: Evidently's renderer inserts <style> elements at run time (a list of their
+    hashes would break silently whenever its internal CSS changes) and the page's header uses style attributes.
+    The one font is the embedded icon font (a data: URL); the only images are the blob: URLs Plotly's
+    "download plot as PNG" draws the chart through.
+    """
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'" for script in scripts)
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; font-src data:; img-src blob:; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def _replace_first(page: str, marker: str, replacement: str) -> str:
+    """``page`` with its first ``marker`` (a landmark of Evidently's template) replaced; ValueError if there is none."""
+    before, found, after = page.partition(marker)
+    if not found:
+        raise ValueError(f"Evidently's page template has no {marker!r}; the report page cannot be built safely")
+    return before + replacement + after
+
+
+def _header(title: str, notes: list[str]) -> str:
+    """The visible header modelwatch adds to Evidently's page: the title and the notes (sampling, skipped columns)."""
     lines = "".join(f"<p style='margin:.2rem 0;color:#52606d'>{escape(note)}</p>" for note in notes)
-    header = f"<header style='font-family:system-ui,sans-serif;padding:1rem 1.5rem 0'><h1 style='margin:0 0 .4rem'>{escape(title)}</h1>{lines}</header>"
-    page = page.replace("<head>", f"<head>\n<title>{escape(title)}</title>", 1)
-    return page.replace("<body>", f"<body>\n{header}", 1)
+    return f"<header style='font-family:system-ui,sans-serif;padding:1rem 1.5rem 0'><h1 style='margin:0 0 .4rem'>{escape(title)}</h1>{lines}</header>"
 
 
 # --------------------------------------------------------------------------- the workspace

@@ -54,13 +54,14 @@ def _run(client, cfg, run_id: str) -> dict:
                    concepted=concepted, experimented=experimented)
 
 
-RANDOM_IDS = re.compile(rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+RANDOM_IDS = re.compile(rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sha256-[A-Za-z0-9+/]{43}=")
 RUN_LINE = re.compile(rb" \xc2\xb7 run [^<]*</p>")
 
 
 def _outputs(client, cfg) -> dict[str, bytes]:
     """Every object of the partition; the run block dropped from the summary, the run id from the page, and the
-    random element ids Evidently gives its widgets replaced (evidently 0.7 draws them with uuid4 on every render)."""
+    random element ids Evidently gives its widgets replaced (evidently 0.7 draws them with uuid4 on every render), with the
+    script hashes of the Evidently page's policy, which cover those ids."""
     partition = Partition(MODEL, DAY)
     out = {}
     base = cfg.defaults.reports_uri

@@ -5,7 +5,12 @@ Frames are small and seeded; importing evidently dominates the run time.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +240,128 @@ def test_projects_are_separate_and_get_a_trend_dashboard(tmp_path: Path, daily_r
     assert tab.title == "Trends" and tab.panels == [panel.id for panel in dashboard.panels]
     plotted = {value.metric for panel in dashboard.panels for value in panel.values}
     assert plotted == {"evidently:metric_v2:DriftedColumnsCount", "evidently:metric_v2:ValueDrift", "evidently:metric_v2:MeanValue"}
+
+
+# --------------------------------------------------------------------------- hostile text
+
+
+HOSTILE = [
+    "</script><script>window.__pwned=1</script>",
+    "</SCRIPT ><img src=x onerror=\"window.__pwned=1\">",
+    "<!--<script>",
+    "'\"><svg onload=\"window.__pwned=1\"></svg>",
+    "javascript:window.__pwned=1",
+    "&lt;/script&gt;&#x3c;/script>\u2028\u2029",
+]
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "script", "body", "div", "header", "h1", "p"}
+
+
+class _Elements(HTMLParser):
+    """Every start tag with its attributes, and the text of each script element, as an HTML parser reads the page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script, self.scripts = True, [*self.scripts, ""]
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def _elements(page: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string (keys included) in decoded JSON."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _script_policy(page: str) -> tuple[str, set[str]]:
+    """The page's Content-Security-Policy (from the first element of <head>) and its script-src hashes."""
+    tag, attrs = _elements(page).tags[2]  # html, head, then the policy
+    assert (tag, attrs.get("http-equiv")) == ("meta", "Content-Security-Policy"), (tag, attrs)
+    policy = attrs["content"]
+    (script_src,) = [d.split()[1:] for d in policy.split(";") if d.split()[:1] == ["script-src"]]
+    return policy, {source.strip("'") for source in script_src}
+
+
+@pytest.fixture(scope="module")
+def hostile_run() -> EvidentlyRun:
+    """Payloads as category values, column names, free text and the title."""
+    rng = np.random.default_rng(5)
+    topic, text = HOSTILE[0], HOSTILE[5]
+
+    def side(rows: int, shifted: bool) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "latency_ms": rng.normal(150.0 if shifted else 100.0, 20.0, rows),
+                topic: rng.choice(HOSTILE, rows, p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1] if shifted else None),
+                text: [f"{rng.choice(HOSTILE)} {' '.join(rng.choice(WORDS, 12))}" for _ in range(rows)],
+            }
+        )
+
+    return build_report(side(300, False), side(300, True), numerical=["latency_ms"], categorical=[topic], text=[text],
+                        timestamp=DAY_1, title=f"model-a {HOSTILE[1]}")
+
+
+def test_hostile_text_stays_data_in_the_page(hostile_run: EvidentlyRun) -> None:
+    page = _elements(hostile_run.html)
+    assert {tag for tag, _ in page.tags} <= PAGE_TAGS
+    assert not [(tag, name) for tag, attrs in page.tags for name in attrs if name.startswith("on")]
+    assert not [attrs for tag, attrs in page.tags if tag == "meta" and attrs.get("http-equiv", "").lower() == "refresh"]
+    for payload in HOSTILE[:3]:
+        assert payload.lower() not in hostile_run.html.lower()
+    assert "<title>model-a &lt;/SCRIPT &gt;&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;</title>" in hostile_run.html
+    strings = list(_strings(_page_data(hostile_run.html)))
+    for payload in HOSTILE:  # every payload reached the report's data, unchanged
+        assert any(payload in s for s in strings), payload
+
+
+def test_the_page_allows_exactly_its_own_scripts(hostile_run: EvidentlyRun, shifted_run: EvidentlyRun) -> None:
+    for run in (hostile_run, shifted_run):
+        policy, allowed = _script_policy(run.html)
+        scripts = _elements(run.html).scripts
+        hashes = {"sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() for s in scripts}
+        assert hashes == allowed and len(scripts) == len(hashes) == 4
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+        assert directives["default-src"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+        assert directives["form-action"] == ["'none'"]
+        assert "'unsafe-eval'" not in policy and "'unsafe-inline'" not in directives["script-src"]
+
+
+def _page_data(page: str) -> list[object]:
+    """The two values (dashboard, detail graphs) of the page's data script, decoded."""
+    (data,) = [script for script in _elements(page).scripts if script.lstrip().startswith("var metric_")]
+    return [json.loads(line.split(" = ", 1)[1].rstrip(";")) for line in data.strip().splitlines()]
+
+
+def test_the_page_embeds_what_evidentlys_own_page_embeds(shifted_run: EvidentlyRun) -> None:
+    from evidently.core.report import Snapshot
+
+    ours = _page_data(shifted_run.html)
+    theirs = _page_data(Snapshot.loads(shifted_run.snapshot_json).get_html_str(as_iframe=False))
+    for dashboard in (ours[0], theirs[0]):
+        dashboard["widgets"][0].pop("id")  # the outer group widget, made afresh (with a new id) at every rendering
+    assert ours == theirs
