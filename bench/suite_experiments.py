@@ -38,6 +38,24 @@ date, exactly as the DAG does; every decision goes through the library's public 
   and the Nyblom-interpolated interval; and the Bonferroni interval of the p99 difference
   at 1,000 rows per arm with the treatment 10% slower.
 
+* Quantile guardrails over 60 daily looks (full: 2,000 experiments, small: 200): 3,000
+  requests a day split 90/10 (as the bundled exp-042), lognormal latencies (sigma 0.35, as
+  the traffic generator's), p99 and p95 guardrails with a 5% relative margin decided at
+  every look from the data to date. The share ever declared ``inferior`` (= rolled back)
+  under A/A, at the boundary of the null (treatment 5% slower = the margin, which is also
+  A/A with a zero margin) and with a regression (treatment 10% and 15% slower), for the
+  look-counting spending of :func:`look_alpha` and, as the alternative, the old rule
+  (alpha/28 at every look, looks never counted); next to them, the union bound each rule
+  guarantees over 60 looks (the alpha it spends). The scenarios share their draws (the
+  treatment's latencies scaled), and each arm keeps per day only the top of its latencies,
+  where every order statistic the guardrail reads lies (drawn directly from the
+  distribution's tail, with the count below): 60 looks of up to 180,000 rows would
+  otherwise take seconds per experiment. So this block does not call the guardrail itself:
+  it reads the order statistics at the ranks :func:`order_statistic_ranks` gives for each
+  look's alpha, and checks first, on the full data of one experiment, that this gives the
+  verdicts of :func:`modelwatch.experiments.quantile_guardrail` (and, for the old rule, of
+  :func:`quantile_difference` at alpha/28) at every look.
+
 Rates carry a 95% Wilson interval in the case text.
 """
 
@@ -48,8 +66,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+from modelwatch.config import Experiment, MetricGoal
 from modelwatch.experiment_stats import (
     SampleStats,
+    alpha_spent,
+    look_alpha,
     mean_test,
     non_inferiority,
     order_statistic_ranks,
@@ -59,7 +80,8 @@ from modelwatch.experiment_stats import (
     sequential_difference,
     srm_test,
 )
-from scipy import stats
+from modelwatch.experiments import quantile_guardrail
+from scipy import special, stats
 
 from bench.common import suite_helpers
 
@@ -79,9 +101,18 @@ SEQUENTIAL_INFLATION = 1.75  # the sequential test is also run with this multipl
 SRM_REQUESTS = 100_000
 P99 = 0.99
 CONFIDENCE = 0.95
+QUANTILE_LOOKS = 60
+QUANTILE_DAILY = (2_700, 300)  # control, treatment requests a day: 3,000 at the bundled exp-042's 90/10 split
+QUANTILE_MARGIN = 0.05
+LATENCY_SIGMA = 0.35  # lognormal, as modelwatch.generate's latencies
+KEEP_SHARE = (0.07, 0.15)  # top share of each arm's day kept: holds every order statistic the guardrail reads
+OLD_LOOKS = 28  # the old rule: alpha / 28 at every look, whatever the look
+QUANTILE_SCALES = {"A/A": 1.0, "boundary": 1 + QUANTILE_MARGIN, "+10%": 1.10, "+15%": 1.15}  # treatment latency multipliers
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"aa_runs": 5_000, "power_runs": 2_000, "srm_skewed_runs": 10_000, "srm_aa_runs": 20_000, "coverage_reps": 2_000},
-    "small": {"aa_runs": 300, "power_runs": 300, "srm_skewed_runs": 2_000, "srm_aa_runs": 2_000, "coverage_reps": 300},
+    "full": {"aa_runs": 5_000, "power_runs": 2_000, "srm_skewed_runs": 10_000, "srm_aa_runs": 20_000, "coverage_reps": 2_000,
+             "quantile_runs": 2_000},
+    "small": {"aa_runs": 300, "power_runs": 300, "srm_skewed_runs": 2_000, "srm_aa_runs": 2_000, "coverage_reps": 300,
+              "quantile_runs": 200},
 }
 
 Record = dict[str, Any]
@@ -273,6 +304,138 @@ def coverage(reps: int) -> list[Record]:
     return out
 
 
+# -- quantile guardrails over 60 daily looks -------------------------------------------------------------
+
+
+def spending_rules(looks: int = QUANTILE_LOOKS) -> dict[str, list[float]]:
+    """Alpha at each look: modelwatch's look-counting sequence, and the old alpha/28 at every look."""
+    return {"modelwatch": [look_alpha(ALPHA, k) for k in range(1, looks + 1)], "old": [ALPHA / OLD_LOOKS] * looks}
+
+
+def harm_ranks(n_control: int, n_treatment: int, q: float, spent: float) -> tuple[int, int] | None:
+    """1-based ranks of the treatment's lower and the control's upper bound the guardrail compares; None where it abstains.
+
+    As ``quantile_guardrail`` -> ``quantile_difference``: each arm's two-sided interval at
+    1 - spent, abstaining below ``min_quantile_count`` rows or without bounding ranks.
+    """
+    if min(n_control, n_treatment) < Experiment(id="bench").min_quantile_count:
+        return None
+    (r_c, s_c), (r_t, s_t) = order_statistic_ranks(n_control, q, 1 - spent), order_statistic_ranks(n_treatment, q, 1 - spent)
+    return (r_t, s_c) if min(r_c, r_t) >= 1 and s_c <= n_control and s_t <= n_treatment else None
+
+
+def tail_day(rng: np.random.Generator, runs: int, n: int, keep: float) -> np.ndarray:
+    """(runs, width) of one day's latencies above the distribution's 1 - keep quantile, sorted, padded in front with 0.
+
+    Exactly the values of n lognormal draws that lie above that quantile: their count is
+    Binomial(n, keep) and, given it, they are i.i.d. from the tail.
+    """
+    width = math.ceil(n * keep + 7 * math.sqrt(n * keep * (1 - keep)))
+    counts = rng.binomial(n, keep, runs)
+    if counts.max() > width:
+        raise RuntimeError(f"a day kept {counts.max()} rows above the cut, more than its width {width}")
+    values = np.exp(LATENCY_SIGMA * special.ndtri(rng.uniform(1 - keep, 1, (runs, width))))
+    values[np.arange(width) < (width - counts)[:, None]] = 0.0
+    return np.sort(values, axis=1)
+
+
+def harm_ratios(days: list[tuple[np.ndarray, np.ndarray]], q: float, rules: dict[str, list[float]]) -> dict[str, np.ndarray]:
+    """Per rule, (runs, looks) of treatment lower bound / control upper bound of the q quantile (NaN where the guardrail abstains).
+
+    ``days`` holds per day the (control, treatment) tails of :func:`tail_day`. The guardrail
+    says ``inferior`` at a look when ``scale * ratio - 1 > margin``.
+    """
+    runs = days[0][0].shape[0]
+    out = {name: np.full((runs, len(days)), np.nan) for name in rules}
+    control = treatment = np.zeros((runs, 0))
+    for look, (day_c, day_t) in enumerate(days):
+        control = np.sort(np.concatenate([control, day_c], axis=1), axis=1, kind="stable")
+        treatment = np.sort(np.concatenate([treatment, day_t], axis=1), axis=1, kind="stable")
+        n_c, n_t = QUANTILE_DAILY[0] * (look + 1), QUANTILE_DAILY[1] * (look + 1)
+        kept_c, kept_t = (control > 0).sum(axis=1).min(), (treatment > 0).sum(axis=1).min()
+        for name, spent in rules.items():
+            ranks = harm_ranks(n_c, n_t, q, spent[look])
+            if ranks is None:
+                continue
+            r_t, s_c = ranks
+            # the j-th largest value sits at -j; it must be one of the kept rows
+            if n_t - r_t + 1 > kept_t or n_c - s_c + 1 > kept_c:
+                raise RuntimeError(f"KEEP_SHARE too small for q={q} at look {look + 1}")
+            out[name][:, look] = treatment[:, -(n_t - r_t + 1)] / control[:, -(n_c - s_c + 1)]
+    return out
+
+
+def first_rollback(ratios: np.ndarray, scale: float) -> np.ndarray:
+    """Per run, the first look (1-based) the guardrail says ``inferior`` at this treatment scale; 0 if never."""
+    inferior = np.nan_to_num(scale * ratios - 1, nan=-np.inf) > QUANTILE_MARGIN
+    return np.where(inferior.any(axis=1), inferior.argmax(axis=1) + 1, 0)
+
+
+def check_against_library(seed: int, scale: float = 1.10) -> None:
+    """One experiment on full data: the tail computation gives the library's verdicts at every look, for both rules."""
+    rng = np.random.default_rng(seed)
+    goals = {q: MetricGoal(metric=f"latency_p{round(q * 100)}_ms", direction="decrease", margin=QUANTILE_MARGIN) for q in (0.99, 0.95)}
+    exp = Experiment(id="bench", split={"treatment": 0.1}, start="2026-11-04", alpha=ALPHA, guardrails=list(goals.values()))
+    rules = spending_rules()
+    full = [[rng.lognormal(0.0, LATENCY_SIGMA, n) for n in QUANTILE_DAILY] for _ in range(QUANTILE_LOOKS)]
+    days = []
+    for values in full:  # the same rows, cut as tail_day cuts them
+        tails = []
+        for x, keep in zip(values, KEEP_SHARE):
+            kept = np.sort(x[x > math.exp(LATENCY_SIGMA * special.ndtri(1 - keep))])
+            tails.append(kept[None, :])
+        days.append(tuple(tails))
+    for q, goal in goals.items():
+        ratios = harm_ratios(days, q, rules)
+        control, treatment = np.empty(0), np.empty(0)
+        for look, (x_c, x_t) in enumerate(full, start=1):
+            control, treatment = np.sort(np.concatenate([control, x_c])), np.sort(np.concatenate([treatment, scale * x_t]))
+            new = quantile_guardrail(goal, exp, {"latency": {"control": control, "treatment": treatment}}, look=look)["verdict"] == "inferior"
+            old_result = quantile_difference(control, treatment, q, 1 - 2 * ALPHA / OLD_LOOKS, min_tail=exp.min_quantile_count * min(q, 1 - q))
+            old = not old_result.abstained and old_result.lift_ci_low > QUANTILE_MARGIN
+            fast = [bool(scale * ratios[name][0, look - 1] - 1 > QUANTILE_MARGIN) for name in ("modelwatch", "old")]
+            if fast != [new, old]:
+                raise RuntimeError(f"q={q} look {look}: tail verdicts {fast} differ from the library's {[new, old]}")
+
+
+def quantile_looks(runs: int) -> list[Record]:
+    """False rollbacks and power of p99/p95 guardrails over 60 daily looks: look-counting spending vs alpha/28 per look."""
+    check_against_library(SEED + 5)
+    n_c, n_t = QUANTILE_DAILY
+    log(f"quantile guardrails: {runs} experiments x {QUANTILE_LOOKS} daily looks, {n_c:,} + {n_t:,} requests/day, library check passed")
+    rng = np.random.default_rng([SEED, 5])
+    rules = spending_rules()
+    ratios: dict[float, dict[str, list[np.ndarray]]] = {q: {name: [] for name in rules} for q in (0.99, 0.95)}
+    for batch in np.array_split(np.arange(runs), math.ceil(runs / 250)):
+        days = [(tail_day(rng, batch.size, n_c, KEEP_SHARE[0]), tail_day(rng, batch.size, n_t, KEEP_SHARE[1])) for _ in range(QUANTILE_LOOKS)]
+        for q in ratios:
+            for name, values in harm_ratios(days, q, rules).items():
+                ratios[q][name].append(values)
+    first = {(q, name, scenario): first_rollback(np.concatenate(parts), scale)
+             for q, by_rule in ratios.items() for name, parts in by_rule.items() for scenario, scale in QUANTILE_SCALES.items()}
+    for key, looks_ in first.items():
+        log(f"quantile {key}: rolled back by look 14 {np.mean((looks_ > 0) & (looks_ <= 14)):.4f}, by look 60 {np.mean(looks_ > 0):.4f}")
+    setup = f"{runs:,} experiments x {QUANTILE_LOOKS} daily looks, {n_c + n_t:,} requests/day split 90/10, margin {QUANTILE_MARGIN:.0%}"
+    old = f"alpha/{OLD_LOOKS} at every look (looks not counted)"
+    out = []
+    for q in (0.99, 0.95):
+        label = f"p{round(q * 100)}"
+        for scenario, what in (("A/A", "A/A"), ("boundary", f"treatment {QUANTILE_MARGIN:.0%} slower = the margin")):
+            hits = int((first[(q, "modelwatch", scenario)] > 0).sum())
+            out.append(record(f"{label} guardrail, {what}, {setup}: 'inferior' at any look = false rollback ({ci_text(hits, runs)})",
+                              "false_rollback_rate", hits / runs, "share", old, float(np.mean(first[(q, "old", scenario)] > 0)), "<= 0.05"))
+    out.append(record(f"p95/p99 guardrail: alpha spent by {QUANTILE_LOOKS} daily looks, the union bound on a false rollback",
+                      "alpha_spent", alpha_spent(ALPHA, QUANTILE_LOOKS), "share", old, sum(rules["old"]), "<= 0.05"))
+    for q, scenario in ((0.99, "+10%"), (0.99, "+15%"), (0.95, "+10%")):
+        for by in (14, QUANTILE_LOOKS):
+            new_looks, old_looks = first[(q, "modelwatch", scenario)], first[(q, "old", scenario)]
+            hits = int(((new_looks > 0) & (new_looks <= by)).sum())
+            out.append(record(f"p{round(q * 100)} guardrail, treatment {scenario.lstrip('+')} slower (every latency), {setup}: "
+                              f"rolled back by look {by} ({ci_text(hits, runs)})", "power", hits / runs, "share", old,
+                              float(np.mean((old_looks > 0) & (old_looks <= by)))))
+    return out
+
+
 def run(size: str) -> list[Record]:
     """Run the experiments suite at ``size`` ("full" or "small") and return its records."""
     if size not in SIZES:
@@ -282,4 +445,5 @@ def run(size: str) -> list[Record]:
     records += power(config["power_runs"])
     records += srm(config["srm_skewed_runs"], config["srm_aa_runs"])
     records += coverage(config["coverage_reps"])
+    records += quantile_looks(config["quantile_runs"])
     return records

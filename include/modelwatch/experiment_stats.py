@@ -28,6 +28,8 @@ function                               method
                                        Hahn & Meeker 1991; = ``scipy.stats.quantile_test``), optional
                                        interpolation (Nyblom 1992)
 :func:`quantile_difference`            difference of quantiles, Bonferroni-combined order-statistic intervals
+:func:`look_alpha`                     alpha spent at daily look k of an experiment of any length (Bonferroni
+                                       over looks; a spending function that tends to alpha, Lan & DeMets 1983)
 :func:`cuped_adjust`                   CUPED (Deng, Xu, Kohavi & Walker 2013), theta pooled across arms
 :func:`power_analysis`                 sample size for a two-sample z- or t-test (= statsmodels.stats.power)
 :func:`adjust_pvalues`                 Holm (1979) and Benjamini–Hochberg (1995) (= statsmodels multipletests)
@@ -66,6 +68,7 @@ Decision = Literal["better", "worse", "inconclusive"]
 DEFAULT_ALPHA = 0.05
 DEFAULT_TUNING_N = 5_000  # gbstats' default sequential tuning parameter; pass the planned total sample size instead
 DEFAULT_MIN_TAIL = 10  # quantile intervals need n * min(q, 1 - q) >= this (1,000 rows for a p99)
+SPENDING_FLAT_LOOKS = 14  # daily looks at alpha / 28 each before the quantile guardrails' spending tapers
 SRM_THRESHOLD = 0.001
 SRM_MIN_EXPECTED = 5.0  # below this expected count in a planned arm the chi-squared approximation is not trusted
 _ZERO_VARIANCE = 1e-12  # a second central moment below this share of sum_sq is rounding error: zero variance
@@ -902,6 +905,43 @@ def quantile_difference(control_values: Any, treatment_values: Any, q: float, co
         lift = {"relative_lift": ci_t.estimate / ci_c.estimate - 1, "lift_ci_low": ci_t.low / ci_c.high - 1,
                 "lift_ci_high": ci_t.high / ci_c.low - 1}
     return TestResult(**base, effect=effect, ci_low=ci_t.low - ci_c.high, ci_high=ci_t.high - ci_c.low, **lift)
+
+
+# -- alpha spending over daily looks -------------------------------------------------------------------------
+
+
+def _check_spending(alpha: float, looks: int, flat_looks: int) -> None:
+    _check_alpha(alpha)
+    if looks < 1 or flat_looks < 1:
+        raise ValueError(f"looks and flat_looks must be at least 1, got {looks} and {flat_looks}")
+
+
+def alpha_spent(alpha: float, looks: int, flat_looks: int = SPENDING_FLAT_LOOKS) -> float:
+    """Alpha spent by the first ``looks`` daily looks of :func:`look_alpha`: its spending function.
+
+    ``alpha k / (2F)`` up to look ``F = flat_looks`` (half of alpha by then), ``alpha (1 - F / (2k))``
+    after: an alpha-spending function in the sense of Lan & DeMets (1983, "Discrete sequential
+    boundaries for clinical trials", *Biometrika* 70:659–663), on the scale of looks instead
+    of information and with no last look; it reaches alpha only as the looks go to infinity.
+    """
+    _check_spending(alpha, looks, flat_looks)
+    return alpha * looks / (2 * flat_looks) if looks <= flat_looks else alpha * (1 - flat_looks / (2 * looks))
+
+
+def look_alpha(alpha: float, look: int, flat_looks: int = SPENDING_FLAT_LOOKS) -> float:
+    """Alpha to spend at daily look ``look`` (1-based) so that all looks together spend less than alpha.
+
+    ``alpha / (2F)`` at each of the first ``F = flat_looks`` looks, then ``alpha F / (2k (k - 1))``
+    at look k: the increments of :func:`alpha_spent` (the tail telescopes, ``F / (2k (k - 1)) =
+    F/2 (1 / (k - 1) - 1 / k)``, as does ``alpha / (k (k + 1))``). Testing look k at level
+    ``alpha_k`` bounds the chance of any false rejection over all looks, however many and
+    however correlated, by the sum, below alpha (Bonferroni's inequality, used sequentially as
+    alpha spending, Lan & DeMets 1983). The default ``F = 14`` spends alpha / 28 at each look of
+    the first two weeks, as the former fixed plan of 28 looks did, so early looks keep its
+    power; it spends alpha / 30 at look 15 and about alpha / 506 at look 60 (0.044 of 0.05 to date).
+    """
+    _check_spending(alpha, look, flat_looks)
+    return alpha / (2 * flat_looks) if look <= flat_looks else alpha * flat_looks / (2 * look * (look - 1))
 
 
 # -- CUPED ---------------------------------------------------------------------------------------------------

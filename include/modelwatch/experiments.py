@@ -7,10 +7,12 @@ each day's sufficient statistics). Because the DAG looks every day:
   as GrowthBook's sequential testing; ``experiment_stats.sequential_difference``) in the
   default ``sequential`` mode, tuned to the planned sample size; ``fixed`` mode uses the
   fixed-horizon tests and reads them once the power analysis' sample size is reached;
-- quantile guardrails (p95/p99 latency) use order-statistic intervals under a Bonferroni
-  alpha-spending plan over ``MAX_LOOKS`` daily looks (each look spends alpha / MAX_LOOKS,
-  so the chance of any false harm verdict over the plan stays at most alpha), and abstain
-  below ``min_quantile_count`` rows per arm;
+- quantile guardrails (p95/p99 latency) use order-statistic intervals at the alpha of the
+  day's look: look k (day k counted from ``start``, :func:`look_number`) spends
+  ``experiment_stats.look_alpha(alpha, k)``, a sequence that sums to less than alpha over
+  any number of looks, so by Bonferroni the chance of any false harm verdict stays at most
+  alpha however long the experiment runs; they abstain below ``min_quantile_count`` rows
+  per arm;
 - primary metrics are corrected for multiplicity (Holm or Benjamini–Hochberg on the
   always-valid p-values); guardrails are not (each one can only stop the experiment).
 
@@ -36,7 +38,6 @@ from modelwatch import experiment_stats as es
 from modelwatch.config import Experiment, MetricGoal
 from modelwatch.experiment_data import QUANTILES, RATIOS, metric_kind
 
-MAX_LOOKS = 28  # daily looks the quantile alpha-spending plan covers
 # A confidence sequence needs more rows than a fixed-horizon test for the same power: at 1.75x the
 # fixed-horizon n it reached 80% power over 14 daily looks (bench/suite_experiments.py).
 SEQUENTIAL_INFLATION = 1.75
@@ -114,14 +115,29 @@ def _futile(result: es.TestResult, goal: MetricGoal) -> bool:
     return high < goal.mde if goal.direction == "increase" else low > -goal.mde
 
 
-def guardrail_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int, looks: int = MAX_LOOKS) -> dict[str, Any]:
-    """Non-inferiority of one guardrail: ``inferior`` is the rollback signal."""
+def look_number(start: str | None, day: date) -> int:
+    """The daily look ``day`` is: 1 on the experiment's ``start``, 60 on the 60th day from it.
+
+    Every calendar day counts, with or without data, so a day's look number never depends on
+    which earlier days were analysed. Without a ``start`` the analysis covers the day alone,
+    which is then its first look.
+    """
+    if start is None:
+        return 1
+    first = date.fromisoformat(start)
+    if day < first:
+        raise ValueError(f"day {day.isoformat()} is before the experiment's start {start}")
+    return (day - first).days + 1
+
+
+def guardrail_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int, look: int) -> dict[str, Any]:
+    """Non-inferiority of one guardrail at daily look ``look``: ``inferior`` is the rollback signal."""
     margin = goal.margin or 0.0
     missing = _unavailable(goal.metric, cumulative)
     if missing:
         return {"metric": goal.metric, "verdict": "inconclusive", "abstained": True, "reason": missing}
     if metric_kind(goal.metric) == "quantile":
-        return quantile_guardrail(goal, exp, cumulative, looks)
+        return quantile_guardrail(goal, exp, cumulative, look)
     kind = metric_kind(goal.metric)
     result = es.non_inferiority(_arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric),
                                 direction=goal.direction, margin=margin, absolute=goal.absolute, alpha=exp.alpha,
@@ -130,17 +146,26 @@ def guardrail_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, An
     return result.to_dict()
 
 
-def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], looks: int = MAX_LOOKS) -> dict[str, Any]:
-    """Non-inferiority of a latency quantile: order-statistic intervals, alpha spent evenly over ``looks`` daily looks."""
+def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], look: int) -> dict[str, Any]:
+    """Non-inferiority of a latency quantile at daily look ``look``: order-statistic intervals at that look's alpha.
+
+    ``experiment_stats.look_alpha`` gives the look's alpha; the result states the look, the
+    alpha spent at it and the alpha spent by all looks to date.
+    """
     q = QUANTILES[goal.metric]
     control = cumulative["latency"].get(exp.control, np.array([]))
     treatment = cumulative["latency"].get(exp.treatment, np.array([]))
-    spent = exp.alpha / looks
+    spent, to_date = es.look_alpha(exp.alpha, look), es.alpha_spent(exp.alpha, look)
+    flat = es.SPENDING_FLAT_LOOKS
+    plan = (f"look {look}: alpha {spent:.3g}, {to_date:.3g} of {exp.alpha:g} spent to date (alpha/{2 * flat} at each of the "
+            f"first {flat} looks, then alpha*{flat}/(2k(k-1)) at look k: below alpha over any number of daily looks)")
+    if exp.start is None:
+        plan += "; no start configured, so each day is analysed alone and the bound holds per day, not across days"
     min_tail = exp.min_quantile_count * min(q, 1 - q)
     # two-sided confidence 1 - 2*spent: the one-sided harm bound misses with probability <= spent
     result = es.quantile_difference(control, treatment, q, confidence=1 - 2 * spent, min_tail=min_tail, metric=goal.metric)
     base = {"metric": goal.metric, "kind": "quantile", "direction": goal.direction, "margin": goal.margin or 0.0, "absolute": goal.absolute,
-            "alpha": exp.alpha, "alpha_per_look": spent, "method": f"{result.method}; Bonferroni alpha spending over {looks} daily looks",
+            "alpha": exp.alpha, "look": look, "alpha_per_look": spent, "alpha_spent_to_date": to_date, "method": f"{result.method}; {plan}",
             "n_control": int(control.size), "n_treatment": int(treatment.size),
             "control_estimate": result.control_estimate, "treatment_estimate": result.treatment_estimate}
     if result.abstained:
@@ -179,6 +204,10 @@ def health(exp: Experiment, cumulative: dict[str, Any]) -> dict[str, Any]:
             "missing_days": cumulative["missing_days"]}
 
 
+def _look_text(guardrail: dict[str, Any]) -> str:
+    return f"; look {guardrail['look']}, alpha {guardrail['alpha_per_look']:.2g}" if "look" in guardrail else ""
+
+
 def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, Any]], guardrails: list[dict[str, Any]],
            hard_limit_breaches: list[str], days_left: int | None, reached_plan: bool) -> dict[str, Any]:
     """The decision and its reasons (see the module docstring for the rules)."""
@@ -186,7 +215,7 @@ def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, An
     if hard_limit_breaches or inferior:
         reasons = [f"hard limit: {r}" for r in hard_limit_breaches]
         reasons += [f"guardrail {g['metric']} inferior: {g.get('scale', 'effect')} {g['estimate']:+.4g} beyond margin {g['margin']:g} "
-                    f"(bound {g['lower' if g['direction'] == 'decrease' else 'upper']:+.4g})" for g in inferior]
+                    f"(bound {g['lower' if g['direction'] == 'decrease' else 'upper']:+.4g}{_look_text(g)})" for g in inferior]
         return {"decision": "roll_back", "reasons": reasons}
     worse = [p["metric"] for p in primaries if p.get("decision") == "worse" and p.get("significant_after_correction")]
     wins = [p for p in primaries if p.get("decision") == "better" and p.get("significant_after_correction")]
@@ -214,13 +243,14 @@ def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, d
                        hard_limit_breaches: list[str] = ()) -> dict[str, Any]:
     """Health, primaries (multiplicity-corrected), guardrails, power and the decision of one experiment as of ``day``."""
     checks = health(exp, cumulative)
+    look = look_number(exp.start, day)
     n_tuning, power = tuning_n(exp, cumulative)
     primaries = [primary_result(goal, exp, cumulative, n_tuning) for goal in exp.primary]
     adjusted = es.adjust_pvalues([None if p.get("abstained") else p.get("p_value") for p in primaries], method=exp.correction)
     for p, p_adj in zip(primaries, adjusted):
         p["p_adjusted"] = p_adj
         p["significant_after_correction"] = p_adj is not None and p_adj < exp.alpha and p.get("decision") in ("better", "worse")
-    guardrails = [guardrail_result(goal, exp, cumulative, n_tuning) for goal in exp.guardrails]
+    guardrails = [guardrail_result(goal, exp, cumulative, n_tuning, look) for goal in exp.guardrails]
     total = sum(cumulative["counts"].values())
     days_left = es.days_remaining(n_tuning, total, daily_traffic)
     decision = decide(exp, checks, primaries, guardrails, list(hard_limit_breaches), days_left, total >= n_tuning)
@@ -228,6 +258,7 @@ def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, d
         "experiment_id": exp.id,
         "as_of": day.isoformat(),
         "start": exp.start,
+        "look": look,
         "mode": exp.mode,
         "arms": {"control": exp.control, "treatment": exp.treatment, "weights": exp.weights()},
         "planned_total": n_tuning,

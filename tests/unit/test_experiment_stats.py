@@ -8,15 +8,19 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modelwatch.experiment_stats import (
     CovariateStats,
     RatioStats,
     SampleStats,
     adjust_pvalues,
+    alpha_spent,
     always_valid_p_value,
     cuped_adjust,
     days_remaining,
     difference_test,
+    look_alpha,
     mean_test,
     non_inferiority,
     order_statistic_ranks,
@@ -288,6 +292,27 @@ def test_quantile_difference_covers_the_true_difference():
     # conservative, so only a large regression is detected: p99 50% slower at 5,000 rows per arm
     slower = [quantile_difference(rng.lognormal(0, 1, 5_000), 1.5 * rng.lognormal(0, 1, 5_000), 0.99) for _ in range(50)]
     assert np.mean([r.decision("decrease") == "worse" for r in slower]) >= 0.8
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(alpha=st.floats(1e-4, 0.49), flat=st.integers(1, 400), looks=st.integers(1, 1_000))
+def test_alpha_spent_over_any_number_of_daily_looks_stays_within_alpha(alpha, flat, looks):
+    """The quantile guardrails' spending sequence: its partial sums are the spending function and never reach alpha."""
+    spent = [look_alpha(alpha, k, flat) for k in range(1, looks + 1)]
+    assert math.fsum(spent) == pytest.approx(alpha_spent(alpha, looks, flat), rel=1e-9)
+    assert math.fsum(spent) < alpha and alpha_spent(alpha, 10**12, flat) < alpha
+    assert all(a >= b > 0 for a, b in zip(spent, spent[1:]))  # no look spends more than the one before
+
+
+def test_alpha_spending_sequence_values():
+    assert [look_alpha(0.05, k) for k in (1, 14, 15, 60)] == pytest.approx([0.05 / 28, 0.05 / 28, 0.05 / 30, 0.05 * 14 / (2 * 60 * 59)])
+    assert alpha_spent(0.05, 14) == pytest.approx(0.025) and alpha_spent(0.05, 60) == pytest.approx(0.05 * (1 - 14 / 120))
+    assert [look_alpha(0.05, k, flat_looks=1) for k in (1, 2, 60)] == pytest.approx([0.05 / 2, 0.05 / 4, 0.05 / 7_080])
+    for bad in ({"look": 0}, {"look": 1, "flat_looks": 0}):
+        with pytest.raises(ValueError):
+            look_alpha(**{"alpha": 0.05, **bad})
+    with pytest.raises(ValueError):
+        look_alpha(1.5, 1)
 
 
 # -- CUPED -----------------------------------------------------------------------------------------------------
