@@ -1,6 +1,7 @@
 """make demo: ten days of synthetic traffic through a real Airflow, ending in an automatic rollback.
 
 Starts the local S3-compatible server and Airflow (SQLite, LocalExecutor) under .demo/,
+both listening on 127.0.0.1 only (Airflow's API for one user with a password new each run),
 generates traffic with an input drift, a toxic burst, broken rows and a treatment arm
 whose error rate regresses, backfills modelwatch_daily over the ten days, waits for the
 scheduler to fire modelwatch_rollback from the guardrail_breach asset, mirrors the
@@ -157,6 +158,8 @@ def main() -> int:
                                                                "MODELWATCH_EVIDENTLY_WORKSPACE": str(WORKSPACE)})
         airflow.migrate()
         airflow.start()
+        print(f"  Airflow UI and REST API on {airflow.api_url} only (user {airflow.username}; this run's password is in "
+              f"{airflow.passwords_file.relative_to(PROJECT_ROOT)}; a REST token: POST {airflow.api_url}/auth/token)", flush=True)
         airflow.wait_for_dags(["modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline"])
         airflow.cli("dags", "unpause", "modelwatch_rollback")
         airflow.cli("dags", "unpause", "modelwatch_baseline")

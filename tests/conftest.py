@@ -1,4 +1,5 @@
-"""Shared fixtures: a real S3-compatible server over HTTP and an Airflow metadata DB for dag.test().
+"""Shared fixtures: a real S3-compatible server over HTTP, an Airflow metadata DB for dag.test(), and one
+embedded Airflow (real scheduler) shared by the tests that need it.
 
 Airflow reads its settings when first imported, so the environment is set here, at
 collection time, before any test module imports it.
@@ -75,6 +76,64 @@ def isolated_config(s3, tmp_path, monkeypatch):
     for bucket in (f"logs-{tag}", f"reports-{tag}", f"serving-{tag}"):
         ensure_bucket(s3, bucket)
     return cfg
+
+
+EMBEDDED_AIRFLOW = "local_airflow"
+_embedded: list = []  # the session's LocalAirflow once started, so the hook below can stop it early
+
+
+@pytest.fixture(scope="session")
+def scheduler_config_path(s3_server, tmp_path_factory) -> Path:
+    """The bundled config with buckets ``scheduler-*`` (created), written where the session's embedded Airflow reads it."""
+    import yaml
+    from modelwatch.storage import make_client
+
+    data = bundled_config_data("scheduler")
+    scoped_config(make_client(endpoint_url=s3_server.endpoint), "scheduler", data)
+    path = tmp_path_factory.mktemp("scheduler-config") / "modelwatch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture()
+def scheduler_config(scheduler_config_path):
+    """The config the session's embedded Airflow runs with (see ``scheduler_config_path``)."""
+    from modelwatch.config import load_config
+
+    return load_config(scheduler_config_path)
+
+
+@pytest.fixture(scope="session")
+def local_airflow(s3_server, scheduler_config_path, tmp_path_factory):
+    """One embedded Airflow (API server, scheduler, dag-processor; LocalExecutor on SQLite) for every test that needs
+    a real scheduler, reading ``scheduler_config``; stopped right after the last test that uses it."""
+    from modelwatch.localstack import LocalAirflow
+
+    airflow = LocalAirflow(tmp_path_factory.mktemp("local-airflow") / "airflow",
+                           extra_env={"MODELWATCH_CONFIG": str(scheduler_config_path), "AIRFLOW_CONN_AWS_DEFAULT": s3_server.connection_json()})
+    _embedded.append(airflow)
+    try:
+        airflow.migrate()
+        airflow.start()
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    # A session fixture lives until the session ends: stop the embedded Airflow once no later test needs it,
+    # rather than leave its processes polling beside the rest of the suite.
+    result = yield
+    if _embedded and _embedded[0].procs and not _needed_later(item):
+        _embedded[0].stop()
+    return result
+
+
+def _needed_later(item) -> bool:
+    """Whether a test after ``item`` in this session uses the embedded Airflow."""
+    later = item.session.items[item.session.items.index(item) + 1:]
+    return any(EMBEDDED_AIRFLOW in getattr(test, "fixturenames", ()) for test in later)
 
 
 @pytest.fixture(scope="session")

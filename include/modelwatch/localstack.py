@@ -3,12 +3,18 @@
 Used by ``make demo`` and by the tests that need a real scheduler. Everything runs as
 child processes under a project-local directory and is stopped by ``stop()``; nothing
 here imports Airflow (it drives the ``airflow`` CLI and reads the metadata DB).
+
+Every server it starts listens on 127.0.0.1 only, on a port chosen free, and Airflow's
+API answers only its one user (``LocalAirflow.username``), whose password is new for
+each ``LocalAirflow``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -16,10 +22,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 JUDGE_POOL, JUDGE_POOL_SLOTS = "llm_judge", 2
+LOOPBACK = "127.0.0.1"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -43,6 +51,44 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout:.0f} s") from None
             time.sleep(0.3)
+
+
+class Listener(NamedTuple):
+    """A listening TCP socket of a runtime process."""
+
+    process: str  # name and pid
+    host: str
+    port: int
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the socket is reachable only from this machine (127.0.0.0/8, ::1, or ::ffff:127.x)."""
+        ip = ipaddress.ip_address(self.host.split("%")[0])
+        return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def listening_sockets(pids: Iterable[int]) -> list[Listener]:
+    """Every listening TCP socket of the processes ``pids`` and of all their descendants still running."""
+    import psutil
+
+    seen: set[int] = set()
+    found: list[Listener] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in tree:
+            if proc.pid in seen:
+                continue
+            seen.add(proc.pid)
+            try:
+                name, sockets = proc.name(), proc.net_connections(kind="tcp")
+            except psutil.NoSuchProcess:  # a task process that just finished
+                continue
+            found += [Listener(f"{name} (pid {proc.pid})", s.laddr.ip, s.laddr.port) for s in sockets if s.status == psutil.CONN_LISTEN]
+    return found
 
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -80,20 +126,35 @@ class LocalS3:
                            "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"}})
 
     def start(self) -> LocalS3:
-        self.proc = _spawn([str(BIN / "modelwatch"), "s3-server", "--port", str(self.port)], self.log, dict(os.environ))
+        self.proc = _spawn([str(BIN / "modelwatch"), "s3-server", "--host", LOOPBACK, "--port", str(self.port)], self.log, dict(os.environ))
         wait_http(self.endpoint)
         return self
+
+    def listeners(self) -> list[Listener]:
+        """The listening sockets of the server's process tree."""
+        return listening_sockets([self.proc.pid] if self.proc else [])
 
     def stop(self) -> None:
         _stop(self.proc)
 
 
 class LocalAirflow:
-    """A real Airflow 3 (API server, scheduler, dag-processor; LocalExecutor; SQLite) in ``home``."""
+    """A real Airflow 3 (API server, scheduler, dag-processor; LocalExecutor; SQLite) in ``home``.
+
+    The API server listens on 127.0.0.1:``api_port``; its simple auth manager knows one user,
+    ``username`` (admin role), whose ``password`` is generated here and written, readable by
+    the owner only, to ``passwords_file`` when the runtime starts. ``api()`` is a REST client
+    logged in as that user. No worker log server is started: the API server reads task logs
+    from ``home``'s log folder, which every component here writes to.
+    """
+
+    username = "modelwatch"
 
     def __init__(self, home: Path, extra_env: dict[str, str] | None = None, dags_folder: Path | None = None):
         self.home = home
         self.api_port = free_port()
+        self.password = secrets.token_urlsafe(24)
+        self.passwords_file = home / "simple_auth_manager_passwords.json"
         self.procs: list[subprocess.Popen] = []
         self._commands: dict[int, tuple[list[str], Path]] = {}  # pid -> (args, log), to restart a process that died
         self.restarts: list[str] = []
@@ -106,9 +167,16 @@ class LocalAirflow:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{LOOPBACK}:{self.api_port}/execution/",
+            "AIRFLOW__API__HOST": LOOPBACK,
             "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",  # even if the calling shell sets it
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            # The worker log server cannot be bound to one address (it listens on all), so it is not started
+            # (--skip-serve-logs); a free port keeps the API server from asking another Airflow's log server on 8793.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": LOOPBACK,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -140,13 +208,46 @@ class LocalAirflow:
         self.cli("db", "migrate")
         self.cli("pools", "set", JUDGE_POOL, str(JUDGE_POOL_SLOTS), "modelwatch judge tasks: bounds concurrent LLM-judge calls across runs")
 
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.api_port}"
+
+    def api(self) -> AirflowAPI:
+        """A REST client of this runtime's API server, logged in as ``username``."""
+        return AirflowAPI(self.api_url, self.username, self.password)
+
     def start(self) -> LocalAirflow:
+        """Start the components; returns once the API server answers and the scheduler and dag-processor run."""
         logs = self.home / "process-logs"
-        self._run([str(BIN / "airflow"), "api-server", "--port", str(self.api_port)], logs / "api-server.log")
-        wait_http(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=120)
+        self._write_password()
+        self._run([str(BIN / "airflow"), "api-server", "--host", LOOPBACK, "--port", str(self.api_port)], logs / "api-server.log")
+        wait_http(f"{self.api_url}/api/v2/monitor/health", timeout=120)
         self._run([str(BIN / "airflow"), "dag-processor"], logs / "dag-processor.log")
-        self._run([str(BIN / "airflow"), "scheduler"], logs / "scheduler.log")
+        self._run([str(BIN / "airflow"), "scheduler", "--skip-serve-logs"], logs / "scheduler.log")
+        self.wait_for_jobs(["SchedulerJob", "DagProcessorJob"])
         return self
+
+    def _write_password(self) -> None:
+        """Write ``password`` as the simple auth manager's passwords file, readable by the owner only."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier runtime keeps its mode through O_CREAT
+        with os.fdopen(fd, "w") as handle:
+            json.dump({self.username: self.password}, handle)
+
+    def wait_for_jobs(self, job_types: list[str], timeout: float = 180.0) -> None:
+        """Wait until each of ``job_types`` (Airflow's job table: SchedulerJob, DagProcessorJob, …) has a running job."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                running = {r[0] for r in self.query("select job_type from job where state = 'running'")}
+            except sqlite3.OperationalError:
+                running = set()
+            if set(job_types) <= running:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sorted(set(job_types) - running)} not running within {timeout:.0f} s; logs in {self.home / 'process-logs'}")
+            time.sleep(1)
 
     def _run(self, args: list[str], log: Path) -> None:
         proc = _spawn(args, log, self.env)
@@ -164,6 +265,10 @@ class LocalAirflow:
             replacement = _spawn(args, log, self.env)
             self.procs[i] = replacement
             self._commands[replacement.pid] = (args, log)
+
+    def listeners(self) -> list[Listener]:
+        """The listening sockets of every component's process tree (task processes included while they run)."""
+        return listening_sockets(proc.pid for proc in self.procs)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -265,7 +370,7 @@ class CeleryAirflow(LocalAirflow):
     def start(self) -> CeleryAirflow:
         super().start()
         logs = self.home / "process-logs"
-        self._run([str(BIN / "airflow"), "celery", "worker", "--without-mingle", "--without-gossip"], logs / "celery-worker.log")
+        self._run([str(BIN / "airflow"), "celery", "worker", "--skip-serve-logs", "--without-mingle", "--without-gossip"], logs / "celery-worker.log")
         return self
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -285,16 +390,23 @@ class CeleryAirflow(LocalAirflow):
 
 
 class AirflowAPI:
-    """The public REST API (``/api/v2``) of an Airflow whose simple auth manager makes everyone admin."""
+    """The public REST API (``/api/v2``) of an Airflow with the simple auth manager, as user ``username``."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, username: str, password: str):
         self.base_url = base_url.rstrip("/")
+        self._credentials = {"username": username, "password": password}
         self._token: str | None = None
 
     def token(self) -> str:
+        """A JWT from ``POST /auth/token`` (fetched once; Airflow's default lifetime is a day)."""
         if self._token is None:
-            with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=30) as resp:
-                self._token = json.loads(resp.read())["access_token"]
+            req = urllib.request.Request(f"{self.base_url}/auth/token", data=json.dumps(self._credentials).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    self._token = json.loads(resp.read())["access_token"]
+            except urllib.error.HTTPError as exc:
+                raise RuntimeError(f"POST /auth/token answered {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
         return self._token
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:

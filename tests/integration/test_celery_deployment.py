@@ -1,7 +1,8 @@
 """The daily DAG on a production-shaped Airflow: PostgreSQL metadata DB, CeleryExecutor, Redis broker.
 
-Scheduler, dag-processor, API server and a Celery worker run on 127.0.0.1; the run is
-triggered and followed through the public REST API, and its outputs are read from S3.
+Scheduler, dag-processor, API server and a Celery worker run on 127.0.0.1 (and listen on
+nothing else); the run is triggered and followed through the public REST API, logged in as
+the runtime's user, and its outputs are read from S3.
 PostgreSQL and Redis must be running (``.ci/run`` starts them): the test fails, not skips,
 when they are not, since this is the deployment the README recommends.
 """
@@ -12,7 +13,7 @@ from datetime import date
 
 import pytest
 from modelwatch.generate import ExperimentPlan, generate_traffic
-from modelwatch.localstack import AirflowAPI, CeleryAirflow
+from modelwatch.localstack import CeleryAirflow
 from modelwatch.storage import Partition, get_json
 
 DAY = date(2026, 11, 5)
@@ -52,7 +53,7 @@ def test_daily_run_for_two_models_on_celery_and_postgres(s3, isolated_config, ce
     assert set(written) == {"support-bot-v3", "churn-classifier-v2"}
 
     celery_airflow.wait_for_dags(["modelwatch_daily"])
-    api = AirflowAPI(f"http://127.0.0.1:{celery_airflow.api_port}")
+    api = celery_airflow.api()
     api.unpause("modelwatch_daily")
     run_id = f"celery-{DAY.isoformat()}"
     api.trigger("modelwatch_daily", run_id, {"target_date": DAY.isoformat(), "models": []})
@@ -65,6 +66,9 @@ def test_daily_run_for_two_models_on_celery_and_postgres(s3, isolated_config, ce
     executed = celery_airflow.query("select count(*) from celery_taskmeta where status = 'SUCCESS'")[0][0]
     tried = celery_airflow.query("select count(*) from task_instance where dag_id = 'modelwatch_daily' and state = 'success'")[0][0]
     assert executed >= tried > 0
+    # the worker, like every other component, listens on 127.0.0.1 only (no log server on all interfaces)
+    exposed = [s for s in celery_airflow.listeners() if not s.loopback]
+    assert not exposed, f"listening beyond 127.0.0.1: {exposed}"
 
     for model_id, rows in written.items():
         summary = get_json(s3, f"{Partition(model_id, DAY).path(cfg.defaults.reports_uri)}/summary.json")
