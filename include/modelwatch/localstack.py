@@ -202,9 +202,14 @@ class LocalAirflow:
             raise RuntimeError(f"`airflow {' '.join(args)}` exited with {done.returncode}:\n{output}")
         return done
 
+    def _make_home(self) -> None:
+        """Create ``AIRFLOW_HOME`` readable by its owner only: it holds the metadata DB (connections), logs and the password."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+
     def migrate(self) -> None:
         """Create the metadata DB and the pools the DAGs use."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._make_home()
         self.cli("db", "migrate")
         self.cli("pools", "set", JUDGE_POOL, str(JUDGE_POOL_SLOTS), "modelwatch judge tasks: bounds concurrent LLM-judge calls across runs")
 
@@ -229,7 +234,7 @@ class LocalAirflow:
 
     def _write_password(self) -> None:
         """Write ``password`` as the simple auth manager's passwords file, readable by the owner only."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._make_home()
         fd = os.open(self.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # a file left by an earlier runtime keeps its mode through O_CREAT
         with os.fdopen(fd, "w") as handle:

@@ -43,6 +43,7 @@ def test_the_api_server_answers_only_the_runtimes_own_user(local_airflow):
     assert _status(f"{base}/auth/token", {"username": local_airflow.username, "password": "not-the-password"}) == 401
 
     assert stat.S_IMODE(local_airflow.passwords_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(local_airflow.home.stat().st_mode) == 0o700, "AIRFLOW_HOME holds the metadata DB: owner only"
     local_airflow.wait_for_dags(["modelwatch_rollback"])
     dags = local_airflow.api().call("GET", "/dags?limit=100")["dags"]
     assert "modelwatch_rollback" in {dag["dag_id"] for dag in dags}

@@ -61,7 +61,7 @@ def test_the_s3_connection_is_the_one_the_config_names_and_reaches_minio(compose
     env = _env(compose["services"]["worker"])
     conn = json.loads(env[f"AIRFLOW_CONN_{bundled.defaults.aws_conn_id.upper()}"])
     endpoint = urlparse(conn["extra"]["endpoint_url"])
-    assert conn["conn_type"] == "aws" and endpoint.hostname == "minio" and f"{endpoint.port}:{endpoint.port}" in compose["services"]["minio"]["ports"]
+    assert conn["conn_type"] == "aws" and endpoint.hostname == "minio" and f"127.0.0.1:{endpoint.port}:{endpoint.port}" in compose["services"]["minio"]["ports"]
 
 
 def test_the_buckets_the_config_names_are_created(compose, bundled):
@@ -94,3 +94,10 @@ def test_airflow_waits_for_its_init_jobs_and_images_are_pinned(compose):
     for name, service in compose["services"].items():
         image = service.get("image", "")
         assert not image.endswith(":latest") and (":" in image or "build" in service), f"{name}: pin the image ({image!r})"
+
+
+def test_every_published_port_is_bound_to_loopback(compose):
+    """A port published as "8080:8080" listens on every interface of the host; the stack publishes on 127.0.0.1 only."""
+    published = {(name, str(port)) for name, service in compose["services"].items() for port in service.get("ports", [])}
+    assert published, "the stack publishes the ports the README names"
+    assert [p for p in published if not p[1].startswith("127.0.0.1:")] == []
