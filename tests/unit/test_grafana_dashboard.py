@@ -263,7 +263,7 @@ def test_compose_mounts_grafana_provisioning_that_exists(compose):
     datasources = [d for f in (GRAFANA / "provisioning" / "datasources").glob("*.yaml") for d in yaml.safe_load(f.read_text())["datasources"]]
     [prometheus] = datasources
     assert prometheus["type"] == "prometheus" and prometheus["isDefault"]
-    assert prometheus["url"] == "http://prometheus:9090" and "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert prometheus["url"] == "http://prometheus:9090" and "127.0.0.1:9090:9090" in compose["services"]["prometheus"]["ports"]
     home = compose["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert Path(home).parent.as_posix() in mounts and (mounts[Path(home).parent.as_posix()] / Path(home).name).exists()
 
@@ -275,7 +275,7 @@ def test_compose_prometheus_scrapes_the_gateway_and_loads_the_rules(compose, tmp
     config = yaml.safe_load(mounts[config_path].read_text())
     [gateway] = [j for j in config["scrape_configs"] if j["job_name"] == "pushgateway"]
     assert gateway["honor_labels"] is True
-    assert gateway["static_configs"][0]["targets"] == ["pushgateway:9091"] and "9091:9091" in compose["services"]["pushgateway"]["ports"]
+    assert gateway["static_configs"][0]["targets"] == ["pushgateway:9091"] and "127.0.0.1:9091:9091" in compose["services"]["pushgateway"]["ports"]
     [pattern] = config["rule_files"]
     rules_dir = str(Path(pattern).parent)
     assert mounts[rules_dir] == RULES.parent and list(RULES.parent.glob(Path(pattern).name)) == [RULES]
