@@ -45,6 +45,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check include dags plugins tests scripts bench examples
+	$(VENV)/bin/lint-imports
 
 # Re-resolve the pinned direct dependencies and rewrite the lock file.
 lock:

@@ -1,6 +1,6 @@
 """Synthetic LLM traffic at scale for the "scale" benchmark: hour files built column-wise, written as JSONL.gz and Parquet.
 
-``modelwatch.generate.llm_day`` builds one Python dict per request (~80 µs a row here) and
+``modelwatch.runtime.generate.llm_day`` builds one Python dict per request (~80 µs a row here) and
 its templates repeat: a 50,000-row day has 73 distinct prompts, which compresses and caches
 far better than real traffic. This module keeps the generator's model of a day — its topic
 mix, prompt and answer templates, locales, user tiers, status and refusal rates, the
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from modelwatch.assignment import BUCKETS, bucket
-from modelwatch.generate import HOURLY_SHAPE, LLM_PRICE_PER_1K, LOCALES, REFUSAL, TIERS, TOPICS
+from modelwatch.core.assignment import BUCKETS, bucket
+from modelwatch.runtime.generate import HOURLY_SHAPE, LLM_PRICE_PER_1K, LOCALES, REFUSAL, TIERS, TOPICS
 
 TOPIC_MIX = {"billing": 0.3, "shipping": 0.25, "returns": 0.2, "account": 0.15, "technical": 0.1}  # generate.llm_day's usual mix
 STATUS_RATES = {"error": 0.005, "timeout": 0.003, "refused_by_filter": 0.01}  # generate.llm_day's clean-day rates
@@ -292,14 +292,14 @@ def parquet(table: pa.Table) -> bytes:
 
 
 def hour_uri(logs_uri: str, spec: DaySpec, hour: int, suffix: str) -> str:
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
 
     return f"{Partition(spec.model_id, spec.day, hour).path(logs_uri)}/part-00000.{suffix}"
 
 
 def write_hour(endpoint: str, targets: dict[str, str], spec: DaySpec, hour: int, n: int, first: int) -> dict[str, Any]:
     """Build one hour and upload it in each format of ``targets`` (format -> logs_uri); returns rows and bytes per format."""
-    from modelwatch.storage import make_client, put_bytes
+    from modelwatch.storage.s3 import make_client, put_bytes
 
     client = make_client(endpoint_url=endpoint)
     table = hour_table(spec, hour, n, first)

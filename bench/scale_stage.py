@@ -32,18 +32,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_IMPORTS = {
-    "plan_shards": ["modelwatch.pipeline", "modelwatch.shards"],
-    "check_shard": ["modelwatch.pipeline", "modelwatch.readers", "modelwatch.columnar", "modelwatch.validation"],
-    "extract": ["modelwatch.pipeline"],
-    "validate": ["modelwatch.pipeline", "modelwatch.validation"],
-    "profile": ["modelwatch.pipeline", "modelwatch.metrics", "modelwatch.limits"],
-    "drift": ["modelwatch.pipeline", "modelwatch.baseline", "modelwatch.drift_analysis", "modelwatch.embeddings", "modelwatch.mmd",
-              "modelwatch.evidently_report"],
-    "concept": ["modelwatch.pipeline", "modelwatch.concept", "modelwatch.performance_estimation"],
-    "judge": ["modelwatch.judge_stage"],
-    "experiments": ["modelwatch.pipeline", "modelwatch.experiments", "modelwatch.experiment_data"],
-    "publish": ["modelwatch.pipeline", "modelwatch.report"],
-    "baseline": ["modelwatch.baseline", "modelwatch.embeddings"],
+    "plan_shards": ["modelwatch.ingest.stage", "modelwatch.ingest.shards"],
+    "check_shard": ["modelwatch.ingest.stage", "modelwatch.ingest.readers", "modelwatch.ingest.columnar", "modelwatch.ingest.columnar_arrow",
+                    "modelwatch.ingest.validation"],
+    "extract": ["modelwatch.ingest.stage"],
+    "validate": ["modelwatch.ingest.validate_stage", "modelwatch.ingest.validation"],
+    "profile": ["modelwatch.profile.stage", "modelwatch.profile.metrics", "modelwatch.profile.limits"],
+    "drift": ["modelwatch.drift.stage", "modelwatch.baseline.store", "modelwatch.drift.families", "modelwatch.embeddings", "modelwatch.drift.mmd",
+              "modelwatch.drift.evidently_report"],
+    "concept": ["modelwatch.concept.stage", "modelwatch.concept.analysis", "modelwatch.estimation.reference", "modelwatch.estimation.estimate"],
+    "judge": ["modelwatch.judge.stage"],
+    "experiments": ["modelwatch.experiments.stage", "modelwatch.experiments.decision", "modelwatch.experiments.data"],
+    "publish": ["modelwatch.publish.stage", "modelwatch.publish.page"],
+    "baseline": ["modelwatch.baseline.build", "modelwatch.embeddings"],
     "alternative": ["pandas"],
 }
 
@@ -52,24 +53,24 @@ STAGE_IMPORTS = {
 # Patched on the module (or class) the stage looks them up in at call time; the library is not changed.
 TIMED_PARTS: dict[str, list[tuple[str, str]]] = {
     "plan_shards": [],
-    "check_shard": [("modelwatch.pipeline", "get_bytes"), ("modelwatch.readers", "batch_tables"), ("modelwatch.columnar", "coerce_batch"),
-                    ("modelwatch.columnar", "coerce_arrow"), ("modelwatch.validation", "StreamValidator.check"),
-                    ("modelwatch.validation", "GxRunner.run"), ("modelwatch.storage", "ParquetSink.close")],
+    "check_shard": [("modelwatch.ingest.stage", "get_bytes"), ("modelwatch.ingest.readers", "batch_tables"), ("modelwatch.ingest.columnar", "coerce_batch"),
+                    ("modelwatch.ingest.columnar_arrow", "coerce_arrow"), ("modelwatch.ingest.validation", "StreamValidator.check"),
+                    ("modelwatch.ingest.validation", "GxRunner.run"), ("modelwatch.storage.s3", "ParquetSink.close")],
     "extract": [],
-    "validate": [("modelwatch.shards", "cross_shard_repeats"), ("modelwatch.pipeline", "_merge_quarantine")],
-    "profile": [("modelwatch.pipeline", "read_valid"), ("modelwatch.metrics", "to_frame"), ("modelwatch.metrics", "compute_metrics"),
-                ("modelwatch.pipeline", "put_table")],
-    "drift": [("modelwatch.baseline", "load_baseline"), ("modelwatch.pipeline", "read_valid"), ("modelwatch.columns", "drift_frame"),
-              ("modelwatch.baseline", "coerce_kinds"), ("modelwatch.drift_analysis", "analyze"), ("modelwatch.drift_analysis", "sample_texts"),
-              ("modelwatch.embeddings", "EmbeddingCache.get_or_embed"), ("modelwatch.mmd", "mmd_test"), ("modelwatch.evidently_report", "build_report")],
-    "concept": [("modelwatch.pipeline", "read_valid"), ("modelwatch.concept", "analyze_concept_drift")],
-    "judge": [("modelwatch.judge_stage", "read_valid"), ("modelwatch.judge_sampling", "stratified_sample"), ("modelwatch.judge_runner", "JudgeRunner.run"),
-              ("modelwatch.judge_stage", "_shadow_pairwise"), ("modelwatch.reference_metrics", "reference_scores"),
-              ("modelwatch.judge_estimates", "estimate_judgments")],
-    "experiments": [("modelwatch.pipeline", "read_valid"), ("modelwatch.experiment_data", "day_record"), ("modelwatch.experiments", "shadow_comparison"),
-                    ("modelwatch.experiments", "analyze_experiment")],
-    "publish": [("modelwatch.pipeline", "_baseline_comparison"), ("modelwatch.pipeline", "_publish_pages")],
-    "baseline": [("modelwatch.baseline", "read_valid_day"), ("modelwatch.baseline", "drift_frame"), ("modelwatch.embeddings", "EmbeddingCache.get_or_embed")],
+    "validate": [("modelwatch.ingest.shards", "cross_shard_repeats"), ("modelwatch.ingest.validate_stage", "_merge_quarantine")],
+    "profile": [("modelwatch.profile.stage", "read_valid"), ("modelwatch.profile.metrics", "to_frame"), ("modelwatch.profile.metrics", "compute_metrics"),
+                ("modelwatch.profile.stage", "put_table")],
+    "drift": [("modelwatch.baseline.store", "load_baseline"), ("modelwatch.drift.stage", "read_valid"), ("modelwatch.baseline.columns", "drift_frame"),
+              ("modelwatch.baseline.store", "coerce_kinds"), ("modelwatch.drift.families", "analyze"), ("modelwatch.drift.families", "sample_texts"),
+              ("modelwatch.embeddings", "EmbeddingCache.get_or_embed"), ("modelwatch.drift.mmd", "mmd_test"), ("modelwatch.drift.evidently_report", "build_report")],
+    "concept": [("modelwatch.concept.stage", "read_valid"), ("modelwatch.concept.analysis", "analyze_concept_drift")],
+    "judge": [("modelwatch.judge.stage", "read_valid"), ("modelwatch.judge.sampling", "stratified_sample"), ("modelwatch.judge.runner", "JudgeRunner.run"),
+              ("modelwatch.judge.stage", "_shadow_pairwise"), ("modelwatch.judge.reference_metrics", "reference_scores"),
+              ("modelwatch.judge.estimates", "estimate_judgments")],
+    "experiments": [("modelwatch.experiments.stage", "read_valid"), ("modelwatch.experiments.data", "day_record"), ("modelwatch.experiments.decision", "shadow_comparison"),
+                    ("modelwatch.experiments.decision", "analyze_experiment")],
+    "publish": [("modelwatch.publish.stage", "_baseline_comparison"), ("modelwatch.publish.stage", "_publish_pages")],
+    "baseline": [("modelwatch.baseline.build", "read_valid_day"), ("modelwatch.baseline.build", "drift_frame"), ("modelwatch.embeddings", "EmbeddingCache.get_or_embed")],
     "alternative": [],
 }
 
@@ -99,7 +100,7 @@ def time_parts(task: str) -> dict[str, float]:
 
 
 def _client(request: dict[str, Any]):
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     return make_client(endpoint_url=request["endpoint"])
 
@@ -117,38 +118,39 @@ def run_task(task: str, request: dict[str, Any]) -> Any:
     cfg, client = _config(request), _client(request)
     inputs = request.get("inputs", {})
     if task == "baseline":
-        from modelwatch.baseline import build_baseline
+        from modelwatch.baseline.build import build_baseline
         from modelwatch.embeddings import EmbeddingCache
 
         cache = EmbeddingCache(client, cfg.defaults.reports_uri)
         return build_baseline(client, cfg, request["model_id"], date.fromisoformat(request["start"]), date.fromisoformat(request["end"]),
                               progress=lambda line: print(f"    {line}", flush=True), embed_texts=lambda texts: cache.get_or_embed(texts)[0])
     if task == "judge":
-        from modelwatch.judge_stage import judge
+        from modelwatch.runner import judge
 
         return judge(client, cfg, inputs["validated"], None)
-    from modelwatch import pipeline
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.ingest.stage import check_shard, plan_shards
+    from modelwatch.runner import concept, drift, experiments, extract, profile, publish, validate
 
     if task == "plan_shards":
-        return pipeline.plan_shards(client, cfg, Partition.from_dict(request["partition"]))
+        return plan_shards(client, cfg, Partition.from_dict(request["partition"]))
     if task == "check_shard":
-        return pipeline.check_shard(client, cfg, request["shard"])
+        return check_shard(client, cfg, request["shard"])
     if task == "extract":
-        return pipeline.extract(client, cfg, Partition.from_dict(request["partition"]), inputs["checked"])
+        return extract(client, cfg, Partition.from_dict(request["partition"]), inputs["checked"])
     if task == "validate":
-        return pipeline.validate(client, cfg, inputs["extracted"])
+        return validate(client, cfg, inputs["extracted"])
     if task == "profile":
-        return pipeline.profile(client, cfg, inputs["validated"], "daily")
+        return profile(client, cfg, inputs["validated"], "daily")
     if task == "drift":
-        return pipeline.drift(client, cfg, inputs["validated"])
+        return drift(client, cfg, inputs["validated"])
     if task == "concept":
-        return pipeline.concept(client, cfg, inputs["validated"])
+        return concept(client, cfg, inputs["validated"])
     if task == "experiments":
         judged = inputs.get("judged")
-        return pipeline.experiments(client, cfg, inputs["validated"], inputs["profiled"], judged if judged and judged.get("outcome") == "ok" else None)
+        return experiments(client, cfg, inputs["validated"], inputs["profiled"], judged if judged and judged.get("outcome") == "ok" else None)
     if task == "publish":
-        return pipeline.publish(client, cfg, inputs["extracted"], inputs["validated"], inputs["profiled"], {"dag_id": "modelwatch_daily", "run_id": "bench"},
+        return publish(client, cfg, inputs["extracted"], inputs["validated"], inputs["profiled"], {"dag_id": "modelwatch_daily", "run_id": "bench"},
                                 inputs.get("drifted"), inputs.get("concepted"), inputs.get("experimented"), inputs.get("judged"))
     raise ValueError(f"unknown task {task!r}; choose from {sorted(STAGE_IMPORTS)}")
 
@@ -159,7 +161,7 @@ def run_task(task: str, request: dict[str, Any]) -> Any:
 def read_day_pandas(client, prefix_uri: str):
     """Every log file under ``prefix_uri`` with pandas (``read_json(lines=True)`` / ``read_parquet``), concatenated, ``metadata`` flattened."""
     import pandas as pd
-    from modelwatch.storage import get_bytes, list_objects
+    from modelwatch.storage.s3 import get_bytes, list_objects
 
     frames = []
     for uri, _ in list_objects(client, prefix_uri):

@@ -250,7 +250,7 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
 
 def modelwatch_drift(reference: Mapping[str, Any], current: Mapping[str, Any], workers: int = 1) -> list:
     """modelwatch's verdicts for every column: per-column tests (optionally on threads), then BH + floors."""
-    from modelwatch.drift import DriftPolicy, categorical_drift, category_counts, decide, numerical_drift
+    from modelwatch.drift.univariate import DriftPolicy, categorical_drift, category_counts, decide, numerical_drift
 
     def one(column: str) -> Any:
         if column in NUMERICAL:
@@ -315,10 +315,9 @@ def compare(rows: int) -> list[Record]:
     current = pd.DataFrame(sample(rows, (SEED, 1), LARGE_SHIFT))
 
     start = time.perf_counter()
-    import modelwatch.drift  # noqa: F401  (scipy comes in here)
 
     mw_import = time.perf_counter() - start
-    log(f"modelwatch.drift imported in {mw_import:.2f} s")
+    log(f"modelwatch.drift.univariate imported in {mw_import:.2f} s")
 
     variants = {}
     for workers in (1, 2):
@@ -360,7 +359,7 @@ def compare(rows: int) -> list[Record]:
                variants[1].cpu_seconds, "s", ev_name, ev.cpu_seconds),
         record(f"{size}, modelwatch 2 threads vs sequential (median of {REPEATS})", "wall_time", variants[2].seconds, "s",
                "modelwatch sequential", variants[1].seconds),
-        record("import: modelwatch.drift vs evidently (numpy, pandas already loaded)", "import_time", mw_import, "s", "evidently", ev_import),
+        record("import: modelwatch.drift.univariate vs evidently (numpy, pandas already loaded)", "import_time", mw_import, "s", "evidently", ev_import),
         record(f"{size}, modelwatch {label} vs Evidently, peak RSS rise during the run", "peak_rss_delta", best.peak_mib, "MiB",
                "Evidently DataDriftPreset", ev.peak_mib),
         record(f"{size}, same verdict per column; disagreements: {'; '.join(disagreements) or 'none'}", "verdict_agreement", agree, "columns",
@@ -376,7 +375,7 @@ def _yes(flag: bool) -> str:
 
 def kernel(rows: int) -> list[Record]:
     """KS + Wasserstein of one numerical column: modelwatch's shared merge vs scipy's two calls (each sorts again)."""
-    from modelwatch.drift import ks_p_value, ks_wasserstein_sorted
+    from modelwatch.drift.univariate import ks_p_value, ks_wasserstein_sorted
     from scipy import stats
 
     data = sample(rows, (SEED, 0))["num_0"], sample(rows, (SEED, 1), LARGE_SHIFT)["num_0"]
@@ -404,7 +403,7 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
     at 2,000 rows: a sparse table where the chi-squared approximation is poor) to separate
     that column's miscalibration from the rest.
     """
-    from modelwatch.drift import DriftPolicy, decide
+    from modelwatch.drift.univariate import DriftPolicy, decide
 
     log(f"calibration: {aa_trials} A/A trials, {rows:,} rows per side, alpha {ALPHA}")
     sparse = "cat_4"

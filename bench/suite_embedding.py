@@ -3,7 +3,7 @@
 ``run(size)`` returns records ``{"suite", "case", "metric", "value", "unit", "alternative",
 "alternative_value", "target"}``; ``size`` is "small" (a quick check) or "full".
 
-* MMD speed: ``modelwatch.mmd.mmd_test`` on 20,000 vs 20,000 float32 rows of 384 dims
+* MMD speed: ``modelwatch.drift.mmd.mmd_test`` on 20,000 vs 20,000 float32 rows of 384 dims
   with 1,000 permutations (small: 5,000 vs 5,000), target <= 10 s; and on 2,000 vs 2,000
   next to Evidently 0.7.23's embedding MMD (``MMDDriftMethod(bootstrap=True)``, which
   builds the full pooled kernel and a reference-only bootstrap of 100 draws).
@@ -98,7 +98,7 @@ def evidently_mmd() -> Callable[[np.ndarray, np.ndarray], bool] | None:
 
 
 def mmd_speed(cfg: dict[str, int]) -> list[dict[str, Any]]:
-    from modelwatch.mmd import mmd_test
+    from modelwatch.drift.mmd import mmd_test
 
     rng = np.random.default_rng(1)
     mmd_test(embedding_like(rng, 500), embedding_like(rng, 500), method="random_features")  # warm up BLAS threads
@@ -134,7 +134,7 @@ def rejection_rate(trials: int, first_seed: int, n: int, drifted: bool, test: Ca
 
 
 def mmd_calibration(cfg: dict[str, int]) -> list[dict[str, Any]]:
-    from modelwatch.mmd import mmd_test
+    from modelwatch.drift.mmd import mmd_test
 
     n = cfg["trial_n"]
     evidently = evidently_mmd()

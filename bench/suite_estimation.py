@@ -84,8 +84,9 @@ def regressor_frame(n: int, seed: int) -> pd.DataFrame:
 
 
 def cbpe_case(rows: int, repeats: int) -> list[Record]:
-    from modelwatch.cbpe import realised_classifier
-    from modelwatch.performance_estimation import estimate_partition, fit_reference, label_index, reference_from_artefact
+    from modelwatch.estimation.cbpe import realised_classifier
+    from modelwatch.estimation.estimate import estimate_partition
+    from modelwatch.estimation.reference import fit_reference, label_index, reference_from_artefact
 
     model = _model("classifier")
     reference_rows = classifier_frame(REFERENCE_ROWS, 1)
@@ -108,8 +109,9 @@ def cbpe_case(rows: int, repeats: int) -> list[Record]:
 
 
 def dle_case(rows: int, repeats: int) -> list[Record]:
-    from modelwatch.dle import realised_metrics
-    from modelwatch.performance_estimation import estimate_partition, fit_reference, reference_from_artefact
+    from modelwatch.estimation.dle import realised_metrics
+    from modelwatch.estimation.estimate import estimate_partition
+    from modelwatch.estimation.reference import fit_reference, reference_from_artefact
 
     model = _model("regressor")
     reference_rows = regressor_frame(REFERENCE_ROWS, 3)

@@ -1,4 +1,4 @@
-"""Benchmark suite "experiments": error rates, power and coverage of ``modelwatch.experiment_stats`` by simulation.
+"""Benchmark suite "experiments": error rates, power and coverage of ``modelwatch.experiments`` (stats, inference, quantiles, design) by simulation.
 
 ``run(size)`` returns records ``{"suite", "case", "metric", "value", "unit", "alternative",
 "alternative_value", "target"}``; ``size`` is "small" (a quick pass) or "full".
@@ -53,7 +53,7 @@ date, exactly as the DAG does; every decision goes through the library's public 
   otherwise take seconds per experiment. So this block does not call the guardrail itself:
   it reads the order statistics at the ranks :func:`order_statistic_ranks` gives for each
   look's alpha, and checks first, on the full data of one experiment, that this gives the
-  verdicts of :func:`modelwatch.experiments.quantile_guardrail` (and, for the old rule, of
+  verdicts of :func:`modelwatch.experiments.decision.quantile_guardrail` (and, for the old rule, of
   :func:`quantile_difference` at alpha/28) at every look.
 
 Rates carry a 95% Wilson interval in the case text.
@@ -67,20 +67,11 @@ from typing import Any
 
 import numpy as np
 from modelwatch.config import Experiment, MetricGoal
-from modelwatch.experiment_stats import (
-    SampleStats,
-    alpha_spent,
-    look_alpha,
-    mean_test,
-    non_inferiority,
-    order_statistic_ranks,
-    power_analysis,
-    quantile_ci,
-    quantile_difference,
-    sequential_difference,
-    srm_test,
-)
-from modelwatch.experiments import quantile_guardrail
+from modelwatch.experiments.decision import quantile_guardrail
+from modelwatch.experiments.design import power_analysis, srm_test
+from modelwatch.experiments.inference import mean_test, non_inferiority, sequential_difference
+from modelwatch.experiments.quantiles import order_statistic_ranks, quantile_ci, quantile_difference
+from modelwatch.experiments.stats import SampleStats, alpha_spent, look_alpha
 from scipy import special, stats
 
 from bench.common import suite_helpers
@@ -104,7 +95,7 @@ CONFIDENCE = 0.95
 QUANTILE_LOOKS = 60
 QUANTILE_DAILY = (2_700, 300)  # control, treatment requests a day: 3,000 at the bundled exp-042's 90/10 split
 QUANTILE_MARGIN = 0.05
-LATENCY_SIGMA = 0.35  # lognormal, as modelwatch.generate's latencies
+LATENCY_SIGMA = 0.35  # lognormal, as modelwatch.runtime.generate's latencies
 KEEP_SHARE = (0.07, 0.15)  # top share of each arm's day kept: holds every order statistic the guardrail reads
 OLD_LOOKS = 28  # the old rule: alpha / 28 at every look, whatever the look
 QUANTILE_SCALES = {"A/A": 1.0, "boundary": 1 + QUANTILE_MARGIN, "+10%": 1.10, "+15%": 1.15}  # treatment latency multipliers

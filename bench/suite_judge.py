@@ -63,7 +63,7 @@ def judge_server_module():
 
 def support_items(n: int, seed: int = 0):
     """``n`` distinct support-style (prompt, response) pairs: mostly on-topic answers, some off-topic or refusals."""
-    from modelwatch.judge_backends import JudgeItem
+    from modelwatch.judge.calls import JudgeItem
 
     rng = np.random.default_rng(seed)
     items, seen = [], set()
@@ -79,9 +79,9 @@ def support_items(n: int, seed: int = 0):
 
 
 def llm_throughput(n: int) -> list[dict[str, Any]]:
-    from modelwatch.judge_backends import AnthropicJudge, OpenAICompatibleJudge
-    from modelwatch.judge_rubric import load_rubric
-    from modelwatch.judge_runner import JUDGED, JudgeRunner
+    from modelwatch.judge.llm import AnthropicJudge, OpenAICompatibleJudge
+    from modelwatch.judge.rubric import load_rubric
+    from modelwatch.judge.runner import JUDGED, JudgeRunner
 
     rubric = load_rubric("support-v2")
     items = support_items(n, seed=1)
@@ -111,9 +111,9 @@ def llm_throughput(n: int) -> list[dict[str, Any]]:
 
 def heuristic_throughput(n: int) -> list[dict[str, Any]]:
     from modelwatch.embeddings import load_model
-    from modelwatch.judge_backends import HeuristicJudge
-    from modelwatch.judge_rubric import load_rubric
-    from modelwatch.judge_runner import JUDGED, JudgeRunner
+    from modelwatch.judge.heuristic import HeuristicJudge
+    from modelwatch.judge.rubric import load_rubric
+    from modelwatch.judge.runner import JUDGED, JudgeRunner
 
     rubric = load_rubric("support-v2")
     items = support_items(n, seed=2)

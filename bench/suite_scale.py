@@ -5,7 +5,7 @@
 ``full`` = 1,000,000 then 10,000,000. ``MODELWATCH_BENCH_SCALE_ROWS=1000000`` (a comma-separated
 list) runs other day sizes under either size name.
 
-World (per day size): the local S3 server (``modelwatch.localstack.LocalS3``, moto over
+World (per day size): the local S3 server (``modelwatch.runtime.localstack.LocalS3``, moto over
 HTTP). One LLM model (support-bot-v3 of the bundled config, its drift, judge and experiment
 settings unchanged: embedding sample 4,000 texts per text column, heuristic judge with a 400-row
 budgeted sample, experiment exp-042 at 90/10). Two days of synthetic traffic
@@ -229,7 +229,7 @@ def config_data(logs_uri: str, reports_uri: str, serving_bucket: str) -> dict[st
 def make_worlds(client, tag: str, workdir: Path) -> dict[str, World]:
     import yaml
     from modelwatch.config import load_config
-    from modelwatch.storage import ensure_bucket
+    from modelwatch.storage.s3 import ensure_bucket
 
     buckets = {kind: f"scale-{tag}-{kind}" for kind in ("logs", "reports", "serving")}
     for bucket in buckets.values():
@@ -246,7 +246,7 @@ def make_worlds(client, tag: str, workdir: Path) -> dict[str, World]:
 
 def copy_prefix(client, source_uri: str, target_uri: str) -> int:
     """Server-side copy of every object under ``source_uri`` to the same relative key under ``target_uri``."""
-    from modelwatch.storage import list_objects, split_uri
+    from modelwatch.storage.s3 import list_objects, split_uri
 
     copied = 0
     for uri, _ in list_objects(client, source_uri):
@@ -296,7 +296,7 @@ def scheduled_run(client, world: World, endpoint: str, workdir: Path) -> Schedul
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from modelwatch.storage import delete_prefix
+    from modelwatch.storage.s3 import delete_prefix
 
     delete_prefix(client, f"{world.reports_uri}/_cache")
     results: dict[str, Any] = {}
@@ -347,7 +347,7 @@ def run_shards(world: World, endpoint: str, shards: list[dict[str, Any]], workdi
 
 
 def alternative_run(world: World, endpoint: str, workdir: Path) -> TaskRun:
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
 
     request = {"endpoint": endpoint, "current_prefix": Partition(MODEL, DAY).path(world.logs_uri),
                "reference_prefix": Partition(MODEL, BASELINE_DAY).path(world.logs_uri), "numerical": ALT_NUMERICAL, "categorical": ALT_CATEGORICAL}
@@ -375,8 +375,8 @@ class SizeResult:
 
 def measure_size(rows: int, workdir: Path, alternative: bool = True) -> SizeResult:
     """Generate the two days of ``rows`` requests, build the baseline, run the daily tasks and the alternative in each format."""
-    from modelwatch.localstack import LocalS3
-    from modelwatch.storage import get_json, make_client
+    from modelwatch.runtime.localstack import LocalS3
+    from modelwatch.storage.s3 import get_json, make_client
 
     from bench.scale_data import DaySpec, write_day
 
@@ -480,7 +480,7 @@ FIXED_PARTS = {"EmbeddingCache.get_or_embed", "mmd_test", "build_report", "Judge
 
 def task_request(world: World, endpoint: str, task: str, results: dict[str, Any]) -> dict[str, Any]:
     """What the DAG hands ``task``: the config (by path), the S3 endpoint, the partition and the earlier tasks' results."""
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
 
     return {"config": str(world.config), "endpoint": endpoint, "partition": Partition(MODEL, DAY).to_dict(),
             "inputs": {name: results.get(name) for name in INPUTS[task]}}

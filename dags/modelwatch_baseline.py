@@ -31,7 +31,7 @@ def build(params: dict | None = None) -> list[dict]:
     from datetime import date
 
     from airflow.sdk.exceptions import AirflowFailException
-    from modelwatch.baseline import build_baseline
+    from modelwatch.baseline.build import build_baseline
     from modelwatch.config import ConfigError, load_config
     from modelwatch.embeddings import EmbeddingCache
 

@@ -15,7 +15,7 @@ from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, _config, failure_n
 
 
 def _action(client, rollback):
-    from modelwatch.rollback import RoutingDocumentAction, VariableAction, WebhookAction
+    from modelwatch.rollback.actions import RoutingDocumentAction, VariableAction, WebhookAction
 
     if rollback.action == "webhook":
         return WebhookAction(rollback.url, rollback.timeout_s, rollback.retries)
@@ -29,7 +29,7 @@ def _action(client, rollback):
 @task
 def roll_back() -> list[dict]:
     """Apply every breach of the triggering events; a bad config fails at once with its problems (a retry reads the same file)."""
-    from modelwatch.rollback import apply_rollback, notifier
+    from modelwatch.rollback.actions import apply_rollback, notifier
 
     cfg = _config()
     ctx = get_current_context()

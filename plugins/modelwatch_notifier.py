@@ -1,13 +1,12 @@
 """Airflow notifiers of modelwatch: failed runs, guardrail breaches and drift, POSTed to a webhook.
 
-The payloads come from :mod:`modelwatch.notifications` (Slack-compatible ``text`` and
+The payloads come from :mod:`modelwatch.observe.notifications` (Slack-compatible ``text`` and
 ``blocks``, plus a ``modelwatch`` object for other JSON consumers); this module only adapts
 Airflow's callback context and delivers.
 
 - ``RunFailureNotifier`` is a DAG ``on_failure_callback``: it names the failed task and links its log.
 - ``PartitionEventNotifier`` sends one prepared breach or drift notification (the monitoring DAGs'
   ``notify`` task uses it).
-- ``WebhookNotifier`` sends a free-text, templated message.
 
 The URL is the ``url`` argument, else the ``MODELWATCH_ALERT_WEBHOOK`` environment variable
 (set it from the deployment's secret store; DAG callbacks run in the dag-processor, so it must
@@ -61,7 +60,7 @@ class _PayloadNotifier(BaseNotifier):
         super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Any) -> None:
-        from modelwatch.notifications import deliver, redact_url
+        from modelwatch.observe.notifications import deliver, redact_url
 
         payload = self.payload(context)
         url = webhook_url(self.url)
@@ -74,7 +73,7 @@ class _PayloadNotifier(BaseNotifier):
 
 
 def _failed_run(context: Any, note: str | None):
-    from modelwatch.notifications import FailedRun
+    from modelwatch.observe.notifications import FailedRun
 
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")
@@ -111,13 +110,13 @@ class RunFailureNotifier(_PayloadNotifier):
         self.note = note
 
     def payload(self, context: Any) -> dict[str, Any]:
-        from modelwatch.notifications import run_failure_payload
+        from modelwatch.observe.notifications import run_failure_payload
 
         return run_failure_payload(_failed_run(context, self.note))
 
 
 class PartitionEventNotifier(_PayloadNotifier):
-    """Sends one prepared :class:`modelwatch.notifications.Notification` (a breach or drift of one partition)."""
+    """Sends one prepared :class:`modelwatch.observe.notifications.Notification` (a breach or drift of one partition)."""
 
     def __init__(self, notification: Any, url: str | None = None, timeout_s: float = 10.0, retries: int = 2):
         super().__init__(url, timeout_s, retries)
@@ -127,19 +126,3 @@ class PartitionEventNotifier(_PayloadNotifier):
     def payload(self, context: Any) -> dict[str, Any]:
         return self.notification.payload
 
-
-class WebhookNotifier(_PayloadNotifier):
-    """A templated free-text message: ``on_failure_callback=WebhookNotifier(message="{{ dag.dag_id }} failed")``."""
-
-    template_fields = ("message",)
-
-    def __init__(self, message: str = "{{ dag.dag_id }} {{ run_id }}", url: str | None = None, timeout_s: float = 10.0, retries: int = 2):
-        super().__init__(url, timeout_s, retries)
-        self.message = message
-
-    def payload(self, context: Any) -> dict[str, Any]:
-        from modelwatch.notifications import message_payload
-
-        ti = context.get("ti")
-        return message_payload(self.message, dag_id=context["dag"].dag_id, run_id=context.get("run_id"),
-                               task_id=getattr(ti, "task_id", None), state=str(getattr(ti, "state", "") or "") or None)

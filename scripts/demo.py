@@ -19,10 +19,10 @@ from datetime import date, timedelta
 
 import psutil
 from modelwatch.config import load_config
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.localstack import PROJECT_ROOT, LocalAirflow, LocalS3
-from modelwatch.mirror import mirror_reports
-from modelwatch.storage import ensure_bucket, get_json, list_objects, make_client, split_uri
+from modelwatch.publish.mirror import mirror_reports
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.runtime.localstack import PROJECT_ROOT, LocalAirflow, LocalS3
+from modelwatch.storage.s3 import ensure_bucket, get_json, list_objects, make_client, split_uri
 
 START = date(2026, 11, 1)
 DAYS = 10

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on a free port of 127.0.0.1, reached over real HTTP."""
-    from modelwatch.localstack import LocalS3
+    from modelwatch.runtime.localstack import LocalS3
 
     server = LocalS3(log=_AIRFLOW_HOME / "s3.log").start()
     os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = server.connection_json()
@@ -49,7 +49,7 @@ def s3_server():
 
 @pytest.fixture()
 def s3(s3_server):
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     return make_client(endpoint_url=s3_server.endpoint)
 
@@ -59,7 +59,7 @@ def isolated_config(s3, tmp_path, monkeypatch):
     """The bundled config with buckets unique to this test, created on the S3 server."""
     import yaml
     from modelwatch.config import DEFAULT_CONFIG_PATH, load_config
-    from modelwatch.storage import ensure_bucket
+    from modelwatch.storage.s3 import ensure_bucket
 
     tag = uuid.uuid4().hex[:10]
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
@@ -86,7 +86,7 @@ _embedded: list = []  # the session's LocalAirflow once started, so the hook bel
 def scheduler_config_path(s3_server, tmp_path_factory) -> Path:
     """The bundled config with buckets ``scheduler-*`` (created), written where the session's embedded Airflow reads it."""
     import yaml
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     data = bundled_config_data("scheduler")
     scoped_config(make_client(endpoint_url=s3_server.endpoint), "scheduler", data)
@@ -107,7 +107,7 @@ def scheduler_config(scheduler_config_path):
 def local_airflow(s3_server, scheduler_config_path, tmp_path_factory):
     """One embedded Airflow (API server, scheduler, dag-processor; LocalExecutor on SQLite) for every test that needs
     a real scheduler, reading ``scheduler_config``; stopped right after the last test that uses it."""
-    from modelwatch.localstack import LocalAirflow
+    from modelwatch.runtime.localstack import LocalAirflow
 
     airflow = LocalAirflow(tmp_path_factory.mktemp("local-airflow") / "airflow",
                            extra_env={"MODELWATCH_CONFIG": str(scheduler_config_path), "AIRFLOW_CONN_AWS_DEFAULT": s3_server.connection_json()})
@@ -161,7 +161,7 @@ def bundled_config_data(name: str) -> dict:
 def scoped_config(client, name: str, data: dict | None = None):
     """Validate ``data`` (default: ``bundled_config_data(name)``) and create its buckets on the S3 server."""
     from modelwatch.config import parse_config
-    from modelwatch.storage import ensure_bucket
+    from modelwatch.storage.s3 import ensure_bucket
 
     cfg = parse_config(data or bundled_config_data(name))
     for bucket in (f"{name}-logs", f"{name}-reports", f"{name}-serving"):

@@ -23,7 +23,7 @@ any status     e.g. ``"500"``, ``"503"``, ``"401"``: that status with an error b
 =============  ==========================================================================
 
 Pairwise comparisons. A user message holding ``<answer_a>...</answer_a>`` and
-``<answer_b>...</answer_b>`` (the layout of ``modelwatch.judge_pairwise``) is answered
+``<answer_b>...</answer_b>`` (the layout of ``modelwatch.judge.pairwise``) is answered
 with ``{"preference": "A"|"B"|"tie", "reasoning": ...}``: each answer gets a quality
 0-7 from the sha256 of its text (``answer_quality``); the better one wins, equal
 qualities tie (``pair_preference``). That verdict depends on the answers, not on the
@@ -112,7 +112,7 @@ class FakeJudgeServer:
 
     @classmethod
     def for_rubric(cls, rubric: Any, **kwargs: Any) -> FakeJudgeServer:
-        """A server answering for a ``modelwatch.judge_rubric.Rubric`` (its first dimension's scale)."""
+        """A server answering for a ``modelwatch.judge.rubric.Rubric`` (its first dimension's scale)."""
         scale = next(iter(rubric.dimensions.values())).scale
         return cls(list(rubric.dimensions), list(rubric.flags), scale=(scale.min, scale.max), **kwargs)
 

@@ -1,7 +1,9 @@
-"""Task wiring shared by modelwatch_daily and modelwatch_hourly: thin wrappers around modelwatch.pipeline.
+"""Task wiring shared by modelwatch_daily and modelwatch_hourly: the stages of ``modelwatch.stages``, one task each.
 
-Heavy imports (pandas, pyarrow, great_expectations) happen inside the tasks, so that
-parsing a DAG file stays fast. Tasks exchange small dicts through XCom; data moves
+Each stage task is a thin call into ``modelwatch.runner.run_stage`` (which passes no traffic on,
+records a missing baseline and skips a stage that does not apply); the task group is built from
+the registry in its order. Heavy imports (pandas, pyarrow, great_expectations) happen inside the
+tasks, so that parsing a DAG file stays fast. Tasks exchange small dicts through XCom; data moves
 through S3 under keys fixed by model and partition, so retries and re-runs overwrite.
 """
 
@@ -42,10 +44,10 @@ def _config():
 
 
 def s3_client(cfg):
-    """The S3 client of the config's aws connection, retrying with backoff like ``modelwatch.storage`` clients."""
+    """The S3 client of the config's aws connection, retrying with backoff like ``modelwatch.storage.s3`` clients."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
-    from modelwatch.storage import config_kwargs
+    from modelwatch.storage.s3 import config_kwargs
 
     return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id, config=Config(**config_kwargs())).get_conn()
 
@@ -55,10 +57,22 @@ def _run_info() -> dict[str, Any]:
     return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}
 
 
+def _run(name: str, partition: dict[str, Any], *, cadence: str = "daily", checked=None, **upstream) -> dict[str, Any]:
+    """Run stage ``name`` of the registry on this task's partition (``modelwatch.runner.run_stage``); its XCom record."""
+    from modelwatch.core.partition import Partition
+    from modelwatch.runner import run_stage
+    from modelwatch.stages import StageContext
+
+    cfg = _config()
+    connection = (lambda: _judge_connection(cfg, [partition["model_id"]])) if name == "judge" else None  # looked up only if the judge runs
+    ctx = StageContext(s3_client(cfg), cfg, Partition.from_dict(partition), cadence, _run_info(), connection, checked)
+    return run_stage(name, ctx, upstream).to_xcom()
+
+
 @task(retries=0)
 def plan_partitions(cadence: str) -> list[dict[str, Any]]:
     """Validate the config and name the partition each configured model processes in this run."""
-    from modelwatch.pipeline import resolve_partition
+    from modelwatch.core.partition import resolve_partition
 
     cfg = _config()
     ctx = get_current_context()
@@ -78,8 +92,8 @@ def plan_partitions(cadence: str) -> list[dict[str, Any]]:
 @task
 def plan_shards(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each partition's log files in shards of at most ``defaults.shard_bytes``: one shard unless the day is large."""
-    from modelwatch.pipeline import plan_shards as plan
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.ingest.stage import plan_shards as plan
 
     cfg = _config()
     client = s3_client(cfg)
@@ -93,7 +107,7 @@ def plan_shards(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @task(map_index_template="{{ shard_label }}")
 def check_shard(shard: dict[str, Any]) -> dict[str, Any]:
     """Read, coerce and validate one shard's files in batches (the map step of the fan-out)."""
-    from modelwatch.pipeline import check_shard as run
+    from modelwatch.ingest.stage import check_shard as run
 
     get_current_context()["shard_label"] = f"{shard['partition']['model_id']} {shard['partition']['dt']} {shard['shard'] + 1}/{shard['shards']}"
     cfg = _config()
@@ -105,13 +119,9 @@ def check_shard(shard: dict[str, Any]) -> dict[str, Any]:
 @task
 def extract(partition: dict[str, Any], checked: list[dict[str, Any]]) -> dict[str, Any]:
     """The reduce step's first half: the partition's read figures from its shards."""
-    from modelwatch.pipeline import extract as run
-    from modelwatch.storage import Partition
-
-    cfg = _config()
     # A slice reads every shard's result in one request; iterating the lazy XCom sequence would ask for
     # the item past its end, which the task SDK logs as an "XCom not found" error.
-    result = run(s3_client(cfg), cfg, Partition.from_dict(partition), checked[:])
+    result = _run("extract", partition, checked=checked[:])
     print(f"{partition['model_id']} {partition['dt']}: {result['rows_read']} rows read from {len(result['files'])} files "
           f"in {len(result['shards'])} shards ({result['outcome']})")
     return result
@@ -120,29 +130,21 @@ def extract(partition: dict[str, Any], checked: list[dict[str, Any]]) -> dict[st
 @task
 def validate(extracted: dict[str, Any]) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
-    from modelwatch.pipeline import validate as run
-    from modelwatch.validation import ContractViolation
+    from modelwatch.ingest.validation import ContractViolation
 
-    if extracted["outcome"] == "no_traffic":
-        return {"partition": extracted["partition"], "outcome": "no_traffic"}
-    cfg = _config()
     try:
-        result = run(s3_client(cfg), cfg, extracted)
+        result = _run("validate", extracted["partition"], extract=extracted)
     except ContractViolation as exc:
         raise AirflowFailException(str(exc)) from None  # bad data does not get better on retry
-    print(f"rows read {result['rows_read']} = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
+    if result.get("outcome") != "no_traffic":
+        print(f"rows read {result['rows_read']} = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
     return result
 
 
 def profile_task(cadence: str):
     @task(task_id="profile")
     def profile(validated: dict[str, Any]) -> dict[str, Any]:
-        from modelwatch.pipeline import profile as run
-
-        if validated.get("outcome") == "no_traffic":
-            return validated
-        cfg = _config()
-        return run(s3_client(cfg), cfg, validated, cadence)
+        return _run("profile", validated["partition"], cadence=cadence, validate=validated)
 
     return profile
 
@@ -150,15 +152,10 @@ def profile_task(cadence: str):
 @task(execution_timeout=timedelta(hours=2))
 def drift(validated: dict[str, Any]) -> dict[str, Any]:
     """Feature, prediction, input-length, segment and embedding drift against the baseline; Evidently report."""
-    from modelwatch.pipeline import drift as run
-
-    if validated.get("outcome") == "no_traffic":
-        return validated
-    cfg = _config()
-    result = run(s3_client(cfg), cfg, validated)
+    result = _run("drift", validated["partition"], validate=validated)
     if result["outcome"] == "no_baseline":
         print(f"WARNING drift not checked: {result['reason']}")
-    else:
+    elif result["outcome"] == "ok":
         print(f"drift severity {result['severity']}: {result['alert_count']} alerts; {result['drift_uri']}")
         for alert in result["alerts"][:20]:
             print(f"  {alert['severity']:>6} {alert['family']} {alert.get('segment', '')} {alert['column']} {alert['effect_method']}={alert['effect']}")
@@ -168,13 +165,9 @@ def drift(validated: dict[str, Any]) -> dict[str, Any]:
 @task
 def concept(validated: dict[str, Any]) -> dict[str, Any]:
     """Concept drift: delayed labels (or feedback) joined to recent predictions, windowed metrics, ADWIN."""
-    from modelwatch.pipeline import concept as run
-
-    if validated.get("outcome") == "no_traffic":
-        return validated
-    cfg = _config()
-    result = run(s3_client(cfg), cfg, validated)
-    print(f"concept drift: {result['verdict']} ({result['reason']}); {result['concept_uri']}")
+    result = _run("concept", validated["partition"], validate=validated)
+    if result["outcome"] == "ok":
+        print(f"concept drift: {result['verdict']} ({result['reason']}); {result['concept_uri']}")
     return result
 
 
@@ -193,12 +186,7 @@ def _judge_connection(cfg, model_ids: list[str]) -> dict[str, Any] | None:
 @task(execution_timeout=timedelta(hours=2), pool="llm_judge")  # the pool bounds judge tasks across runs; the runner bounds calls within one
 def judge(validated: dict[str, Any]) -> dict[str, Any]:
     """LLM-as-judge on a stratified, budgeted sample: judge.parquet, weighted estimates with intervals, review queue."""
-    from modelwatch.judge_stage import judge as run
-
-    if validated.get("outcome") == "no_traffic":
-        return validated
-    cfg = _config()
-    result = run(s3_client(cfg), cfg, validated, _judge_connection(cfg, [validated["partition"]["model_id"]]))
+    result = _run("judge", validated["partition"], validate=validated)
     if result["outcome"] == "ok":
         print(f"judged {result['sampled']} rows ({result['counts']}), spent ${result['spent_usd']:.4f} of ${result['budget_usd']}; {result['judge_json']}")
     return result
@@ -207,13 +195,8 @@ def judge(validated: dict[str, Any]) -> dict[str, Any]:
 @task
 def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every experiment from its start: health, primary metrics, guardrails, decision; experiments.json."""
-    from modelwatch.pipeline import experiments as run
-
-    if validated.get("outcome") == "no_traffic":
-        return validated
-    cfg = _config()
-    result = run(s3_client(cfg), cfg, validated, profiled, judged if judged and judged.get("outcome") == "ok" else None)
-    for exp in result["experiments"]:
+    result = _run("experiments", validated["partition"], validate=validated, profile=profiled, judge=judged)
+    for exp in result.get("experiments", []):
         print(f"{exp['experiment_id']}: {exp['decision'].upper()} — " + "; ".join(exp.get("reasons") or []))
     return result
 
@@ -221,10 +204,8 @@ def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dic
 @task
 def publish(extracted: dict[str, Any], validated: dict[str, Any], profiled: dict[str, Any], drifted: dict[str, Any] | None = None,
             concepted: dict[str, Any] | None = None, experimented: dict[str, Any] | None = None, judged: dict[str, Any] | None = None) -> dict[str, Any]:
-    from modelwatch.pipeline import publish as run
-
-    cfg = _config()
-    result = run(s3_client(cfg), cfg, extracted, validated, profiled, _run_info(), drifted, concepted, experimented, judged)
+    result = _run("publish", extracted["partition"], extract=extracted, validate=validated, profile=profiled, drift=drifted, concept=concepted,
+                  experiments=experimented, judge=judged)
     print(f"summary {result['summary_uri']} outcome={result['outcome']}")
     return result
 
@@ -248,8 +229,8 @@ def notify(published: dict[str, Any]):
     Skipped when there is nothing to tell. Delivery is at least once: a retry after a partial failure resends.
     """
     from airflow.sdk.exceptions import AirflowSkipException
-    from modelwatch.notifications import run_notifications
-    from modelwatch.storage import get_json
+    from modelwatch.observe.notifications import run_notifications
+    from modelwatch.storage.s3 import get_json
     from modelwatch_notifier import PartitionEventNotifier
 
     cfg = _config()
@@ -285,21 +266,25 @@ def signal_promotion(published: dict[str, Any]):
 
 
 def monitor_models(cadence: str):
-    """Plan the run's partitions and their shards, check every shard in parallel, then one mapped branch of stages per model."""
+    """Plan the run's partitions and their shards, check every shard in parallel, then one mapped branch of stages per model.
+
+    The branch is the registry's stages for the cadence, in order, each task taking its NEEDS' results.
+    """
+    from modelwatch.stages import for_cadence  # light: the registry imports no stage
+
+    tasks = {"extract": extract, "validate": validate, "profile": profile_task(cadence), "drift": drift, "concept": concept, "judge": judge,
+             "experiments": experiments, "publish": publish}
 
     @task_group(group_id="monitor")
     def monitor(partition: dict[str, Any], checked):
-        extracted = extract(partition, checked)
-        validated = validate(extracted)
-        profiled = profile_task(cadence)(validated)
-        daily = cadence == "daily"  # the hourly DAG keeps to the fast checks
-        drifted, concepted = (drift(validated), concept(validated)) if daily else (None, None)
-        judged = judge(validated) if daily else None
-        experimented = experiments(validated, profiled, judged) if daily else None  # hourly: hard limits only (in profile)
-        published = publish(extracted, validated, profiled, drifted, concepted, experimented, judged)
+        results: dict[str, Any] = {}
+        for stage in for_cadence(cadence):  # the hourly DAG keeps to the fast checks: hard limits only (in profile)
+            inputs = (partition, checked) if stage.name == "extract" else [results.get(n) for n in stage.needs]
+            results[stage.name] = tasks[stage.name](*inputs)
+        published = results["publish"]
         signal_breach(published)
         notify(published)
-        if daily:
+        if cadence == "daily":
             signal_promotion(published)
 
     partitions = plan_partitions(cadence)

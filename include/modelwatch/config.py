@@ -15,9 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelwatch.metric_names import OPERATIONAL_METRICS
+from modelwatch.core.metric_names import OPERATIONAL_METRICS
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "modelwatch.yaml"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"  # include/config, beside the package
+DEFAULT_CONFIG_PATH = CONFIG_DIR / "modelwatch.yaml"
 CONFIG_ENV_VAR = "MODELWATCH_CONFIG"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SEGMENT = re.compile(r"^(metadata|features)\.[A-Za-z0-9_.-]+$|^variant$|^status$")
@@ -45,7 +46,7 @@ class Defaults(_Strict):
     max_invalid_share: float = Field(0.05, ge=0.0, le=1.0)
     report_base_url: str | None = None  # https address serving reports_uri (e.g. https://reports.example.com/modelwatch): notification links
     notify_drift_severity: Literal["low", "medium", "high"] | None = "medium"  # drift at or above this is notified; null: never
-    # Mask emails, phone numbers and card numbers (modelwatch.redaction) in prompts, responses, references and quarantined
+    # Mask emails, phone numbers and card numbers (modelwatch.core.redaction) in prompts, responses, references and quarantined
     # lines as they are read, so no sample, judgment, review queue, report or quarantine record stores them.
     redact_pii: bool = False
     # A partition whose log files total more than shard_bytes is split into shards of about that size (whole files, in
@@ -266,7 +267,7 @@ class ValidationSettings(_Strict):
 
 
 class EstimationSettings(_Strict):
-    """Performance estimation before labels arrive: CBPE (classifiers) and DLE (regressors); see ``performance_estimation``."""
+    """Performance estimation before labels arrive: CBPE (classifiers) and DLE (regressors); see ``estimation.reference``."""
 
     enabled: bool = True  # no effect on LLMs
     method: Literal["isotonic", "platt"] = "isotonic"  # how CBPE calibrates the scores on the baseline's labelled rows

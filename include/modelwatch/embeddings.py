@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from modelwatch.storage import get_table, put_table
+from modelwatch.storage.s3 import get_table, put_table
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
@@ -145,7 +145,7 @@ class EmbeddingCache:
 
     ``get_or_embed`` reads only the shards its texts hash into, embeds the misses
     (deduplicated, one call to ``embed``) and rewrites the shards that gained rows. Each
-    shard is written atomically (``storage.put_table``: temporary key, then copy), so a
+    shard is written atomically (``storage.s3.put_table``: temporary key, then copy), so a
     reader sees the old or the new shard, never a partial one. Writes are
     read-modify-write without a lock: if two runs update the same shard concurrently the
     last writer wins and the other's new rows are lost. That costs only a later

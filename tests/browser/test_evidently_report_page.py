@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from headless_chromium import chromium, errors, serve
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic, jsonl_bytes
-from modelwatch.storage import Partition, get_bytes, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic, jsonl_bytes
+from modelwatch.storage.s3 import get_bytes, put_bytes
 
 START = date(2026, 11, 1)
 BASELINE_DAYS = 2
@@ -116,9 +117,9 @@ def _churn_rows(day: date, texts: list[str]) -> list[dict[str, Any]]:
 def site(s3_server, listener, tmp_path_factory) -> Path:
     """A folder with the pipeline's report.html of each model for DAY, and a report built with payload column names and title."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.baseline import build_baseline
-    from modelwatch.pipeline import drift, extract, validate
-    from modelwatch.storage import make_client
+    from modelwatch.baseline.build import build_baseline
+    from modelwatch.runner import drift, extract, validate
+    from modelwatch.storage.s3 import make_client
 
     texts = payloads(listener[0])
     client = make_client(endpoint_url=s3_server.endpoint)
@@ -141,7 +142,7 @@ def site(s3_server, listener, tmp_path_factory) -> Path:
 
 def _direct_report(texts: list[str]):
     """A report whose column names (numerical, categorical, text, hence descriptor names) and title are payloads."""
-    from modelwatch.evidently_report import build_report
+    from modelwatch.drift.evidently_report import build_report
 
     rng = np.random.default_rng(11)
     numerical, categorical, text = texts[1], texts[0], texts[2]

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from headless_chromium import chromium, errors, serve
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic, jsonl_bytes
-from modelwatch.storage import Partition, get_json, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic, jsonl_bytes
+from modelwatch.storage.s3 import get_json, put_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -68,13 +69,12 @@ def site(s3_server, tmp_path_factory):
     """Run every stage over three days (after building the baselines), then mirror the reports to a local folder."""
     from conftest import bundled_config_data, scoped_config
     from judge_server import FakeJudgeServer
-    from modelwatch.baseline import build_baseline
+    from modelwatch.baseline.build import build_baseline
     from modelwatch.embeddings import EmbeddingCache
-    from modelwatch.judge_rubric import load_rubric
-    from modelwatch.judge_stage import judge
-    from modelwatch.mirror import mirror_reports
-    from modelwatch.pipeline import concept, drift, experiments, extract, profile, publish, validate
-    from modelwatch.storage import make_client
+    from modelwatch.judge.rubric import load_rubric
+    from modelwatch.publish.mirror import mirror_reports
+    from modelwatch.runner import concept, drift, experiments, extract, judge, profile, publish, validate
+    from modelwatch.storage.s3 import make_client
 
     class HostileJudge(FakeJudgeServer):
         """A judge whose reasoning quotes hostile text, as an LLM judge quoting an answer would."""
@@ -186,7 +186,7 @@ def test_every_page_and_the_index_load_cleanly(site):
 
 
 def test_the_index_published_to_s3_matches_the_days(site):
-    from modelwatch.storage import get_bytes
+    from modelwatch.storage.s3 import get_bytes
 
     _, _, summaries, client, cfg = site
     html = get_bytes(client, f"{cfg.defaults.reports_uri}/index.html").decode()

@@ -5,8 +5,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.storage import Partition, exists, get_json, get_table, list_objects
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import exists, get_json, get_table, list_objects
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAY = date(2026, 11, 3)
@@ -152,7 +153,7 @@ def test_a_day_split_into_shards_gives_the_same_results_as_one_shard(airflow_db,
     import json
 
     import yaml
-    from modelwatch.storage import get_bytes, put_bytes
+    from modelwatch.storage.s3 import get_bytes, put_bytes
 
     cfg = isolated_config
     write(s3, cfg, DAY, Scenario(broken_rows_on={DAY: 24}), llm_rows=900, classic_rows=300)

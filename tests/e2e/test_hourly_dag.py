@@ -3,8 +3,9 @@
 from datetime import date
 from pathlib import Path
 
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.storage import Partition, exists, get_json, list_objects
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import exists, get_json, list_objects
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAY = date(2026, 11, 6)

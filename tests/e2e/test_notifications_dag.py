@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 START, DAY = date(2026, 11, 1), date(2026, 11, 4)
@@ -98,10 +98,11 @@ def _traffic(s3, cfg, start: date, days: int, scenario: Scenario, llm_rows: int)
 
 
 def test_breach_and_drift_day_posts_both_with_the_report_link(airflow_db, s3, world, receiver, daily_dag, capfd):
-    from modelwatch import prom_metrics
-    from modelwatch.baseline import build_baseline
-    from modelwatch.grafana_dashboard import dashboard_metric_names
-    from modelwatch.storage import Partition, get_json
+    from modelwatch.baseline.build import build_baseline
+    from modelwatch.core.partition import Partition
+    from modelwatch.observe import prom_metrics
+    from modelwatch.observe.promql import dashboard_metric_names
+    from modelwatch.storage.s3 import get_json
     from prometheus_client import CollectorRegistry
 
     cfg = world

@@ -145,7 +145,7 @@ def _set_notify_url(url: str):
 
 def test_a_failed_notification_leaves_no_notify_url_in_xcom_or_logs(airflow_db, s3, tmp_path, monkeypatch, rollback_dag, failing_hook, capfd):
     from modelwatch.config import parse_config
-    from modelwatch.storage import get_json
+    from modelwatch.storage.s3 import get_json
 
     cfg = parse_config(_config(s3, tmp_path, monkeypatch, _set_notify_url(failing_hook.url)))
     breach = _breach(cfg)

@@ -12,9 +12,10 @@ import uuid
 from datetime import date
 
 import pytest
-from modelwatch.generate import ExperimentPlan, generate_traffic
-from modelwatch.localstack import CeleryAirflow
-from modelwatch.storage import Partition, get_json
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, generate_traffic
+from modelwatch.runtime.localstack import CeleryAirflow
+from modelwatch.storage.s3 import get_json
 
 DAY = date(2026, 11, 5)
 POSTGRES = os.environ.get("MODELWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from modelwatch.baseline import BaselineMissing, build_baseline, load_baseline
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.pipeline import drift, extract, validate
-from modelwatch.storage import Partition, get_json
+from modelwatch.baseline.build import build_baseline
+from modelwatch.baseline.store import BaselineMissing, load_baseline
+from modelwatch.core.partition import Partition
+from modelwatch.runner import drift, extract, validate
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import get_json
 
 START = date(2026, 11, 1)
 DRIFT_DAY = date(2026, 11, 5)
@@ -18,7 +20,7 @@ DRIFT_DAY = date(2026, 11, 5)
 def world(s3_server, tmp_path_factory):
     """Six days of traffic; from day 5 the de-DE locale drifts (new topic, longer prompts); baselines from days 1-3."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("drift")
@@ -81,7 +83,7 @@ def test_clean_day_raises_no_alarm_and_drift_day_is_caught_in_its_segment(world)
 
 
 def test_concept_drift_counts_only_labels_that_had_arrived(world):
-    from modelwatch.pipeline import concept
+    from modelwatch.runner import concept
 
     client, cfg = world
     for day in (1, 2, 3, 4, 5, 6):
@@ -99,7 +101,7 @@ def test_concept_drift_counts_only_labels_that_had_arrived(world):
 
 
 def test_embedding_family_is_corrected_like_the_others():
-    from modelwatch.pipeline import _decide_embedding_family
+    from modelwatch.drift.stage import _decide_embedding_family
 
     checks = _decide_embedding_family([{"column": "prompt", "p_value": 0.025}, {"column": "response", "p_value": 0.09},
                                        {"column": "reference", "p_value": None, "reason": "too few rows"}], alpha=0.05)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from modelwatch.baseline import build_baseline
-from modelwatch.generate import ExperimentPlan, Scenario, classifier_day, generate_traffic
-from modelwatch.pipeline import concept, extract, publish, validate
-from modelwatch.storage import Partition, exists, get_json
+from modelwatch.baseline.build import build_baseline
+from modelwatch.core.partition import Partition
+from modelwatch.runner import concept, extract, publish, validate
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, classifier_day, generate_traffic
+from modelwatch.storage.s3 import exists, get_json
 
 START = date(2026, 11, 1)
 SHIFT = date(2026, 11, 8)
@@ -20,7 +21,7 @@ MODEL = "churn-classifier-v2"
 def world(s3_server):
     """Twelve days of churn-classifier traffic; from Nov 8 a sign-up campaign shifts the inputs; labels arrive 7 days late."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("estimation")
@@ -83,8 +84,8 @@ def test_realised_accuracy_joins_the_estimate_when_labels_arrive(world):
 
 
 def test_publish_carries_the_block_and_its_metrics(world):
-    from modelwatch.prom_metrics import summary_metrics
-    from modelwatch.report_estimation import render_estimation_section
+    from modelwatch.observe.prom_metrics import summary_metrics
+    from modelwatch.publish.estimation_section import render_estimation_section
     from prometheus_client import CollectorRegistry
 
     client, cfg, _ = world

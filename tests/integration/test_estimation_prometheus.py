@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from modelwatch import alert_rules, prom_metrics
 from modelwatch.config import load_config
+from modelwatch.observe import alert_rules, prom_metrics
 from prom_servers import classic_summary_with_estimate, prometheus_stack, wait_for
 
 MODEL = "churn-classifier-v2"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.pipeline import experiments, extract, profile, validate
-from modelwatch.storage import Partition, get_json
+from modelwatch.core.partition import Partition
+from modelwatch.runner import experiments, extract, profile, validate
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import get_json
 
 START = date(2026, 11, 4)
 REGRESSION = date(2026, 11, 6)
@@ -18,7 +19,7 @@ DAYS = 5
 def decisions(s3_server):
     """Five days of both experiments from their start; exp-042's treatment p99 regresses from day 3."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("exp")

@@ -3,9 +3,13 @@
 import gzip
 from datetime import date
 
-from modelwatch import pipeline
-from modelwatch.generate import Scenario, generate_traffic
-from modelwatch.storage import Partition, get_bytes, get_json, get_table, list_objects, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.ingest.stage import check_shard, plan_shards
+from modelwatch.ingest.valid import read_valid
+from modelwatch.runner import extract, validate
+from modelwatch.runtime.generate import Scenario, generate_traffic
+from modelwatch.storage.keys import quarantine_uri, valid_manifest_uri
+from modelwatch.storage.s3 import get_bytes, get_json, get_table, list_objects, put_bytes
 
 DAY = date(2026, 11, 9)
 
@@ -25,23 +29,23 @@ def test_reduce_step_is_idempotent_and_equals_one_shard(s3):
     def run(shard_bytes: int):
         data["defaults"]["shard_bytes"] = shard_bytes
         split = scoped_config(s3, "fan-out", data)
-        shards = pipeline.plan_shards(s3, split, partition)
-        extracted = pipeline.extract(s3, split, partition, [pipeline.check_shard(s3, split, shard) for shard in shards])
-        return shards, extracted, pipeline.validate(s3, split, extracted)
+        shards = plan_shards(s3, split, partition)
+        extracted = extract(s3, split, partition, [check_shard(s3, split, shard) for shard in shards])
+        return shards, extracted, validate(s3, split, extracted)
 
     _, _, whole = run(2**30)
-    rows = pipeline.read_valid(s3, cfg, partition).drop_columns(["_row_id"])
-    quarantine = get_table(s3, pipeline.quarantine_uri(cfg, partition)).drop_columns(["_row_id"])
+    rows = read_valid(s3, cfg, partition).drop_columns(["_row_id"])
+    quarantine = get_table(s3, quarantine_uri(cfg, partition)).drop_columns(["_row_id"])
 
     shards, extracted, split = run(1)
     assert len(shards) == len(list(list_objects(s3, prefix))) > 2
     assert split == whole and split["rows_quarantined"] == 13 and split["failures"]["request_id unique per model and day"] == 1
-    assert pipeline.read_valid(s3, cfg, partition).drop_columns(["_row_id"]).equals(rows)
-    assert get_table(s3, pipeline.quarantine_uri(cfg, partition)).drop_columns(["_row_id"]).equals(quarantine)
-    manifest = get_json(s3, pipeline.valid_manifest_uri(cfg, partition))
+    assert read_valid(s3, cfg, partition).drop_columns(["_row_id"]).equals(rows)
+    assert get_table(s3, quarantine_uri(cfg, partition)).drop_columns(["_row_id"]).equals(quarantine)
+    manifest = get_json(s3, valid_manifest_uri(cfg, partition))
     assert sum("valid-without-repeats" in uri for uri in manifest["parts"]) == 1  # the replayed row's shard, rewritten beside its part
 
-    again = pipeline.validate(s3, cfg, extracted)  # a retried reduce step reads the same shard outputs
-    assert again == split and get_json(s3, pipeline.valid_manifest_uri(cfg, partition)) == manifest
-    assert pipeline.read_valid(s3, cfg, partition).drop_columns(["_row_id"]).equals(rows)
+    again = validate(s3, cfg, extracted)  # a retried reduce step reads the same shard outputs
+    assert again == split and get_json(s3, valid_manifest_uri(cfg, partition)) == manifest
+    assert read_valid(s3, cfg, partition).drop_columns(["_row_id"]).equals(rows)
 

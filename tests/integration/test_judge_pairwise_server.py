@@ -10,8 +10,9 @@ from collections import Counter
 
 import pytest
 from judge_server import FakeJudgeServer
-from modelwatch.judge_backends import AnthropicJudge, JudgeBackend, OpenAICompatibleJudge
-from modelwatch.judge_pairwise import (
+from modelwatch.judge.calls import JudgeBackend
+from modelwatch.judge.llm import AnthropicJudge, OpenAICompatibleJudge
+from modelwatch.judge.pairwise import (
     A_BETTER,
     AB,
     B_BETTER,
@@ -21,13 +22,13 @@ from modelwatch.judge_pairwise import (
     PAIR_SCHEMA,
     TIE,
     PairItem,
-    PairwiseRunner,
     pair_judge_for,
     pair_result,
     pairwise_messages,
 )
-from modelwatch.judge_rubric import load_rubric
-from modelwatch.judge_runner import FAILED, JUDGED, SKIPPED_BUDGET
+from modelwatch.judge.pairwise_runner import PairwiseRunner
+from modelwatch.judge.rubric import load_rubric
+from modelwatch.judge.runner import FAILED, JUDGED, SKIPPED_BUDGET
 from scipy.stats import binomtest
 
 KEY = "sk-pairwise-secret-7d21"

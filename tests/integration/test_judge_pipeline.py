@@ -6,10 +6,10 @@ import json
 from datetime import date
 
 import pytest
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.judge_stage import judge
-from modelwatch.pipeline import extract, validate
-from modelwatch.storage import Partition, get_json, get_table
+from modelwatch.core.partition import Partition
+from modelwatch.runner import extract, judge, validate
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import get_json, get_table
 
 CLEAN, TOXIC = date(2026, 11, 6), date(2026, 11, 7)
 
@@ -17,7 +17,7 @@ CLEAN, TOXIC = date(2026, 11, 6), date(2026, 11, 7)
 @pytest.fixture(scope="module")
 def world(s3_server):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("judge")
@@ -68,7 +68,7 @@ def test_outputs_account_for_every_sampled_row_and_rerun_is_free(world):
 
 def validated_rows(world):
     """The day's rows with a response: the population the sample's weights add up to."""
-    from modelwatch.pipeline import read_valid
+    from modelwatch.ingest.valid import read_valid
 
     client, cfg, out = world
     table = read_valid(client, cfg, Partition("support-bot-v3", TOXIC)).to_pandas()
@@ -78,7 +78,7 @@ def validated_rows(world):
 def test_golden_agreement_and_ppi_from_returned_review_labels(world):
     import json
 
-    from modelwatch.storage import put_bytes
+    from modelwatch.storage.s3 import put_bytes
 
     client, cfg, out = world
     validated, first = out[TOXIC]
@@ -104,7 +104,7 @@ def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(worl
     from conftest import bundled_config_data
     from judge_server import FakeJudgeServer
     from modelwatch.config import parse_config
-    from modelwatch.judge_rubric import load_rubric
+    from modelwatch.judge.rubric import load_rubric
 
     client, cfg, out = world
     validated, _ = out[CLEAN]
@@ -130,7 +130,7 @@ def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(worl
 
 
 def test_reference_metrics_are_computed_on_a_bounded_sample(world, monkeypatch):
-    import modelwatch.judge_stage as stage
+    import modelwatch.judge.stage as stage
 
     client, cfg, out = world
     validated, _ = out[CLEAN]

@@ -13,19 +13,12 @@ import uuid
 
 import pytest
 from judge_server import FakeJudgeServer
-from modelwatch.judge_backends import (
-    TIMEOUT,
-    AnthropicJudge,
-    HeuristicJudge,
-    JudgeBackend,
-    JudgeCall,
-    JudgeCallError,
-    JudgeItem,
-    OpenAICompatibleJudge,
-)
-from modelwatch.judge_rubric import load_rubric, parse_judgment
-from modelwatch.judge_runner import CACHED, FAILED, JUDGED, SKIPPED_BUDGET, JudgeRunner, JudgmentCache
-from modelwatch.storage import ensure_bucket, list_objects, put_bytes
+from modelwatch.judge.calls import TIMEOUT, JudgeBackend, JudgeCall, JudgeCallError, JudgeItem
+from modelwatch.judge.heuristic import HeuristicJudge
+from modelwatch.judge.llm import AnthropicJudge, OpenAICompatibleJudge
+from modelwatch.judge.rubric import load_rubric, parse_judgment
+from modelwatch.judge.runner import CACHED, FAILED, JUDGED, SKIPPED_BUDGET, JudgeRunner, JudgmentCache
+from modelwatch.storage.s3 import ensure_bucket, list_objects, put_bytes
 
 KEY = "sk-integration-secret-51c9"
 PRICE_IN, PRICE_OUT = 0.003, 0.015  # USD per 1k tokens

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from modelwatch import alert_rules, prom_metrics
 from modelwatch.config import load_config
+from modelwatch.observe import alert_rules, prom_metrics
 from prom_servers import http_get, prometheus_stack, sample_summary, wait_for
 from prometheus_client import CollectorRegistry, push_to_gateway
 
@@ -94,7 +94,7 @@ def test_silent_monitoring_alerts(stack):
 
 
 def test_publish_pushes_when_a_gateway_is_configured_and_survives_an_outage(stack):
-    from modelwatch.pipeline import push_metrics
+    from modelwatch.publish.stage import push_metrics
 
     cfg = load_config()
     configured = cfg.model_copy(update={"defaults": cfg.defaults.model_copy(update={"pushgateway_url": stack.pushgateway.url})})

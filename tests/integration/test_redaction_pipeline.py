@@ -7,8 +7,9 @@ import json
 from datetime import date
 
 import pytest
-from modelwatch.generate import ExperimentPlan, generate_traffic
-from modelwatch.storage import Partition, get_bytes, list_objects, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.runtime.generate import ExperimentPlan, generate_traffic
+from modelwatch.storage.s3 import get_bytes, list_objects, put_bytes
 
 DAY = date(2026, 11, 4)
 MODEL = "support-bot-v3"
@@ -48,9 +49,8 @@ def _stored_text(client, reports_uri: str) -> str:
 @pytest.mark.parametrize("redact", [True, False])
 def test_personal_data_is_masked_everywhere_modelwatch_writes(s3, redact):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.baseline import build_baseline
-    from modelwatch.judge_stage import judge
-    from modelwatch.pipeline import extract, publish, validate
+    from modelwatch.baseline.build import build_baseline
+    from modelwatch.runner import extract, judge, publish, validate
 
     name = f"pii-{'on' if redact else 'off'}"
     data = bundled_config_data(name)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from modelwatch.report_data import load_history
-from modelwatch.report_site import publish_site_index
-from modelwatch.storage import Partition, ensure_bucket, get_bytes, put_bytes, put_json
+from modelwatch.core.partition import Partition
+from modelwatch.publish.data import load_history
+from modelwatch.publish.site import publish_site_index
+from modelwatch.storage.s3 import ensure_bucket, get_bytes, put_bytes, put_json
 
 MODEL = "support-bot-v3"
 

@@ -8,9 +8,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from modelwatch.rollback import RoutingDocumentAction, VariableAction, WebhookAction, apply_rollback, notifier
-from modelwatch.storage import ensure_bucket, exists, get_json, list_objects
-from modelwatch.webhook import WebhookError, post_json
+from modelwatch.observe.webhook import WebhookError, post_json
+from modelwatch.rollback.actions import RoutingDocumentAction, VariableAction, WebhookAction, apply_rollback, notifier
+from modelwatch.storage.s3 import ensure_bucket, exists, get_json, list_objects
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from modelwatch.localstack import Listener
+from modelwatch.runtime.localstack import Listener
 
 
 def _status(url: str, body: dict | None = None) -> int:

@@ -4,8 +4,8 @@ import json
 from datetime import date
 
 import pytest
-from modelwatch.generate import ExperimentPlan, Scenario, generate_traffic
-from modelwatch.storage import get_json, list_objects
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from modelwatch.storage.s3 import get_json, list_objects
 
 DAY = date(2026, 11, 8)
 

@@ -18,8 +18,9 @@ def _load_example():
 
 def test_the_readme_example_serves_routes_and_logs_what_the_pipeline_reads(s3, s3_server, isolated_config, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
-    from modelwatch import pipeline
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.ingest.valid import read_valid
+    from modelwatch.runner import extract, validate
 
     cfg = isolated_config
     model = cfg.model("support-bot-v3")
@@ -45,10 +46,10 @@ def test_the_readme_example_serves_routes_and_logs_what_the_pipeline_reads(s3, s
     assert {c.model for c in calls} <= {"support-bot-v3", "support-bot-v3-rc2", "support-bot-v4-candidate"} and "support-bot-v3" in {c.model for c in calls}
 
     today = datetime.now(UTC).date()
-    extracted = pipeline.extract(s3, cfg, Partition("support-bot-v3", today))
-    validated = pipeline.validate(s3, cfg, extracted)
+    extracted = extract(s3, cfg, Partition("support-bot-v3", today))
+    validated = validate(s3, cfg, extracted)
     assert validated["rows_quarantined"] == 0, validated["failures"]
     assert validated["rows_read"] == stats["emitted"]
-    rows = pipeline.read_valid(s3, cfg, Partition("support-bot-v3", today)).to_pandas()
+    rows = read_valid(s3, cfg, Partition("support-bot-v3", today)).to_pandas()
     assert set(rows["variant"]) <= {"control", "treatment", "shadow"} and not rows["prompt"].str.contains("@example.com").any()
     assert (rows["prompt_tokens"] > 0).all() and (rows["cost_usd"] > 0).all()  # token counts from the SDK's usage, priced

@@ -38,16 +38,17 @@ def _shadow(prompt: str):
 
 
 def _partitions(s3, logs_uri):
-    from modelwatch.storage import list_objects
+    from modelwatch.storage.s3 import list_objects
 
     days = {u.split("/dt=")[1].split("/")[0] for u, _ in list_objects(s3, f"{logs_uri}/model_id={MODEL}")}
     return sorted(date.fromisoformat(d) for d in days)
 
 
 def test_router_traffic_is_read_back_with_nothing_quarantined_and_the_configured_split(s3, isolated_config, tmp_path):
-    from modelwatch import pipeline
-    from modelwatch.experiment_data import day_record
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.experiments.data import day_record
+    from modelwatch.ingest.valid import read_valid
+    from modelwatch.runner import extract, validate
 
     cfg = isolated_config
     model = cfg.model(MODEL)
@@ -73,11 +74,11 @@ def test_router_traffic_is_read_back_with_nothing_quarantined_and_the_configured
     total_read, frames = 0, []
     for day in _partitions(s3, cfg.defaults.logs_uri):
         partition = Partition(MODEL, day)
-        extracted = pipeline.extract(s3, cfg, partition)
-        validated = pipeline.validate(s3, cfg, extracted)
+        extracted = extract(s3, cfg, partition)
+        validated = validate(s3, cfg, extracted)
         assert validated["rows_quarantined"] == 0, validated["failures"]
         total_read += validated["rows_read"]
-        frames.append(pipeline.read_valid(s3, cfg, partition).to_pandas())
+        frames.append(read_valid(s3, cfg, partition).to_pandas())
     assert total_read == counts["emitted"]
 
     import pandas as pd
@@ -99,7 +100,7 @@ def test_router_traffic_is_read_back_with_nothing_quarantined_and_the_configured
 
 
 def test_a_rollback_written_by_the_rollback_action_reaches_the_router_without_a_deploy(s3, isolated_config, tmp_path):
-    from modelwatch.rollback import RoutingDocumentAction
+    from modelwatch.rollback.actions import RoutingDocumentAction
 
     cfg = isolated_config
     model = cfg.model(MODEL)

@@ -5,8 +5,8 @@ import threading
 import uuid
 
 import pyarrow as pa
-from modelwatch.rollback import RoutingDocumentAction, apply_rollback
-from modelwatch.storage import (
+from modelwatch.rollback.actions import RoutingDocumentAction, apply_rollback
+from modelwatch.storage.s3 import (
     ParquetSink,
     delete_prefix,
     ensure_bucket,

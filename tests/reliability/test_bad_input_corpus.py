@@ -14,9 +14,12 @@ from datetime import date, timedelta
 
 import pytest
 from corpus import CASES, MODEL, Case, good, goods, gzip_cut_after, lines
-from modelwatch.pipeline import extract, quarantine_uri, read_valid, validate
-from modelwatch.storage import Partition, get_table, put_bytes
-from modelwatch.validation import ContractViolation
+from modelwatch.core.partition import Partition
+from modelwatch.ingest.valid import read_valid
+from modelwatch.ingest.validation import ContractViolation
+from modelwatch.runner import extract, validate
+from modelwatch.storage.keys import quarantine_uri
+from modelwatch.storage.s3 import get_table, put_bytes
 
 FIRST_DAY = date(2027, 1, 1)
 
@@ -24,7 +27,7 @@ FIRST_DAY = date(2027, 1, 1)
 @pytest.fixture(scope="module")
 def world(s3_server):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("rel-corpus")
@@ -80,7 +83,7 @@ def test_bad_input_has_its_outcome_and_loses_no_row(world, case: Case):
 
 def test_too_many_bad_rows_fail_the_stage_naming_partition_rule_and_fix(s3_server):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     cfg = scoped_config(client, "rel-limit", bundled_config_data("rel-limit"))
@@ -103,7 +106,7 @@ def test_too_many_bad_rows_fail_the_stage_naming_partition_rule_and_fix(s3_serve
 def test_a_gzip_cut_short_fails_the_limit_naming_the_file_what_was_decoded_and_what_is_lost(s3_server):
     """The bundled 5% limit: 1 cut line of 19 fails the stage; the message says which file, what survived and that the rest is gone."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     cfg = scoped_config(client, "rel-cut", bundled_config_data("rel-cut"))
@@ -123,7 +126,7 @@ def test_a_gzip_cut_short_fails_the_limit_naming_the_file_what_was_decoded_and_w
 
 
 def test_summary_counts_damaged_files(world):
-    from modelwatch.pipeline import profile, publish
+    from modelwatch.runner import profile, publish
 
     client, cfg = world
     case = next(c for c in CASES if c.name == "truncated_gzip")
@@ -139,7 +142,7 @@ def test_summary_counts_damaged_files(world):
 
 def test_summary_records_the_counts(world):
     """The counts reach the published summary too (what an analyst reads)."""
-    from modelwatch.pipeline import profile, publish
+    from modelwatch.runner import profile, publish
 
     client, cfg = world
     case = next(c for c in CASES if c.name == "duplicate_request_ids")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from faulty_s3 import Fault, FaultyS3
-from modelwatch.rollback import RoutingDocumentAction, apply_rollback
-from modelwatch.storage import S3Error, ensure_bucket, get_json, list_objects, make_client
+from modelwatch.rollback.actions import RoutingDocumentAction, apply_rollback
+from modelwatch.storage.s3 import S3Error, ensure_bucket, get_json, list_objects, make_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,8 +95,8 @@ def test_two_breaches_of_one_experiment_at_once_change_the_routing_once(s3_serve
 
 _PROCESS = """
 import json, sys
-from modelwatch.rollback import RoutingDocumentAction, apply_rollback
-from modelwatch.storage import make_client
+from modelwatch.rollback.actions import RoutingDocumentAction, apply_rollback
+from modelwatch.storage.s3 import make_client
 endpoint, breach, claimant = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 client = make_client(endpoint_url=endpoint)
 print(json.dumps(apply_rollback(client, breach["reports_uri"], breach, RoutingDocumentAction(client, breach["routing_uri"]), claimant)))

@@ -13,8 +13,8 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modelwatch.contract import FIELDS
-from modelwatch.readers import assemble, read_file
+from modelwatch.core.contract import FIELDS
+from modelwatch.ingest.readers import assemble, read_file
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -86,7 +86,7 @@ def _no_nan_verdict(result: dict, numbers: tuple[str, ...]) -> None:
 @SETTINGS
 @given(degenerate_arrays, degenerate_arrays)
 def test_numerical_drift_abstains_or_gives_numbers(reference, current):
-    from modelwatch.drift import DriftPolicy, decide, numerical_drift
+    from modelwatch.drift.univariate import DriftPolicy, decide, numerical_drift
 
     result = numerical_drift("x", reference, current)
     decided = decide([result], DriftPolicy())[0].to_dict()
@@ -105,7 +105,7 @@ counts = st.dictionaries(st.sampled_from(list("abcdef")), st.integers(min_value=
 @SETTINGS
 @given(counts, counts)
 def test_categorical_drift_abstains_or_gives_numbers(reference, current):
-    from modelwatch.drift import DriftPolicy, categorical_drift, decide
+    from modelwatch.drift.univariate import DriftPolicy, categorical_drift, decide
 
     result = categorical_drift("c", reference, current)
     if not result.abstained:
@@ -115,7 +115,7 @@ def test_categorical_drift_abstains_or_gives_numbers(reference, current):
 
 
 def _stats(values: np.ndarray):
-    from modelwatch.experiment_stats import SampleStats
+    from modelwatch.experiments.stats import SampleStats
 
     return SampleStats(int(values.size), float(values.sum()), float((values**2).sum()))
 
@@ -127,7 +127,7 @@ small_arms = st.builds(lambda v, n: np.full(n, v), st.floats(min_value=0, max_va
 @SETTINGS
 @given(small_arms, small_arms, st.sampled_from(["mean", "proportion"]))
 def test_experiment_tests_abstain_on_empty_single_and_constant_arms(control, treatment, kind):
-    from modelwatch.experiment_stats import difference_test, non_inferiority, sequential_difference
+    from modelwatch.experiments.inference import difference_test, non_inferiority, sequential_difference
 
     if kind == "proportion":
         control, treatment = (control > control.mean()).astype(float) if control.size else control, (treatment > 1).astype(float)
@@ -144,7 +144,7 @@ def test_experiment_tests_abstain_on_empty_single_and_constant_arms(control, tre
 @SETTINGS
 @given(small_arms, small_arms, st.sampled_from([0.5, 0.95, 0.99]))
 def test_quantile_difference_abstains_below_its_minimum(control, treatment, q):
-    from modelwatch.experiment_stats import quantile_difference
+    from modelwatch.experiments.quantiles import quantile_difference
 
     doc = quantile_difference(np.sort(control), np.sort(treatment), q).to_dict()
     assert doc.get("abstained") and doc["reason"], doc  # at most 5 rows per arm: never enough for a tail quantile
@@ -154,7 +154,7 @@ def test_quantile_difference_abstains_below_its_minimum(control, treatment, q):
 @SETTINGS
 @given(st.dictionaries(st.sampled_from(["control", "treatment", "other"]), st.integers(min_value=0, max_value=30), max_size=3))
 def test_srm_never_gives_a_nan_p_value(observed):
-    from modelwatch.experiment_stats import srm_test
+    from modelwatch.experiments.design import srm_test
 
     doc = srm_test(observed, {"control": 0.5, "treatment": 0.5}).to_dict()
     _no_nan_verdict({**doc, "reason": doc.get("reason") or "n/a"}, ("chi2", "p_value"))
@@ -163,7 +163,7 @@ def test_srm_never_gives_a_nan_p_value(observed):
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.integers(min_value=0, max_value=8), st.integers(min_value=0, max_value=8), st.sampled_from(["same", "constant", "random"]))
 def test_mmd_abstains_on_degenerate_samples(m, n, shape):
-    from modelwatch.mmd import mmd_test
+    from modelwatch.drift.mmd import mmd_test
 
     rng = np.random.default_rng(m * 31 + n)
     if shape == "random":

@@ -13,7 +13,8 @@ from datetime import date
 
 import pytest
 from corpus import lines
-from modelwatch.storage import Partition, get_bytes, get_json, list_objects, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.storage.s3 import get_bytes, get_json, list_objects, put_bytes
 
 MODEL = "churn-classifier-v2"
 DAY = date(2026, 11, 4)
@@ -22,9 +23,9 @@ DAY = date(2026, 11, 4)
 @pytest.fixture(scope="module")
 def world(s3_server):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.baseline import build_baseline
-    from modelwatch.generate import ExperimentPlan, Scenario, classifier_day
-    from modelwatch.storage import make_client
+    from modelwatch.baseline.build import build_baseline
+    from modelwatch.runtime.generate import ExperimentPlan, Scenario, classifier_day
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     data = bundled_config_data("rel-rerun")
@@ -41,7 +42,7 @@ def world(s3_server):
 
 
 def _run(client, cfg, run_id: str) -> dict:
-    from modelwatch.pipeline import concept, drift, experiments, extract, profile, publish, validate
+    from modelwatch.runner import concept, drift, experiments, extract, profile, publish, validate
 
     partition = Partition(MODEL, DAY)
     extracted = extract(client, cfg, partition)
@@ -88,7 +89,7 @@ def _diff(a: bytes, b: bytes) -> str:
 
 
 def test_same_day_twice_is_byte_identical_and_rolls_back_once(world):
-    from modelwatch.rollback import RoutingDocumentAction, apply_rollback
+    from modelwatch.rollback.actions import RoutingDocumentAction, apply_rollback
 
     client, cfg = world
     first = _run(client, cfg, "run-1")

@@ -21,19 +21,8 @@ from pathlib import Path
 import pytest
 from corpus import lines
 from faulty_s3 import Fault, FaultyS3
-from modelwatch.storage import (
-    Partition,
-    S3Error,
-    S3Unreachable,
-    ensure_bucket,
-    exists,
-    get_bytes,
-    get_json,
-    list_objects,
-    make_client,
-    put_bytes,
-    put_json,
-)
+from modelwatch.core.partition import Partition
+from modelwatch.storage.s3 import S3Error, S3Unreachable, ensure_bucket, exists, get_bytes, get_json, list_objects, make_client, put_bytes, put_json
 
 RETRIES = 4  # botocore retries.max_attempts (retries after the first request)
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +149,7 @@ def test_access_denied_names_the_action_and_resource_missing_from_the_policy(s3,
 def test_unreadable_earlier_summaries_never_fail_publish_and_the_page_says_why(s3, proxy, capfd):
     """A 403 and a 5xx that outlasts the retries on two earlier days' summaries: both days are gaps whose reason the page shows."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.pipeline import extract, publish
+    from modelwatch.runner import extract, publish
 
     cfg = scoped_config(s3, "rel-history", bundled_config_data("rel-history"))
     model, day = "churn-classifier-v2", date(2027, 3, 10)
@@ -212,9 +201,10 @@ def test_failed_write_names_the_final_object_and_leaves_nothing_there(s3, proxy,
 def test_stage_under_random_faults_gives_the_same_outputs(s3_server, s3, proxy):
     """extract + validate through a proxy failing 30% of requests write exactly what a clean run writes."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.generate import Scenario, classifier_day
-    from modelwatch.pipeline import extract, quarantine_uri, validate, work_uri
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.runner import extract, validate
+    from modelwatch.runtime.generate import Scenario, classifier_day
+    from modelwatch.storage.keys import quarantine_uri, work_uri
 
     cfg = scoped_config(s3, "rel-faults", bundled_config_data("rel-faults"))
     day = date(2026, 11, 2)
@@ -240,7 +230,7 @@ def test_stage_under_random_faults_gives_the_same_outputs(s3_server, s3, proxy):
 
 _WRITER = """
 import sys
-from modelwatch.storage import make_client, put_bytes
+from modelwatch.storage.s3 import make_client, put_bytes
 client = make_client(endpoint_url=sys.argv[1], max_attempts=0, read_timeout=120)
 put_bytes(client, sys.argv[2], b"N" * 4_000_000)
 """
@@ -274,9 +264,11 @@ def test_writer_killed_between_upload_and_publish_keeps_the_old_version(s3, prox
 def test_baseline_whose_manifest_write_fails_is_not_visible(s3, proxy):
     """A multi-object output is published manifest-last: without the manifest, readers treat it as absent."""
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.baseline import BaselineMissing, baseline_prefix, build_baseline, load_baseline
-    from modelwatch.generate import Scenario, classifier_day
-    from modelwatch.storage import Partition
+    from modelwatch.baseline.build import build_baseline
+    from modelwatch.baseline.store import BaselineMissing, load_baseline
+    from modelwatch.core.partition import Partition
+    from modelwatch.runtime.generate import Scenario, classifier_day
+    from modelwatch.storage.keys import baseline_prefix
 
     cfg = scoped_config(s3, "rel-manifest", bundled_config_data("rel-manifest"))
     for offset in range(3):
@@ -295,8 +287,9 @@ def test_baseline_whose_manifest_write_fails_is_not_visible(s3, proxy):
 
 def test_stage_reading_an_unreachable_object_fails_naming_it(s3, proxy):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.pipeline import extract, work_uri
-    from modelwatch.storage import Partition
+    from modelwatch.core.partition import Partition
+    from modelwatch.runner import extract
+    from modelwatch.storage.keys import work_uri
 
     cfg = scoped_config(s3, "rel-unreach", bundled_config_data("rel-unreach"))
     partition = Partition("support-bot-v3", date(2027, 2, 1))

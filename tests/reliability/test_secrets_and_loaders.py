@@ -25,7 +25,7 @@ SECRETS = (JUDGE_KEY, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 
 def _object_text(client, uri: str) -> str:
-    from modelwatch.storage import get_bytes, get_table
+    from modelwatch.storage.s3 import get_bytes, get_table
 
     if uri.endswith(".parquet"):
         return json.dumps(get_table(client, uri).to_pylist(), default=str)
@@ -35,11 +35,11 @@ def _object_text(client, uri: str) -> str:
 def test_secrets_appear_in_no_output_result_or_log(s3_server, capfd, caplog):
     from conftest import bundled_config_data, scoped_config
     from judge_server import FakeJudgeServer
-    from modelwatch.generate import ExperimentPlan, Scenario, llm_day
-    from modelwatch.judge_rubric import load_rubric
-    from modelwatch.judge_stage import judge
-    from modelwatch.pipeline import extract, profile, publish, validate
-    from modelwatch.storage import Partition, list_objects, make_client, put_bytes
+    from modelwatch.core.partition import Partition
+    from modelwatch.judge.rubric import load_rubric
+    from modelwatch.runner import extract, judge, profile, publish, validate
+    from modelwatch.runtime.generate import ExperimentPlan, Scenario, llm_day
+    from modelwatch.storage.s3 import list_objects, make_client, put_bytes
 
     caplog.set_level(logging.INFO)
     client = make_client(endpoint_url=s3_server.endpoint, access_key=ACCESS_KEY_ID, secret_key=SECRET_ACCESS_KEY)
@@ -76,7 +76,7 @@ def test_secrets_appear_in_no_output_result_or_log(s3_server, capfd, caplog):
 
 def test_secret_access_key_never_reaches_debug_logs(s3_server, caplog):
     """Even botocore's DEBUG logging (request headers) carries only the signature, never the secret key."""
-    from modelwatch.storage import ensure_bucket, get_bytes, make_client, put_bytes
+    from modelwatch.storage.s3 import ensure_bucket, get_bytes, make_client, put_bytes
 
     caplog.set_level(logging.DEBUG)
     client = make_client(endpoint_url=s3_server.endpoint, access_key=ACCESS_KEY_ID, secret_key=SECRET_ACCESS_KEY)
@@ -126,5 +126,5 @@ def test_a_rubric_with_a_python_tag_is_refused(tmp_path):
     with pytest.raises(yaml.constructor.ConstructorError):
         yaml.safe_load(text)
     assert not marker.exists()
-    source = (ROOT / "include/modelwatch/judge_rubric.py").read_text()
+    source = (ROOT / "include/modelwatch/judge/rubric.py").read_text()
     assert "yaml.safe_load(" in source

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from corpus import good, lines
 from modelwatch.config import ConfigError, load_config
-from modelwatch.storage import Partition, put_bytes
+from modelwatch.core.partition import Partition
+from modelwatch.storage.s3 import put_bytes
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,14 @@ def test_missing_config_file_says_how_to_point_at_one(tmp_path):
 @pytest.fixture(scope="module")
 def staged(s3_server):
     from conftest import bundled_config_data, scoped_config
-    from modelwatch.storage import make_client
+    from modelwatch.storage.s3 import make_client
 
     client = make_client(endpoint_url=s3_server.endpoint)
     return client, scoped_config(client, "rel-stage", bundled_config_data("rel-stage"))
 
 
 def _day(client, cfg, model_id: str, day: date, rows: list[dict]):
-    from modelwatch.pipeline import extract, validate
+    from modelwatch.runner import extract, validate
 
     partition = Partition(model_id, day)
     put_bytes(client, f"{partition.path(cfg.defaults.logs_uri)}/part-0.jsonl", lines(rows))
@@ -145,7 +146,7 @@ def _day(client, cfg, model_id: str, day: date, rows: list[dict]):
 
 
 def test_experiment_arm_that_never_appears_abstains_with_reasons(staged):
-    from modelwatch.pipeline import experiments, profile
+    from modelwatch.runner import experiments, profile
 
     client, cfg = staged
     day = date(2026, 11, 10)  # exp-042 runs from 2026-11-04
@@ -165,7 +166,7 @@ def test_experiment_arm_that_never_appears_abstains_with_reasons(staged):
 
 
 def test_baseline_that_does_not_exist_gives_no_baseline_and_the_command(staged):
-    from modelwatch.pipeline import drift
+    from modelwatch.runner import drift
 
     client, cfg = staged
     day = date(2026, 11, 11)
@@ -177,8 +178,8 @@ def test_baseline_that_does_not_exist_gives_no_baseline_and_the_command(staged):
 def test_labels_for_unknown_request_ids_are_counted_not_joined(staged):
     import json
 
-    from modelwatch.pipeline import concept
-    from modelwatch.storage import get_json
+    from modelwatch.runner import concept
+    from modelwatch.storage.s3 import get_json
 
     client, cfg = staged
     day = date(2026, 11, 12)

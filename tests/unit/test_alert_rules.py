@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from modelwatch import alert_rules, prom_metrics
 from modelwatch.config import load_config, parse_config
+from modelwatch.observe import alert_rules, prom_metrics
 from prom_servers import PROMTOOL, sample_summary
 from prometheus_client import CollectorRegistry
 

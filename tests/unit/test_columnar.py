@@ -17,9 +17,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from modelwatch.columnar import SCHEMA, _iso_micros, coerce_arrow, coerce_batch
-from modelwatch.contract import FIELDS, coerce_record
-from modelwatch.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
+from modelwatch.core.contract import FIELDS, coerce_record
+from modelwatch.ingest.columnar import SCHEMA, _iso_micros, coerce_batch
+from modelwatch.ingest.columnar_arrow import coerce_arrow
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
 
 DAY = date(2026, 11, 1)
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -6,22 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.concept import (
-    analyze_concept_drift,
-    calibration,
-    classifier_metrics,
-    detect_changes,
-    feedback_metrics,
-    join_labels,
-    parse_window,
-    prepare,
-    read_labels,
-    regressor_metrics,
-    window_metrics,
-)
-from modelwatch.generate import Scenario, classifier_day, jsonl_bytes, parquet_bytes
-from modelwatch.readers import assemble, read_file
-from modelwatch.storage import ensure_bucket, put_bytes
+from modelwatch.concept.analysis import analyze_concept_drift, parse_window, prepare, window_metrics
+from modelwatch.concept.detectors import detect_changes
+from modelwatch.concept.metrics import calibration, classifier_metrics, feedback_metrics, regressor_metrics
+from modelwatch.ingest.labels import join_labels, read_labels
+from modelwatch.ingest.readers import assemble, read_file
+from modelwatch.runtime.generate import Scenario, classifier_day, jsonl_bytes, parquet_bytes
+from modelwatch.storage.s3 import ensure_bucket, put_bytes
 from river.drift import ADWIN
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -408,7 +399,7 @@ def test_read_labels_from_s3_reports_bad_lines_and_missing_days_then_joins(s3):
 
 
 def test_a_label_line_nested_too_deeply_is_a_problem_with_its_line_not_a_crash():
-    from modelwatch.concept import parse_label_lines
+    from modelwatch.ingest.labels import parse_label_lines
 
     deep = "[" * 5000 + "]" * 5000
     good = '{"request_id": "r1", "label": 1, "labelled_at": "2026-11-03T00:00:00Z"}'
@@ -432,8 +423,8 @@ def _gzip_then(first: bytes, rest: bytes, tail: bytes = b"") -> bytes:
 
 
 def test_a_corrupt_label_gzip_keeps_the_lines_before_the_damage_with_the_log_readers_file_problem():
-    from modelwatch.concept import parse_label_lines
-    from modelwatch.readers import open_file
+    from modelwatch.ingest.labels import parse_label_lines
+    from modelwatch.ingest.readers import open_file
 
     source = "s3://b/labels/model_id=m/dt=2026-11-03/labels.jsonl.gz"
     data = _gzip_then(_labels("r", 5), b"", b"\xff\x00garbage" * 10)
@@ -445,7 +436,7 @@ def test_a_corrupt_label_gzip_keeps_the_lines_before_the_damage_with_the_log_rea
 
 
 def test_a_label_gzip_cut_short_reports_the_partial_line_as_cut_not_as_bad_json():
-    from modelwatch.concept import parse_label_lines
+    from modelwatch.ingest.labels import parse_label_lines
 
     data = _gzip_then(_labels("r", 4) + b'{"request_id": "s0", "lab', b"")  # the stream stops inside line 5
     rows, problems, lines = parse_label_lines(data, "labels.jsonl.gz")

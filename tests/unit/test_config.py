@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import yaml
-from modelwatch.cli import main
 from modelwatch.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
+from modelwatch.runtime.cli import main
 
 BASE = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
 

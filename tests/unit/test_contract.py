@@ -2,8 +2,8 @@ import json
 import math
 
 import pyarrow as pa
-from modelwatch.contract import FIELDS, TYPE_ERRORS, coerce_record, flatten, required_fields
-from modelwatch.readers import CANONICAL_SCHEMA
+from modelwatch.core.contract import FIELDS, TYPE_ERRORS, coerce_record, flatten, required_fields
+from modelwatch.ingest.schema import CANONICAL_SCHEMA
 
 
 def test_schema_has_every_contract_field_and_lineage():
@@ -72,7 +72,7 @@ def test_flatten_extracts_keys_and_serialises_nested_values():
 def test_values_no_column_can_hold_are_type_errors_not_crashes():
     from datetime import date, time
 
-    from modelwatch.contract import coerce_record
+    from modelwatch.core.contract import coerce_record
 
     row = coerce_record({"prompt_tokens": 1e300, "timestamp": time(10, 0)})
     assert row["prompt_tokens"] is None and "prompt_tokens: integer out of range" in row["_type_errors"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.drift import (
+from modelwatch.drift.univariate import (
     DriftPolicy,
     binned_counts,
     categorical_drift,

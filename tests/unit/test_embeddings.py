@@ -21,7 +21,7 @@ from modelwatch.embeddings import (
     text_hash,
     vectors_table,
 )
-from modelwatch.storage import ensure_bucket, get_table, list_objects
+from modelwatch.storage.s3 import ensure_bucket, get_table, list_objects
 
 SUPPORT_TEXTS = [
     "How do I reset my password?",

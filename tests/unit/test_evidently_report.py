@@ -1,4 +1,4 @@
-"""modelwatch.evidently_report: Evidently 0.7 reports and the local Evidently workspace.
+"""modelwatch.drift.evidently_report: Evidently 0.7 reports and the local Evidently workspace.
 
 Frames are small and seeded; importing evidently dominates the run time.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.evidently_report import EvidentlyRun, add_to_workspace, build_report, drift_verdict
+from modelwatch.drift.evidently_report import EvidentlyRun, add_to_workspace, build_report, drift_verdict
 
 NUMERICAL = ["latency_ms", "completion_tokens"]
 CATEGORICAL = ["route", "region"]

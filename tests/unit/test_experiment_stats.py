@@ -10,30 +10,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from modelwatch.experiment_stats import (
-    CovariateStats,
-    RatioStats,
-    SampleStats,
-    adjust_pvalues,
-    alpha_spent,
+from modelwatch.experiments.design import adjust_pvalues, cuped_adjust, days_remaining, power_analysis, srm_test
+from modelwatch.experiments.inference import (
     always_valid_p_value,
-    cuped_adjust,
-    days_remaining,
     difference_test,
-    look_alpha,
     mean_test,
     non_inferiority,
-    order_statistic_ranks,
-    power_analysis,
     proportion_test,
-    quantile_ci,
-    quantile_difference,
     ratio_test,
     sequential_difference,
     sequential_halfwidth,
     sequential_rho,
-    srm_test,
 )
+from modelwatch.experiments.quantiles import order_statistic_ranks, quantile_ci, quantile_difference
+from modelwatch.experiments.stats import CovariateStats, RatioStats, SampleStats, alpha_spent, look_alpha
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower, tt_ind_solve_power

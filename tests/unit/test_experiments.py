@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from modelwatch.config import Experiment, MetricGoal
-from modelwatch.experiment_data import arm_day_stats, day_record, merge_moments
-from modelwatch.experiment_stats import alpha_spent, look_alpha
-from modelwatch.experiments import analyze_experiment, decide, health, look_number, quantile_guardrail, shadow_comparison
+from modelwatch.experiments.data import arm_day_stats, day_record, merge_moments
+from modelwatch.experiments.decision import analyze_experiment, decide, health, look_number, quantile_guardrail, shadow_comparison
+from modelwatch.experiments.stats import alpha_spent, look_alpha
 
 
 def _rows(n: int, arm: str, rng: np.random.Generator, error_p: float = 0.01, latency_scale: float = 1.0, slow_share: float = 0.0) -> pd.DataFrame:
@@ -121,7 +121,7 @@ def test_health_flags_sample_ratio_mismatch_and_double_exposure():
 
 
 def test_assignment_is_checked_against_the_shared_hash():
-    from modelwatch.assignment import assign
+    from modelwatch.core.assignment import assign
 
     rng = np.random.default_rng(5)
     rows = pd.concat([_rows(300, "control", rng), _rows(300, "treatment", rng)], ignore_index=True)

@@ -2,8 +2,8 @@ from collections import Counter
 from datetime import date
 
 import pytest
-from modelwatch.assignment import assign, bucket
-from modelwatch.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
+from modelwatch.core.assignment import assign, bucket
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
 from scipy import stats
 
 DAY = date(2026, 11, 2)

@@ -1,6 +1,6 @@
 """The generated Grafana dashboard: committed file up to date, valid layout, and queries only over series a run really emits.
 
-The emitted series come from :func:`modelwatch.prom_metrics.summary_metrics` over the run summaries the
+The emitted series come from :func:`modelwatch.observe.prom_metrics.summary_metrics` over the run summaries the
 Prometheus tests push (``prom_servers.sample_summary``: an LLM under an experiment, daily and hourly, a
 rollback day, a classifier), with the labels the Pushgateway adds from the push's grouping key.
 Expressions are parsed by Prometheus' own parser through ``promtool check rules``.
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from modelwatch import alert_rules, prom_metrics
-from modelwatch import grafana_dashboard as gd
-from modelwatch.cli import main
 from modelwatch.config import DEFAULT_CONFIG_PATH, load_config
+from modelwatch.observe import alert_rules, prom_metrics
+from modelwatch.observe.grafana import GRID_WIDTH, dashboard, render
+from modelwatch.observe.promql import as_recording_rules, dashboard_metric_names, dashboard_queries, promql_refs, substitute, variable_query
+from modelwatch.runtime.cli import main
 from prom_servers import PROMTOOL, classic_summary_with_estimate, sample_summary
 from prometheus_client import CollectorRegistry
 
@@ -56,7 +57,7 @@ def series():
 
 @pytest.fixture(scope="module")
 def dash():
-    return gd.dashboard()
+    return dashboard()
 
 
 def _content(dash):
@@ -66,11 +67,11 @@ def _content(dash):
 def problems(dash, series) -> list[str]:
     """Every reference of the dashboard's queries to a metric, label or literal label value that no emitted series has."""
     found = []
-    for where, expr in gd.dashboard_queries(dash):
+    for where, expr in dashboard_queries(dash):
         label = None
         if expr.startswith("label_values("):
-            expr, label = gd.variable_query(expr)
-        refs = gd.promql_refs(expr)
+            expr, label = variable_query(expr)
+        refs = promql_refs(expr)
         unknown = refs.metrics - set(series)
         if unknown:
             found.append(f"{where}: metric(s) {sorted(unknown)} not emitted")
@@ -97,7 +98,7 @@ def problems(dash, series) -> list[str]:
 
 
 def test_committed_dashboard_is_the_generated_one():
-    assert COMMITTED.read_text(encoding="utf-8") == gd.render(), "regenerate it: modelwatch grafana-dashboard"
+    assert COMMITTED.read_text(encoding="utf-8") == render(), "regenerate it: modelwatch grafana-dashboard"
 
 
 def test_committed_rules_are_generated_from_the_bundled_config():
@@ -108,9 +109,9 @@ def test_committed_rules_are_generated_from_the_bundled_config():
 def test_cli_writes_the_dashboard(tmp_path, capsys):
     out = tmp_path / "d" / "modelwatch.json"
     assert main(["grafana-dashboard", "--out", str(out)]) == 0
-    assert out.read_text() == gd.render()
+    assert out.read_text() == render()
     assert main(["grafana-dashboard", "--out", "-"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == gd.dashboard()  # after the "-> path" line
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == dashboard()  # after the "-> path" line
 
 
 def test_one_row_per_question_in_order(dash):
@@ -139,7 +140,7 @@ def _rect(p):
 def test_grid_positions_fit_and_never_overlap(dash):
     rects = [(p["title"], _rect(p)) for p in dash["panels"]]
     for title, (x0, y0, x1, y1) in rects:
-        assert 0 <= x0 < x1 <= gd.GRID_WIDTH and 0 <= y0 < y1, title
+        assert 0 <= x0 < x1 <= GRID_WIDTH and 0 <= y0 < y1, title
     for i, (a, (ax0, ay0, ax1, ay1)) in enumerate(rects):
         for b, (bx0, by0, bx1, by1) in rects[i + 1:]:
             assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{a!r} overlaps {b!r}"
@@ -165,18 +166,18 @@ def test_variables_cover_model_segment_cadence_variant_and_datasource(dash):
     assert {"datasource", "model", "cadence", "variant", "segment", "experiment", "baseline_window"} == set(variables)
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     assert variables["segment"]["multi"] and variables["segment"]["includeAll"] and variables["segment"]["allValue"] == ".*"
-    used = {m for _, expr in gd.dashboard_queries(dash) for m in re.findall(r"\$\{?(\w+)", expr)}
+    used = {m for _, expr in dashboard_queries(dash) for m in re.findall(r"\$\{?(\w+)", expr)}
     assert used <= set(variables), used - set(variables)
-    for _, expr in gd.dashboard_queries(dash):  # every query is scoped to one model (and one cadence: daily and hourly never mix)
+    for _, expr in dashboard_queries(dash):  # every query is scoped to one model (and one cadence: daily and hourly never mix)
         if not expr.startswith("label_values("):
-            for metric, *_ in gd.promql_refs(expr).matchers:
-                scoped = {(n, v) for m, n, _, v in gd.promql_refs(expr).matchers if m == metric}
+            for metric, *_ in promql_refs(expr).matchers:
+                scoped = {(n, v) for m, n, _, v in promql_refs(expr).matchers if m == metric}
                 assert {("model", '"$model"'), ("cadence", '"$cadence"')} <= scoped, expr
 
 
 def test_every_query_reads_only_emitted_metrics_and_labels(dash, series):
     assert problems(dash, series) == []
-    assert gd.dashboard_metric_names(dash) <= set(series)
+    assert dashboard_metric_names(dash) <= set(series)
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
@@ -200,28 +201,28 @@ def test_the_variable_check_catches_an_unknown_label(dash, series):
 
 
 def test_promql_refs_reads_functions_strings_and_grouping():
-    refs = gd.promql_refs('sum without (value) (rate(a_total{x="by(y)",z=~"q|r"}[5m] offset 1d)) / on(k) group_left(j) b - time() > bool 0.5')
+    refs = promql_refs('sum without (value) (rate(a_total{x="by(y)",z=~"q|r"}[5m] offset 1d)) / on(k) group_left(j) b - time() > bool 0.5')
     assert refs.metrics == {"a_total", "b"}
     assert refs.matchers == (("a_total", "x", "=", '"by(y)"'), ("a_total", "z", "=~", '"q|r"'))
     assert refs.grouping == {"value", "k", "j"}
     with pytest.raises(ValueError, match="cannot read the matchers"):
-        gd.promql_refs("m{this is not a matcher}")
+        promql_refs("m{this is not a matcher}")
 
 
 def test_prometheus_parses_every_query(tmp_path):
     rules = tmp_path / "dashboard-queries.yml"
-    spec = gd.as_recording_rules()
+    spec = as_recording_rules()
     rules.write_text(yaml.safe_dump(spec))
     result = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(spec['groups'][0]['rules'])} rules found" in result.stdout
-    assert len(spec["groups"][0]["rules"]) == len(gd.dashboard_queries())
+    assert len(spec["groups"][0]["rules"]) == len(dashboard_queries())
 
 
 def test_promtool_rejects_a_malformed_query(tmp_path):
     """The promtool check is not vacuous: an unbalanced expression fails it."""
     rules = tmp_path / "bad.yml"
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [{"record": "x:y", "expr": gd.substitute('sum(m{model="$model"}')}]}]}))
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [{"record": "x:y", "expr": substitute('sum(m{model="$model"}')}]}]}))
     assert subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=120).returncode != 0
 
 
@@ -291,15 +292,15 @@ def test_baseline_comparisons_use_the_preceding_window(tmp_path):
 
     Today's value is 3, the baseline (the average over the 7 days before the last one) is 2, the relative change 3/2 - 1.
     """
-    dash = gd.dashboard()
+    dash = dashboard()
     rows = [i for i, p in enumerate(dash["panels"]) if p["type"] == "row"]
     start = next(i for i in rows if dash["panels"][i]["title"] == "How does today compare with the baseline?")
     end = next((i for i in rows if i > start), len(dash["panels"]))
-    exprs = [gd.substitute(t["expr"]) for p in dash["panels"][start + 1:end] for t in p["targets"]]
+    exprs = [substitute(t["expr"]) for p in dash["panels"][start + 1:end] for t in p["targets"]]
     before, today, points = 2.0, 3.0, 8 * 24
     series, rules, tests = {}, [], []
     for i, expr in enumerate(exprs):
-        refs = gd.promql_refs(expr)
+        refs = promql_refs(expr)
         [metric] = refs.metrics
         labels = {name: json.loads(value) for m, name, op, value in refs.matchers if m == metric and op == "="}
         selector = metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"

@@ -8,26 +8,11 @@ import numpy as np
 import pytest
 import yaml
 from modelwatch.embeddings import embed_texts
-from modelwatch.judge_backends import (
-    AnthropicJudge,
-    HeuristicJudge,
-    JudgeItem,
-    OpenAICompatibleJudge,
-    Secret,
-    backend_from_settings,
-    language_mismatch,
-    looks_truncated,
-    repetition_share,
-)
-from modelwatch.judge_rubric import (
-    RUBRICS_DIR,
-    JudgmentParseError,
-    RubricError,
-    load_rubric,
-    parse_judgment,
-    parse_rubric,
-    rubric_hash,
-)
+from modelwatch.judge.backends import backend_from_settings
+from modelwatch.judge.calls import JudgeItem, Secret
+from modelwatch.judge.heuristic import HeuristicJudge, language_mismatch, looks_truncated, repetition_share
+from modelwatch.judge.llm import AnthropicJudge, OpenAICompatibleJudge
+from modelwatch.judge.rubric import RUBRICS_DIR, JudgmentParseError, RubricError, load_rubric, parse_judgment, parse_rubric, rubric_hash
 
 KEY = "sk-unit-secret-7f3a"
 PROMPT = "How do I reset my password?"

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.judge_calibration import (
+from modelwatch.judge.calibration import (
     DIMENSIONS,
     FLAGS,
     LABELS,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.judge_estimates import (
+from modelwatch.judge.estimates import (
     estimate_judgments,
     estimates_frame,
     judgments_frame,
@@ -17,7 +17,7 @@ from modelwatch.judge_estimates import (
     ppi_mean,
     stratified_estimate,
 )
-from modelwatch.judge_sampling import stratified_sample
+from modelwatch.judge.sampling import stratified_sample
 from scipy import stats
 
 REPS = 300

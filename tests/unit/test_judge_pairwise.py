@@ -9,8 +9,9 @@ import time
 from collections import Counter
 
 import pytest
-from modelwatch.judge_backends import AUTH, RATE_LIMITED, SERVER_ERROR, HeuristicJudge, JudgeCallError
-from modelwatch.judge_pairwise import (
+from modelwatch.judge.calls import AUTH, RATE_LIMITED, SERVER_ERROR, JudgeCallError
+from modelwatch.judge.heuristic import HeuristicJudge
+from modelwatch.judge.pairwise import (
     A_BETTER,
     AB,
     B_BETTER,
@@ -26,20 +27,18 @@ from modelwatch.judge_pairwise import (
     PairCall,
     PairItem,
     PairJudge,
-    PairOutcome,
     PairVerdict,
-    PairwiseRunner,
-    judged_outcome,
     pair_judge_for,
     pair_result,
     pairwise_messages,
-    pairwise_stats,
     parse_pair_verdict,
     preferred_answer,
     shown_preference,
 )
-from modelwatch.judge_rubric import Judgment, JudgmentParseError, load_rubric
-from modelwatch.judge_runner import ABORTED, FAILED, JUDGED, SKIPPED_BUDGET
+from modelwatch.judge.pairwise_runner import PairwiseRunner
+from modelwatch.judge.pairwise_stats import PairOutcome, judged_outcome, pairwise_stats
+from modelwatch.judge.rubric import Judgment, JudgmentParseError, load_rubric
+from modelwatch.judge.runner import ABORTED, FAILED, JUDGED, SKIPPED_BUDGET
 from scipy.stats import beta, binomtest, norm
 
 PROMPT = "How do I reset my password? I can't log in."

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.judge_sampling import (
+from modelwatch.judge.sampling import (
     MISSING,
     add_length_band,
     bounded_allocation,

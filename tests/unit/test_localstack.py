@@ -2,7 +2,7 @@
 
 import sys
 
-from modelwatch.localstack import LocalAirflow
+from modelwatch.runtime.localstack import LocalAirflow
 
 
 def test_a_component_that_exits_is_restarted_and_recorded(tmp_path):

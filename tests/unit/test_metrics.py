@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from modelwatch.config import load_config
-from modelwatch.generate import ExperimentPlan, Scenario, classifier_day, jsonl_bytes, llm_day, parquet_bytes
-from modelwatch.limits import check_hard_limits
-from modelwatch.metrics import ALL, OTHER, compute_metrics, lookup, to_frame, token_histogram
-from modelwatch.readers import assemble, read_file
+from modelwatch.ingest.readers import assemble, read_file
+from modelwatch.profile.limits import check_hard_limits
+from modelwatch.profile.metrics import ALL, OTHER, compute_metrics, lookup, to_frame, token_histogram
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, classifier_day, jsonl_bytes, llm_day, parquet_bytes
 
 CFG = load_config()
 DAY = date(2026, 11, 4)

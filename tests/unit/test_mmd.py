@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from modelwatch.mmd import (
+from modelwatch.drift.mmd import (
     EXACT_AUTO_MAX,
     MIN_ROWS,
     _split_masks,

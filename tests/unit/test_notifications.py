@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from modelwatch import notifications as nt
 from modelwatch.config import ConfigError, parse_config
+from modelwatch.observe import notifications as nt
 from prom_servers import sample_summary
 
 REPORTS = "s3://ml-monitoring/reports"

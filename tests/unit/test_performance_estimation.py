@@ -7,17 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch import cbpe, dle
 from modelwatch.config import ConfigError, parse_config
-from modelwatch.performance_estimation import (
-    LABEL,
-    day_history,
-    estimate_partition,
-    fit_reference,
-    metric_rows,
-    reference_from_artefact,
-    summary_block,
-)
+from modelwatch.estimation import cbpe, dle
+from modelwatch.estimation.estimate import day_history, estimate_partition, summary_block
+from modelwatch.estimation.reference import LABEL, fit_reference, metric_rows, reference_from_artefact
 from scipy.special import expit, logit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -323,13 +316,13 @@ def test_one_class_reference_is_refused():
 
 
 def test_metric_names_cover_every_estimated_metric():
-    from modelwatch.metric_names import PERFORMANCE_METRICS
+    from modelwatch.core.metric_names import PERFORMANCE_METRICS
 
     assert set(cbpe.CLASSIFIER_METRICS) | set(dle.REGRESSOR_METRICS) <= set(PERFORMANCE_METRICS)
 
 
 def test_estimation_section_renders_estimate_band_realised_and_assumptions(classifier_reference):
-    from modelwatch.report_estimation import render_estimation_section
+    from modelwatch.publish.estimation_section import render_estimation_section
 
     rng = np.random.default_rng(21)
     frames = {f"2026-01-{d:02d}": _classifier_day(rng, 1500, (REFERENCE_MU[0] - 0.7 * (d == 3), 0.0), day=d) for d in range(1, 4)}

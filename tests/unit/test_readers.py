@@ -5,7 +5,7 @@ import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from modelwatch.readers import assemble, detect_format, open_file, read_file
+from modelwatch.ingest.readers import assemble, detect_format, open_file, read_file
 
 GOOD = {"request_id": "r1", "timestamp": "2026-11-01T10:00:00Z", "model_id": "m", "variant": "production", "status": "ok", "latency_ms": 5.0}
 
@@ -102,7 +102,7 @@ def test_parquet_damaged_after_its_first_row_groups_keeps_the_rows_before_the_da
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from modelwatch.readers import open_file
+    from modelwatch.ingest.readers import open_file
 
     buffer = io.BytesIO()
     pq.write_table(pa.table({"request_id": [f"r{i}" for i in range(30)], "latency_ms": [float(i) for i in range(30)]}), buffer, row_group_size=10)

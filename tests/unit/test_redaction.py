@@ -1,7 +1,7 @@
 import random
 
 import pytest
-from modelwatch.redaction import CARD, DEFAULT_RULES, EMAIL, PHONE, find, luhn_valid, redact, redact_fields
+from modelwatch.core.redaction import CARD, DEFAULT_RULES, EMAIL, PHONE, find, luhn_valid, redact, redact_fields
 
 # Published test card numbers (valid Luhn) and the same numbers with the last digit changed.
 VALID_CARDS = ["4111111111111111", "5500 0000 0000 0004", "3400-0000-0000-009", "6011000000000004", "4222222222222"]
@@ -74,7 +74,7 @@ def test_the_pipelines_prefilter_never_skips_a_text_redact_would_change():
     import pyarrow as pa
     from hypothesis import given, settings
     from hypothesis import strategies as st
-    from modelwatch.pipeline import _redacted
+    from modelwatch.ingest.read import redact_columns as _redacted
 
     pieces = st.sampled_from(["4111 1111 1111 1111", "+49 30 1234567", "(555) 123-4567", "555.123.4567", "+1 (415) 555-0100", "ann@example.com",
                               "order 12345678", "192.168.0.1", "2026-11-04", "١٢٣٤٥٦٧٨٩٠١", "０１２３４５６７８９", "+", "(", ")", "-", ".", " ", "@", "x"])

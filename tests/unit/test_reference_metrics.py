@@ -9,14 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sacrebleu
-from modelwatch.reference_metrics import (
-    corpus_bleu,
-    reference_scores,
-    reference_summary,
-    rouge_scores,
-    semantic_similarity,
-    sentence_bleu,
-)
+from modelwatch.judge.reference_metrics import corpus_bleu, reference_scores, reference_summary, rouge_scores, semantic_similarity, sentence_bleu
 from rouge_score import rouge_scorer
 
 PAIRS = [

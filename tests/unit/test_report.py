@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-from modelwatch.report import PageContext, render_partition_page
-from modelwatch.report_data import History, baseline_comparison, history_from_summaries, select_examples, window_comparison
-from modelwatch.report_glance import answers
-from modelwatch.report_site import site_index_html
-from modelwatch.report_svg import ChartBox, Interval, LinearScale, Series, forest_plot, line_chart, nice_ticks, runs
+from modelwatch.publish.data import History, baseline_comparison, history_from_summaries, select_examples, window_comparison
+from modelwatch.publish.glance import answers
+from modelwatch.publish.page import PageContext, render_partition_page
+from modelwatch.publish.site import site_index_html
+from modelwatch.publish.svg import ChartBox, Interval, LinearScale, Series, forest_plot, line_chart, nice_ticks, runs
 from prom_servers import sample_summary
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -196,7 +196,7 @@ def test_the_five_answers_follow_the_summary():
 
 
 def test_a_classifier_page_shows_the_performance_estimate_and_the_health_card_flags_it():
-    from modelwatch.report import render_partition_page
+    from modelwatch.publish.page import render_partition_page
     from prom_servers import classic_summary_with_estimate
 
     summary = {**full_summary(model_id="churn-classifier-v2"),
@@ -275,7 +275,7 @@ def _hostile_page(value: str) -> str:
 
 
 def test_the_shown_text_helper_cleans_cuts_escapes_and_isolates():
-    from modelwatch.report_text import attr, clean, h, isolate, shown
+    from modelwatch.publish.text import attr, clean, h, isolate, shown
 
     assert clean(CONTROLS) == "nul\ufffd esc\ufffd bell\ufffd del\ufffd c1\ufffd surrogate\ufffd end"
     assert clean("a\tb\nc\rd") == "a\tb\nc\rd" and clean(None) == "" and clean(float("nan")) == ""
@@ -296,7 +296,7 @@ def _block(page: str, start: str, end: str = "</table>") -> str:
 
 
 def test_segment_values_are_cut_on_the_page_and_index():
-    from modelwatch.report_text import LABEL_CHARS, TEXT_CHARS
+    from modelwatch.publish.text import LABEL_CHARS, TEXT_CHARS
 
     page = _hostile_page(LONG_TOPIC)
     cut = "long-topic-" + "L" * (LABEL_CHARS - len("long-topic-") - 1) + "…"

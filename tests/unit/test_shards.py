@@ -3,8 +3,8 @@
 import numpy as np
 import pyarrow as pa
 import pytest
-from modelwatch.shards import IDS_SCHEMA, ROW_ID_BITS, cross_shard_repeats, first_row_id, merge_failures, split_files
-from modelwatch.validation import DuplicateTracker, request_hashes
+from modelwatch.ingest.shards import IDS_SCHEMA, ROW_ID_BITS, cross_shard_repeats, first_row_id, merge_failures, split_files
+from modelwatch.ingest.validation import DuplicateTracker, request_hashes
 
 
 def test_split_files_keeps_whole_files_in_key_order_under_the_limit():

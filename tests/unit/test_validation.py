@@ -3,18 +3,11 @@ from datetime import date
 
 import pytest
 from modelwatch.config import load_config
-from modelwatch.contract import required_fields
-from modelwatch.generate import ExperimentPlan, Scenario, llm_day
-from modelwatch.readers import assemble, batch_tables, open_file, read_file
-from modelwatch.storage import Partition
-from modelwatch.validation import (
-    SUITES_DIR,
-    ContractViolation,
-    StreamValidator,
-    enforce_invalid_share,
-    load_suite_file,
-    validate_partition,
-)
+from modelwatch.core.contract import required_fields
+from modelwatch.core.partition import Partition
+from modelwatch.ingest.readers import assemble, batch_tables, open_file, read_file
+from modelwatch.ingest.validation import SUITES_DIR, ContractViolation, StreamValidator, enforce_invalid_share, load_suite_file, validate_partition
+from modelwatch.runtime.generate import ExperimentPlan, Scenario, llm_day
 
 CFG = load_config()
 LLM = CFG.model("support-bot-v3")

@@ -1,8 +1,8 @@
 """modelwatch's serving-side client: experiment router, shadow calls, kill switch and a log emitter writing the contract to S3.
 
 Installable without Airflow (``pip install modelwatch[serving]``): this package imports
-only the standard library, boto3/botocore and ``modelwatch.contract``,
-``modelwatch.assignment`` and ``modelwatch.redaction``; ``prometheus_client`` is optional
+only the standard library, boto3/botocore and ``modelwatch.core.contract``,
+``modelwatch.core.assignment`` and ``modelwatch.core.redaction``; ``prometheus_client`` is optional
 (``serving.prometheus``).
 
 - ``LogEmitter`` (``serving.emitter``): builds, checks, buffers and flushes contract rows.

@@ -1,6 +1,6 @@
 """Contract checks at the source: the row rules the pipeline's validation applies, run on one row before it is sent.
 
-Types come from the contract's own coercion (``contract.coerce_record``: strict JSON
+Types come from the contract's own coercion (``core.contract.coerce_record``: strict JSON
 typing, timestamps with a UTC offset). The row rules are those of the contract suites
 ``include/config/gx/log_contract*.json`` that do not depend on a monitoring run: required
 fields per model kind, the status set, value ranges, the feedback set, the request id's
@@ -16,7 +16,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from modelwatch.contract import FIELDS, STATUSES, TYPE_ERRORS, coerce_record, required_fields
+from modelwatch.core.contract import FIELDS, STATUSES, TYPE_ERRORS, coerce_record, required_fields
 
 # Upper bounds of include/config/gx/log_contract.json (lower bounds come from contract.FIELDS).
 MAXIMUM: dict[str, float] = {"latency_ms": 86_400_000, "cost_usd": 1000, "prompt_tokens": 10_000_000, "completion_tokens": 10_000_000, "probability": 1}

@@ -5,7 +5,7 @@ Life of a row:
 1. **Built** by ``record`` (explicit fields: replays, backfills, generators) or by
    ``record_call``/``track`` (a live call: latency measured around it, tokens from the
    result's usage object or the caller's tokenizer, cost from the price table, status
-   from the exception), optionally redacted (``modelwatch.redaction``).
+   from the exception), optionally redacted (``modelwatch.core.redaction``).
 2. **Checked** against the contract (``serving.checks``). An invalid row is counted,
    logged with its problems and handed to ``on_invalid``; it is never sent.
 3. **Buffered** per hour partition of its timestamp, as encoded JSON lines.
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modelwatch.redaction import TEXT_FIELDS, Rule
-from modelwatch.redaction import redact_fields as _redact_fields
+from modelwatch.core.redaction import TEXT_FIELDS, Rule
+from modelwatch.core.redaction import redact_fields as _redact_fields
 from modelwatch.serving.calls import Price, Tokenizer, count_tokens, iso_utc, response_text, result_usage, status_of, usage_tokens
 from modelwatch.serving.checks import KINDS, problems
 from modelwatch.serving.layout import PartNamer, parse_timestamp, partition_prefix, split_s3_uri, uuid_part_name
@@ -53,8 +53,6 @@ from modelwatch.serving.spool import Spool
 
 log = logging.getLogger("modelwatch.serving")
 
-OPTIONAL_FIELDS = ("experiment_id", "prompt", "response", "prompt_tokens", "completion_tokens", "cost_usd", "reference", "features",
-                   "prediction", "probability", "quality_score", "feedback", "metadata")
 COUNTERS = ("emitted", "invalid", "flushed", "spilled", "resent", "dropped")
 
 
@@ -132,7 +130,6 @@ class LogEmitter:
         self._closed = False
         self._s3_down_until = 0.0  # monotonic; while in the future, batches go straight to the spool
         self._backoff = retry_initial_s
-        self._next_resend = 0.0
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name=f"modelwatch-emitter-{model_id}", daemon=True)
@@ -403,7 +400,7 @@ class TrackedCall:
 
 def _rules(redact: bool | tuple[Rule, ...]) -> tuple[Rule, ...] | None:
     if redact is True:
-        from modelwatch.redaction import DEFAULT_RULES
+        from modelwatch.core.redaction import DEFAULT_RULES
 
         return DEFAULT_RULES
     return tuple(redact) if redact else None

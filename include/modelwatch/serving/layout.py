@@ -1,7 +1,7 @@
 """Where log batches go: the partitioned S3 layout and the names of batch files.
 
 ``{logs_uri}/model_id={model_id}/dt={YYYY-MM-DD}/hour={HH}/part-<name>.jsonl.gz``, the
-layout ``storage.Partition`` reads (that module needs pyarrow, so the path is built here
+layout ``core.partition.Partition`` reads (that module needs pyarrow, so the path is built here
 with the same rule; a test keeps the two equal). A row is filed under the hour of its
 own timestamp, so every row lies inside its partition's window.
 """

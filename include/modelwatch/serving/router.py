@@ -1,6 +1,6 @@
 """Router: sticky experiment routing over model callables, a kill switch, shadow calls, and a log row per request.
 
-Each request is assigned an arm by ``assignment.assign`` (SHA-256 of ``experiment:unit``
+Each request is assigned an arm by ``core.assignment.assign`` (SHA-256 of ``experiment:unit``
 into 10,000 buckets cut by the weights: the function the pipeline's log checks use), with
 the weights the kill switch gives now (``serving.routing``). The unit is the request id
 unless the caller passes ``unit_id`` (a user id keeps a user in one arm; the pipeline's
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from modelwatch.assignment import BUCKETS, assign, bucket
+from modelwatch.core.assignment import BUCKETS, assign, bucket
 from modelwatch.serving.emitter import LogEmitter
 from modelwatch.serving.routing import Decision, Experiment, KillSwitch
 

@@ -1,6 +1,6 @@
 """The kill switch: arm weights from the routing document the rollback DAG writes to S3.
 
-The document (``rollback.RoutingDocumentAction``, location ``rollback.uri`` in the
+The document (``rollback.actions.RoutingDocumentAction``, location ``rollback.uri`` in the
 model's config) looks like::
 
     {"model_id": "support-bot-v3", "version": 3,

@@ -1,0 +1,1 @@
+"""The concept stage: windowed performance on delayed labels, calibration, change detection."""

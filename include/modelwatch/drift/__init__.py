@@ -1,0 +1,1 @@
+"""The drift stage: univariate tests, families and segments, MMD on embeddings, the Evidently report."""

@@ -1,0 +1,121 @@
+"""The drift stage: the partition's incumbent traffic against the model's baseline; drift.json, report.html (Evidently)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from modelwatch.config import MonitoringConfig
+from modelwatch.core.partition import Partition
+from modelwatch.ingest.valid import read_valid, valid_columns
+from modelwatch.stages import StageContext, StageResult, Upstream, record
+from modelwatch.storage.keys import report_uri
+from modelwatch.storage.s3 import put_bytes, put_json
+
+NAME = "drift"
+NEEDS: tuple[str, ...] = ("validate",)
+
+
+def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+    """Drift against the baseline (raises BaselineMissing: the runner records no_baseline)."""
+    return StageResult(NAME, _drift(ctx.client, ctx.cfg, record(upstream["validate"])))
+
+
+def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, seed: int) -> list[dict[str, Any]]:
+    """MMD permutation test per text column: the baseline's embedding sample against a sample of today's texts."""
+    import numpy as np
+
+    from modelwatch.drift.families import sample_texts
+    from modelwatch.drift.mmd import mmd_test
+    from modelwatch.embeddings import EmbeddingCache
+
+    out = []
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    for column in model.drift.text:
+        reference = baseline.embeddings(client, column)
+        if reference is None:
+            out.append({"column": column, "drift": False, "severity": "none", "reason": "the baseline has no embedding sample of this column"})
+            continue
+        texts = sample_texts(current, column, model.drift.embedding_sample, seed)
+        vectors, cache_stats = cache.get_or_embed(texts) if texts else (np.zeros((0, reference.shape[1]), np.float32), {})
+        result = mmd_test(reference, vectors, n_permutations=model.drift.permutations, alpha=model.drift.embedding_alpha, seed=seed)
+        out.append({"column": column, **result.to_dict(), "cache": cache_stats})
+    return _decide_embedding_family(out, model.drift.embedding_alpha)
+
+
+def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """Benjamini–Hochberg over the text columns' MMD p-values, as over every other drift family.
+
+    MMD has no calibrated effect scale, so a significant embedding drift is graded medium.
+    """
+    from scipy.stats import false_discovery_control
+
+    tested = [c for c in checks if c.get("p_value") is not None]
+    adjusted = false_discovery_control([c["p_value"] for c in tested], method="bh") if tested else []
+    for check, p_adj in zip(tested, adjusted):
+        check.update(p_adjusted=float(p_adj), drift=bool(p_adj < alpha))
+    for check in checks:
+        check["severity"] = "medium" if check.get("drift") else "none"
+    return checks
+
+
+def _incumbent_frame(client, cfg: MonitoringConfig, model, partition: Partition, kinds: dict[str, str]):
+    """The partition's incumbent rows as drift columns of the baseline's kinds; the valid rows' table is freed on return."""
+    from modelwatch.baseline.columns import drift_frame
+    from modelwatch.baseline.store import coerce_kinds, incumbent_variants
+
+    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "reference", "extra", "class_probabilities", "model_id")))
+    frame, _ = drift_frame(valid, model.kind, model.drift.features, model.segments, model.drift.text)
+    del valid
+    return coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), kinds)
+
+
+def _drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
+    """Drift of the partition's incumbent traffic against the model's baseline: drift.json, report.html (Evidently)."""
+    from modelwatch.baseline.columns import DriftColumns
+    from modelwatch.baseline.store import load_baseline
+    from modelwatch.drift.families import analyze
+    from modelwatch.drift.univariate import DriftPolicy, worst
+
+    partition = Partition.from_dict(validated["partition"])
+    model = cfg.model(partition.model_id)
+    settings = model.drift
+    drift_uri = report_uri(cfg, partition, "drift.json")
+    baseline = load_baseline(client, cfg, model)  # BaselineMissing: the runner records no_baseline in drift.json
+    frame = _incumbent_frame(client, cfg, model, partition, baseline.kinds)
+    names = baseline.manifest["columns"]
+    columns = DriftColumns(features=names["features"], prediction=names["prediction"], input_length=names["input_length"],
+                           segments=names["segments"], text=names["text"], kinds=baseline.kinds)
+    policy = DriftPolicy(alpha=settings.alpha, methods=dict(settings.methods))
+    result = analyze(baseline.reference, frame, columns, policy, settings.min_segment_count, baseline.profiles)
+    seed = int(partition.dt.strftime("%Y%m%d"))
+    result["embedding"] = _embedding_drift(client, cfg, model, baseline, frame, seed) if settings.text and len(frame) else []
+    result["alerts"] += [{"family": "embedding", "column": e["column"], "severity": e["severity"], "effect_method": "mmd2", "effect": e.get("mmd2"),
+                          "p_adjusted": e.get("p_adjusted")} for e in result["embedding"] if e.get("drift")]
+    result["severity"] = worst([result["severity"], *(e["severity"] for e in result["embedding"])])
+    result.update(partition=partition.to_dict(), outcome="ok", baseline={k: baseline.manifest[k] for k in ("version", "window", "rows_used", "reference_rows", "uri")})
+    result["report"] = _evidently_report(client, cfg, model, partition, baseline.reference, frame, columns)
+    put_json(client, drift_uri, result)
+    top = sorted(result["alerts"], key=lambda a: ["none", "low", "medium", "high"].index(a["severity"]), reverse=True)
+    return {"partition": partition.to_dict(), "outcome": "ok", "severity": result["severity"], "alerts": top[:50], "alert_count": len(result["alerts"]),
+            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"]}
+
+
+def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns) -> dict[str, Any]:
+    """The analysts' Evidently report (report.html) and its snapshot (evidently_snapshot.json) for the partition."""
+    import os
+
+    from modelwatch.drift.evidently_report import add_to_workspace, build_report
+
+    numerical = [c for c in columns.tested() if columns.kinds[c] == "numerical"]
+    categorical = [c for c in columns.tested() if columns.kinds[c] == "categorical"]
+    stamp = datetime(partition.dt.year, partition.dt.month, partition.dt.day, partition.hour or 0, tzinfo=UTC)
+    run = build_report(reference, current, numerical=numerical, categorical=categorical, text=columns.text, timestamp=stamp,
+                       title=f"modelwatch drift: {model.id} {partition.label}", max_rows=model.drift.report_rows)
+    uri = put_bytes(client, report_uri(cfg, partition, "report.html"), run.html.encode(), "text/html; charset=utf-8")
+    snapshot_uri = put_bytes(client, report_uri(cfg, partition, "evidently_snapshot.json"), run.snapshot_json.encode(), "application/json")
+    workspace = os.environ.get("MODELWATCH_EVIDENTLY_WORKSPACE")
+    run_id = add_to_workspace(workspace, f"modelwatch {model.id}", run.snapshot_json) if workspace else None
+    return {"uri": uri, "snapshot_uri": snapshot_uri, "workspace": workspace, "workspace_run": run_id,
+            "evidently_drifted_columns": run.drifted_columns, "evidently_drift_share": run.drift_share,
+            "rows": {"reference": run.rows_reference, "current": run.rows_current}, "skipped_columns": run.skipped_columns}

@@ -1,0 +1,1 @@
+"""Performance before labels arrive (CBPE, DLE), called by the concept stage."""

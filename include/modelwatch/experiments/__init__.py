@@ -1,0 +1,1 @@
+"""The experiments stage: sufficient statistics, tests, design checks, the decision."""

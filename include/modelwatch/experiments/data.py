@@ -1,0 +1,187 @@
+"""What an experiment analysis needs from each day, stored once and merged across days.
+
+For every experiment, arm and day: sufficient statistics per metric (count, sum, sum of
+squares; for ratio metrics also the denominator moments and the cross moment) and the raw
+latencies (quantile metrics need order statistics, which no fixed-size summary gives
+exactly). They are written under
+``{reports_uri}/_experiments/model_id=M/experiment=E/dt=D/`` (``stats.json``,
+``latency.parquet``), so a re-run of a day overwrites that day and the cumulative
+analysis from the experiment's start reads each day once.
+
+Metric definitions match ``metrics`` (the operational metrics) so that experiment
+results and dashboards agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from modelwatch.config import Experiment
+from modelwatch.core.assignment import assign
+from modelwatch.storage.s3 import exists, get_json, get_table, put_json, put_table
+
+# metric -> (kind, what it is computed from)
+RATES = {"error_rate": "status == error", "timeout_rate": "status == timeout", "refusal_rate": "status == refused_by_filter",
+         "feedback_negative_rate": "feedback == -1 among rated requests"}
+MEANS = {"latency_mean_ms": "latency_ms", "prompt_tokens_mean": "prompt_tokens", "completion_tokens_mean": "completion_tokens",
+         "cost_per_request_usd": "cost_usd", "quality_score_mean": "quality_score"}
+RATIOS = {"cost_per_1k_tokens_usd": ("cost_usd", "tokens", 1000.0)}
+QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+
+
+JUDGE_DIMENSIONS = ("helpfulness", "factual_accuracy", "coherence", "instruction_following")
+JUDGE_FLAGS = ("hallucination", "refusal", "toxicity")
+
+
+def metric_kind(metric: str) -> str | None:
+    """``proportion``, ``mean``, ``ratio`` or ``quantile``; None for metrics experiments cannot test (yet)."""
+    if metric.startswith("judge."):
+        name = metric.removeprefix("judge.")
+        return "mean" if name in JUDGE_DIMENSIONS else "proportion" if name.removesuffix("_rate") in JUDGE_FLAGS else None
+    if metric in RATES:
+        return "proportion"
+    if metric in MEANS:
+        return "mean"
+    if metric in RATIOS:
+        return "ratio"
+    if metric in QUANTILES:
+        return "quantile"
+    return None
+
+
+def experiment_prefix(reports_uri: str, model_id: str, experiment_id: str) -> str:
+    return f"{reports_uri}/_experiments/model_id={model_id}/experiment={experiment_id}"
+
+
+def _moments(values: pd.Series) -> dict[str, float]:
+    v = values.dropna().to_numpy(dtype=float)
+    return {"n": int(v.size), "sum": float(v.sum()), "sum_sq": float(np.square(v).sum())}
+
+
+def _ratio_moments(x: pd.Series, y: pd.Series) -> dict[str, float]:
+    keep = x.notna() & y.notna()
+    a, b = x[keep].to_numpy(dtype=float), y[keep].to_numpy(dtype=float)
+    return {"n": int(a.size), "sum_x": float(a.sum()), "sum_y": float(b.sum()), "sum_x2": float(np.square(a).sum()),
+            "sum_y2": float(np.square(b).sum()), "sum_xy": float((a * b).sum())}
+
+
+def arm_day_stats(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Sufficient statistics of every metric for one arm's rows of one day."""
+    status = rows["status"]
+    out: dict[str, dict[str, float]] = {
+        "error_rate": _moments((status == "error").astype(float)),
+        "timeout_rate": _moments((status == "timeout").astype(float)),
+        "refusal_rate": _moments((status == "refused_by_filter").astype(float)),
+    }
+    rated = rows["feedback"].dropna()
+    rated = rated[rated != 0]
+    out["feedback_negative_rate"] = _moments((rated == -1).astype(float))
+    for metric, column in MEANS.items():
+        out[metric] = _moments(rows[column])
+    tokens = rows["prompt_tokens"].fillna(0) + rows["completion_tokens"].fillna(0)
+    tokens = tokens.where(rows["prompt_tokens"].notna() | rows["completion_tokens"].notna())
+    out["cost_per_1k_tokens_usd"] = _ratio_moments(rows["cost_usd"] * 1000.0, tokens)
+    return out
+
+
+def _unit_ids(rows: pd.DataFrame, unit: str) -> pd.Series:
+    if unit == "request_id":
+        return rows["request_id"]
+    key = unit.split(".", 1)[1]
+    from modelwatch.core.contract import flatten
+
+    return pd.Series(flatten(rows["metadata"].tolist(), [key])[key], index=rows.index, dtype="object")
+
+
+def day_record(valid: pd.DataFrame, exp: Experiment, unit: str = "request_id") -> tuple[dict[str, Any], pd.DataFrame]:
+    """(stats.json content, latency table) of one day of one experiment.
+
+    Rows belong to the experiment when their ``experiment_id`` is the experiment's, or
+    (if the router logs no experiment id) when their variant is one of its arms. The
+    record also checks the assignment: each unit's logged arm against
+    ``core.assignment.assign`` with the experiment as salt, and units seen in more than one arm.
+    """
+    arms = [exp.control, exp.treatment]
+    tagged = valid["experiment_id"] == exp.id
+    rows = valid[tagged] if bool(tagged.any()) else valid[valid["variant"].isin(arms)]
+    counts = {arm: int((rows["variant"] == arm).sum()) for arm in arms}
+    unplanned = {str(k): int(v) for k, v in rows[~rows["variant"].isin(arms)]["variant"].value_counts().items()}
+    units = _unit_ids(rows, unit)
+    arms_per_unit = rows.assign(_unit=units).dropna(subset=["_unit"]).groupby("_unit")["variant"].nunique()
+    weights = exp.weights()
+    planned = [assign(str(u), exp.id, weights) for u in units] if unit == "request_id" else None
+    mismatches = int(sum(p != v for p, v in zip(planned, rows["variant"]))) if planned is not None else None
+    record = {
+        "counts": counts,
+        "unplanned_variants": unplanned,
+        "units_in_several_arms": int((arms_per_unit > 1).sum()),
+        "assignment_mismatches": mismatches,
+        "stats": {arm: arm_day_stats(rows[rows["variant"] == arm]) for arm in arms},
+    }
+    latency = pd.DataFrame({"arm": rows["variant"].astype(str), "latency_ms": rows["latency_ms"].astype(float)})
+    return record, latency[latency["arm"].isin(arms)]
+
+
+def store_day(client, prefix: str, day: date, record: dict[str, Any], latency: pd.DataFrame) -> None:
+    put_json(client, f"{prefix}/dt={day.isoformat()}/stats.json", record)
+    put_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet", pa.Table.from_pandas(latency, preserve_index=False))
+
+
+def merge_moments(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
+
+
+def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, Any]:
+    """Every stored day from ``start`` to ``end``, merged: counts, health, per-arm stats, latencies."""
+    days, missing = [], []
+    counts: dict[str, int] = {}
+    unplanned: dict[str, int] = {}
+    stats: dict[str, dict[str, dict[str, float]]] = {}
+    several, mismatches = 0, 0
+    latencies: list[pd.DataFrame] = []
+    day = start
+    while day <= end:
+        uri = f"{prefix}/dt={day.isoformat()}/stats.json"
+        if not exists(client, uri):
+            missing.append(day.isoformat())
+            day += timedelta(days=1)
+            continue
+        record = get_json(client, uri)
+        days.append(day.isoformat())
+        for arm, n in record["counts"].items():
+            counts[arm] = counts.get(arm, 0) + n
+        for variant, n in record["unplanned_variants"].items():
+            unplanned[variant] = unplanned.get(variant, 0) + n
+        several += record["units_in_several_arms"]
+        mismatches += record["assignment_mismatches"] or 0
+        for arm, metrics in record["stats"].items():
+            merged = stats.setdefault(arm, {})
+            for metric, moments in metrics.items():
+                merged[metric] = merge_moments(merged.get(metric, {}), moments)
+        latencies.append(get_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet").to_pandas())
+        day += timedelta(days=1)
+    latency = pd.concat(latencies, ignore_index=True) if latencies else pd.DataFrame({"arm": [], "latency_ms": []})
+    return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
+            "assignment_mismatches": mismatches, "stats": stats,
+            "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")}}
+
+
+def judge_arm_stats(judged: pd.DataFrame, arms: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per arm, moments of each judge score (``judge.<dimension>``) and flag (``judge.<flag>_rate``) over the judged rows.
+
+    The judge sample is stratified (``judge.stratify_by`` should include ``variant``), so each
+    arm's judged rows are a random sample of that arm within its strata; experiments compare
+    the arms' unweighted judged means.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for arm in arms:
+        rows = judged[judged["variant"] == arm]
+        stats = {f"judge.{d}": _moments(rows[d]) for d in JUDGE_DIMENSIONS if d in rows}
+        stats |= {f"judge.{f}_rate": _moments(rows[f].astype("Float64").astype(float)) for f in JUDGE_FLAGS if f in rows}
+        out[arm] = stats
+    return out

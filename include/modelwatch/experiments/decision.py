@@ -1,0 +1,295 @@
+"""Deciding an A/B experiment every day: health, primary metrics, guardrails, and the decision.
+
+The analysis is cumulative from the experiment's ``start`` (``experiments.data`` stores
+each day's sufficient statistics). Because the DAG looks every day:
+
+- means, rates and ratios use anytime-valid confidence sequences (Howard et al. 2021,
+  as GrowthBook's sequential testing; ``experiments.inference.sequential_difference``) in the
+  default ``sequential`` mode, tuned to the planned sample size; ``fixed`` mode uses the
+  fixed-horizon tests and reads them once the power analysis' sample size is reached;
+- quantile guardrails (p95/p99 latency) use order-statistic intervals at the alpha of the
+  day's look: look k (day k counted from ``start``, :func:`look_number`) spends
+  ``experiment_stats.look_alpha(alpha, k)``, a sequence that sums to less than alpha over
+  any number of looks, so by Bonferroni the chance of any false harm verdict stays at most
+  alpha however long the experiment runs; they abstain below ``min_quantile_count`` rows
+  per arm;
+- primary metrics are corrected for multiplicity (Holm or Benjamini–Hochberg on the
+  always-valid p-values); guardrails are not (each one can only stop the experiment).
+
+Decision, with its reasons (first match wins):
+
+1. ``roll_back``: a hard limit broke in this partition, or a guardrail is ``inferior``
+   (evidence that the treatment is worse than control by more than the margin);
+2. ``promote``: health checks pass, every primary metric is significantly better after
+   correction, no primary is significantly worse, and every guardrail is non-inferior;
+3. ``stop``: futile: every primary's interval already excludes its MDE in the good
+   direction (sequential), or the planned sample size is reached without a win (fixed);
+4. ``continue``: otherwise, with the days remaining at the current traffic.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from modelwatch.config import Experiment, MetricGoal
+from modelwatch.experiments.data import QUANTILES, RATIOS, metric_kind
+from modelwatch.experiments.design import PowerResult, adjust_pvalues, days_remaining, power_analysis, srm_test
+from modelwatch.experiments.inference import difference_test, mean_test, non_inferiority, proportion_test
+from modelwatch.experiments.quantiles import quantile_difference
+from modelwatch.experiments.stats import DEFAULT_TUNING_N, SPENDING_FLAT_LOOKS, RatioStats, SampleStats, TestResult, alpha_spent, look_alpha
+
+# A confidence sequence needs more rows than a fixed-horizon test for the same power: at 1.75x the
+# fixed-horizon n it reached 80% power over 14 daily looks (bench/suite_experiments.py).
+SEQUENTIAL_INFLATION = 1.75
+
+
+def sample_stats(moments: dict[str, float] | None) -> SampleStats:
+    m = moments or {}
+    return SampleStats(int(m.get("n", 0)), float(m.get("sum", 0.0)), float(m.get("sum_sq", 0.0)))
+
+
+def ratio_stats(moments: dict[str, float] | None) -> RatioStats:
+    m = moments or {}
+    return RatioStats(int(m.get("n", 0)), *(float(m.get(k, 0.0)) for k in ("sum_x", "sum_y", "sum_x2", "sum_y2", "sum_xy")))
+
+
+def _arm_stats(cumulative: dict[str, Any], arm: str, metric: str):
+    moments = cumulative["stats"].get(arm, {}).get(metric)
+    return ratio_stats(moments) if metric in RATIOS else sample_stats(moments)
+
+
+def _unavailable(metric: str, cumulative: dict[str, Any] | None = None) -> str | None:
+    if metric_kind(metric) is None:
+        return f"{metric} is not a metric experiments can test"
+    if metric.startswith("judge.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
+        return f"{metric}: no judge scores for both arms yet (is the judge configured, with variant among stratify_by?)"
+    return None
+
+
+def tuning_n(exp: Experiment, cumulative: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """The planned total sample size: configured, else the power analysis of the first testable primary metric."""
+    if exp.planned_requests:
+        return exp.planned_requests, None
+    for goal in exp.primary:
+        power = _power_for(goal, exp, cumulative)
+        if power is not None and not power.abstained:
+            factor = SEQUENTIAL_INFLATION if exp.mode == "sequential" else 1.0
+            return int(power.required_total * factor), {**power.to_dict(), "sequential_inflation": factor}
+    return DEFAULT_TUNING_N, None
+
+
+def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) -> PowerResult | None:
+    kind = metric_kind(goal.metric)
+    if kind not in ("mean", "proportion") or goal.mde is None:
+        return None
+    control = sample_stats(cumulative["stats"].get(exp.control, {}).get(goal.metric))
+    if control.n < 2 or control.mean is None:
+        return None
+    split = exp.weights()[exp.treatment]
+    return power_analysis(control.mean, control.sd, goal.mde, relative=not goal.absolute, alpha=exp.alpha, power=exp.power,
+                             split=split, kind=kind)
+
+
+def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int) -> dict[str, Any]:
+    """The primary metric's test (sequential or fixed), its decision in the good direction and futility."""
+    missing = _unavailable(goal.metric, cumulative)
+    if missing or metric_kind(goal.metric) == "quantile":
+        reason = missing or f"{goal.metric}: quantile metrics are guardrails, not primary metrics"
+        return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": reason, "decision": "inconclusive"}
+    kind = metric_kind(goal.metric)
+    control, treatment = _arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric)
+    result = difference_test(control, treatment, kind="mean" if kind == "ratio" else kind, alpha=exp.alpha,
+                                sequential=exp.mode == "sequential", tuning_n=n_tuning, metric=goal.metric)
+    out = {**result.to_dict(), "direction": goal.direction, "mde": goal.mde, "decision": result.decision(goal.direction)}
+    out["futile"] = _futile(result, goal)
+    return out
+
+
+def _futile(result: TestResult, goal: MetricGoal) -> bool:
+    """The interval already rules out an improvement as large as the MDE (relative or absolute)."""
+    if result.abstained or goal.mde is None:
+        return False
+    low, high = (result.ci_low, result.ci_high) if goal.absolute else (result.lift_ci_low, result.lift_ci_high)
+    if low is None or high is None:
+        return False
+    return high < goal.mde if goal.direction == "increase" else low > -goal.mde
+
+
+def look_number(start: str | None, day: date) -> int:
+    """The daily look ``day`` is: 1 on the experiment's ``start``, 60 on the 60th day from it.
+
+    Every calendar day counts, with or without data, so a day's look number never depends on
+    which earlier days were analysed. Without a ``start`` the analysis covers the day alone,
+    which is then its first look.
+    """
+    if start is None:
+        return 1
+    first = date.fromisoformat(start)
+    if day < first:
+        raise ValueError(f"day {day.isoformat()} is before the experiment's start {start}")
+    return (day - first).days + 1
+
+
+def guardrail_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int, look: int) -> dict[str, Any]:
+    """Non-inferiority of one guardrail at daily look ``look``: ``inferior`` is the rollback signal."""
+    margin = goal.margin or 0.0
+    missing = _unavailable(goal.metric, cumulative)
+    if missing:
+        return {"metric": goal.metric, "verdict": "inconclusive", "abstained": True, "reason": missing}
+    if metric_kind(goal.metric) == "quantile":
+        return quantile_guardrail(goal, exp, cumulative, look)
+    kind = metric_kind(goal.metric)
+    result = non_inferiority(_arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric),
+                                direction=goal.direction, margin=margin, absolute=goal.absolute, alpha=exp.alpha,
+                                sequential=exp.mode == "sequential", tuning_n=n_tuning, kind="mean" if kind == "ratio" else kind,
+                                metric=goal.metric)
+    return result.to_dict()
+
+
+def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], look: int) -> dict[str, Any]:
+    """Non-inferiority of a latency quantile at daily look ``look``: order-statistic intervals at that look's alpha.
+
+    ``experiments.stats.look_alpha`` gives the look's alpha; the result states the look, the
+    alpha spent at it and the alpha spent by all looks to date.
+    """
+    q = QUANTILES[goal.metric]
+    control = cumulative["latency"].get(exp.control, np.array([]))
+    treatment = cumulative["latency"].get(exp.treatment, np.array([]))
+    spent, to_date = look_alpha(exp.alpha, look), alpha_spent(exp.alpha, look)
+    flat = SPENDING_FLAT_LOOKS
+    plan = (f"look {look}: alpha {spent:.3g}, {to_date:.3g} of {exp.alpha:g} spent to date (alpha/{2 * flat} at each of the "
+            f"first {flat} looks, then alpha*{flat}/(2k(k-1)) at look k: below alpha over any number of daily looks)")
+    if exp.start is None:
+        plan += "; no start configured, so each day is analysed alone and the bound holds per day, not across days"
+    min_tail = exp.min_quantile_count * min(q, 1 - q)
+    # two-sided confidence 1 - 2*spent: the one-sided harm bound misses with probability <= spent
+    result = quantile_difference(control, treatment, q, confidence=1 - 2 * spent, min_tail=min_tail, metric=goal.metric)
+    base = {"metric": goal.metric, "kind": "quantile", "direction": goal.direction, "margin": goal.margin or 0.0, "absolute": goal.absolute,
+            "alpha": exp.alpha, "look": look, "alpha_per_look": spent, "alpha_spent_to_date": to_date, "method": f"{result.method}; {plan}",
+            "n_control": int(control.size), "n_treatment": int(treatment.size),
+            "control_estimate": result.control_estimate, "treatment_estimate": result.treatment_estimate}
+    if result.abstained:
+        return {**base, "verdict": "inconclusive", "abstained": True, "reason": result.reason}
+    margin = goal.margin or 0.0
+    if goal.absolute:
+        estimate, lower, upper, scale = result.effect, result.ci_low, result.ci_high, "difference"
+    else:
+        estimate, lower, upper, scale = result.relative_lift, result.lift_ci_low, result.lift_ci_high, "relative_lift"
+    if lower is None:
+        return {**base, "verdict": "inconclusive", "abstained": True, "reason": "relative lift undefined (non-positive values)"}
+    threshold = margin if goal.direction == "decrease" else -margin
+    if goal.direction == "decrease":
+        verdict = "non_inferior" if upper < threshold else "inferior" if lower > threshold else "inconclusive"
+    else:
+        verdict = "non_inferior" if lower > threshold else "inferior" if upper < threshold else "inconclusive"
+    return {**base, "scale": scale, "threshold": threshold, "estimate": estimate, "lower": lower, "upper": upper, "verdict": verdict,
+            "abstained": False, "reason": ""}
+
+
+def health(exp: Experiment, cumulative: dict[str, Any]) -> dict[str, Any]:
+    """Sample-ratio mismatch, missing arms, units exposed to several arms, assignment mismatches."""
+    srm = srm_test(cumulative["counts"], exp.weights())
+    problems = []
+    if srm.flagged:
+        problems.append(f"sample-ratio mismatch: {srm.reason or f'p = {srm.p_value:.2g} < {srm.threshold}'} (observed {srm.observed})")
+    if srm.zero_traffic:
+        problems.append(f"arms without traffic: {srm.zero_traffic}")
+    if cumulative["unplanned_variants"]:
+        problems.append(f"traffic in variants outside the experiment: {cumulative['unplanned_variants']}")
+    if cumulative["units_in_several_arms"]:
+        problems.append(f"{cumulative['units_in_several_arms']} units were exposed to more than one arm")
+    if cumulative["assignment_mismatches"]:
+        problems.append(f"{cumulative['assignment_mismatches']} requests were served an arm other than assignment.assign gives")
+    return {"ok": not problems, "problems": problems, "srm": srm.to_dict(), "counts": cumulative["counts"], "days": cumulative["days"],
+            "missing_days": cumulative["missing_days"]}
+
+
+def _look_text(guardrail: dict[str, Any]) -> str:
+    return f"; look {guardrail['look']}, alpha {guardrail['alpha_per_look']:.2g}" if "look" in guardrail else ""
+
+
+def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, Any]], guardrails: list[dict[str, Any]],
+           hard_limit_breaches: list[str], days_left: int | None, reached_plan: bool) -> dict[str, Any]:
+    """The decision and its reasons (see the module docstring for the rules)."""
+    inferior = [g for g in guardrails if g.get("verdict") == "inferior"]
+    if hard_limit_breaches or inferior:
+        reasons = [f"hard limit: {r}" for r in hard_limit_breaches]
+        reasons += [f"guardrail {g['metric']} inferior: {g.get('scale', 'effect')} {g['estimate']:+.4g} beyond margin {g['margin']:g} "
+                    f"(bound {g['lower' if g['direction'] == 'decrease' else 'upper']:+.4g}{_look_text(g)})" for g in inferior]
+        return {"decision": "roll_back", "reasons": reasons}
+    worse = [p["metric"] for p in primaries if p.get("decision") == "worse" and p.get("significant_after_correction")]
+    wins = [p for p in primaries if p.get("decision") == "better" and p.get("significant_after_correction")]
+    pending_guardrails = [g["metric"] for g in guardrails if g.get("verdict") != "non_inferior"]
+    if primaries and len(wins) == len(primaries) and not worse and not pending_guardrails and checks["ok"]:
+        return {"decision": "promote", "reasons": [f"{p['metric']} better (p_adj {p['p_adjusted']:.3g})" for p in wins] +
+                ["every guardrail non-inferior", "health checks pass"]}
+    testable = [p for p in primaries if not p.get("abstained")]
+    if testable and all(p.get("futile") for p in testable) and not wins:
+        return {"decision": "stop", "reasons": [f"futile: every primary metric's interval excludes its MDE ({', '.join(p['metric'] for p in testable)})"]}
+    if exp.mode == "fixed" and reached_plan and not wins:
+        return {"decision": "stop", "reasons": ["planned sample size reached without a significant primary win"]}
+    reasons = []
+    if not checks["ok"]:
+        reasons += [f"health: {p}" for p in checks["problems"]]
+    reasons += [f"primary {p['metric']}: {p.get('reason') or p.get('decision')}" for p in primaries if p not in wins]
+    if pending_guardrails:
+        reasons.append(f"guardrails not yet shown non-inferior: {pending_guardrails}")
+    if days_left is not None:
+        reasons.append(f"about {days_left} more day(s) of traffic to reach the planned sample size")
+    return {"decision": "continue", "reasons": reasons or ["collecting data"], "days_remaining": days_left}
+
+
+def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, daily_traffic: float,
+                       hard_limit_breaches: list[str] = ()) -> dict[str, Any]:
+    """Health, primaries (multiplicity-corrected), guardrails, power and the decision of one experiment as of ``day``."""
+    checks = health(exp, cumulative)
+    look = look_number(exp.start, day)
+    n_tuning, power = tuning_n(exp, cumulative)
+    primaries = [primary_result(goal, exp, cumulative, n_tuning) for goal in exp.primary]
+    adjusted = adjust_pvalues([None if p.get("abstained") else p.get("p_value") for p in primaries], method=exp.correction)
+    for p, p_adj in zip(primaries, adjusted):
+        p["p_adjusted"] = p_adj
+        p["significant_after_correction"] = p_adj is not None and p_adj < exp.alpha and p.get("decision") in ("better", "worse")
+    guardrails = [guardrail_result(goal, exp, cumulative, n_tuning, look) for goal in exp.guardrails]
+    total = sum(cumulative["counts"].values())
+    days_left = days_remaining(n_tuning, total, daily_traffic)
+    decision = decide(exp, checks, primaries, guardrails, list(hard_limit_breaches), days_left, total >= n_tuning)
+    return {
+        "experiment_id": exp.id,
+        "as_of": day.isoformat(),
+        "start": exp.start,
+        "look": look,
+        "mode": exp.mode,
+        "arms": {"control": exp.control, "treatment": exp.treatment, "weights": exp.weights()},
+        "planned_total": n_tuning,
+        "power_analysis": power,
+        "requests": total,
+        "health": checks,
+        "primary": primaries,
+        "guardrails": guardrails,
+        **decision,
+    }
+
+
+def shadow_comparison(frame, shadow: str = "shadow", baseline: str = "production") -> dict[str, Any] | None:
+    """A shadow variant (logged, never served) against production on the day's rows; None without shadow traffic.
+
+    Report-only, one look per day: fixed-horizon tests (Welch, two-proportion z, order-statistic
+    quantile intervals); nothing here can roll anything back, since no user saw the shadow.
+    """
+    from modelwatch.experiments.data import arm_day_stats
+
+    rows_s, rows_p = frame[frame["variant"] == shadow], frame[frame["variant"] == baseline]
+    if rows_s.empty or rows_p.empty:
+        return None
+    s, p = arm_day_stats(rows_s), arm_day_stats(rows_p)
+    results = [proportion_test(sample_stats(p["error_rate"]), sample_stats(s["error_rate"]), metric="error_rate").to_dict()]
+    for metric in ("latency_mean_ms", "completion_tokens_mean", "quality_score_mean"):
+        results.append(mean_test(sample_stats(p[metric]), sample_stats(s[metric]), metric=metric).to_dict())
+    for metric, q in (("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
+        results.append(quantile_difference(rows_p["latency_ms"].dropna().to_numpy(float), rows_s["latency_ms"].dropna().to_numpy(float), q,
+                                              metric=metric).to_dict())
+    return {"shadow": shadow, "baseline": baseline, "requests": {shadow: len(rows_s), baseline: len(rows_p)}, "metrics": results}

@@ -1,0 +1,111 @@
+"""The ingest stage: plan the shards of a partition, check each shard (the mapped task), then ``extract`` merges their figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelwatch.config import MonitoringConfig
+from modelwatch.core.partition import Partition
+from modelwatch.ingest.read import redact_columns
+from modelwatch.stages import StageContext, StageResult, Upstream
+from modelwatch.storage.keys import shard_uri
+from modelwatch.storage.s3 import get_bytes, list_objects, put_table
+
+NAME = "extract"
+NEEDS: tuple[str, ...] = ()
+
+
+def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+    """The partition's read figures, merged from the map step's shard results (or from checking its shards here)."""
+    return StageResult(NAME, _extract(ctx.client, ctx.cfg, ctx.partition, ctx.checked))
+
+
+def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dict[str, Any]]:
+    """The partition's log files in shards of at most ``defaults.shard_bytes`` (one shard, maybe empty, for a small day)."""
+    from modelwatch.ingest.shards import split_files
+
+    groups = split_files(list(list_objects(client, partition.path(cfg.defaults.logs_uri))), cfg.defaults.shard_bytes)
+    return [{"partition": partition.to_dict(), "shard": i, "shards": len(groups), "files": [[uri, size] for uri, size in group]}
+            for i, group in enumerate(groups)]
+
+
+def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[str, Any]:
+    """Read, coerce and validate one shard's files batch by batch (``defaults.batch_rows``); memory is bounded by a batch.
+
+    Writes the shard's valid rows, its quarantine (read and validation rejects, by row id)
+    and the first occurrence of each request id (for the reduce step's duplicate check).
+    """
+    import pyarrow as pa
+
+    from modelwatch.ingest.readers import batch_tables, open_file
+    from modelwatch.ingest.schema import CANONICAL_SCHEMA, REJECT_SCHEMA
+    from modelwatch.ingest.shards import first_row_id
+    from modelwatch.ingest.validation import StreamValidator
+    from modelwatch.storage.s3 import ParquetSink
+
+    partition = Partition.from_dict(shard["partition"])
+    index, count = shard["shard"], shard["shards"]
+    validator = StreamValidator(cfg.model(partition.model_id), partition)
+    next_id, files, read_rejects = first_row_id(index), [], 0
+    valid_schema = CANONICAL_SCHEMA.remove(CANONICAL_SCHEMA.get_field_index("_type_errors"))
+    with ParquetSink(client, shard_uri(cfg, partition, "valid", index, count), valid_schema) as valid, \
+            ParquetSink(client, shard_uri(cfg, partition, "quarantine", index, count), REJECT_SCHEMA) as quarantine:
+        pending: list[tuple[pa.Table, pa.Table]] = []  # coerced batches not yet validated: GX runs once per batch_rows, across files
+
+        def flush() -> None:
+            if pending:
+                ok, invalid = validator.check(pa.concat_tables([rows for rows, _ in pending]))
+                valid.write(ok)
+                quarantine.write(pa.concat_tables([rejects for _, rejects in pending] + [invalid]).sort_by("_row_id"))
+                pending.clear()
+
+        for uri, size in shard["files"]:
+            if not size:
+                files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
+                continue
+            stream = open_file(get_bytes(client, uri), uri, cfg.defaults.batch_rows)
+            rows_read = rejected = 0
+            for batch in stream.batches:
+                rows, rejects = batch_tables(batch, next_id)
+                next_id += rows.num_rows + rejects.num_rows
+                if cfg.defaults.redact_pii:
+                    from modelwatch.core.redaction import TEXT_FIELDS
+
+                    rows, rejects = redact_columns(rows, TEXT_FIELDS), redact_columns(rejects, ("raw",))
+                validator.count_read_rejects(rejects)  # after redaction: its examples show raw text
+                pending.append((rows, rejects))
+                if sum(r.num_rows for r, _ in pending) >= cfg.defaults.batch_rows:
+                    flush()
+                rows_read += rows.num_rows + rejects.num_rows
+                rejected += rejects.num_rows
+            files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem,
+                          "damaged": stream.damaged})
+            read_rejects += rejected
+        flush()
+    put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
+    rows_read = sum(f["rows_read"] for f in files)
+    if rows_read != valid.rows + quarantine.rows:
+        raise AssertionError(f"{partition.label} shard {index}: rows read {rows_read} != valid {valid.rows} + quarantined {quarantine.rows}")
+    return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": files, "rows_read": rows_read, "read_rejects": read_rejects,
+            "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures), "examples": dict(validator.examples)}
+
+
+def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The partition's read figures, merged from its checked shards (``check_shard``; run here, one after another, when not given)."""
+    if checked is None:
+        checked = [check_shard(client, cfg, shard) for shard in plan_shards(client, cfg, partition)]
+    mine = sorted((c for c in checked if c["partition"] == partition.to_dict()), key=lambda c: c["shard"])
+    if not mine or len(mine) != mine[0]["shards"]:
+        raise RuntimeError(f"{partition.label}: {len(mine)} checked shards, expected {mine[0]['shards'] if mine else 'at least 1'}; re-run the partition")
+    rows_read = sum(c["rows_read"] for c in mine)
+    files = [f for c in mine for f in c["files"]]
+    return {
+        "partition": partition.to_dict(),
+        "source_prefix": partition.path(cfg.defaults.logs_uri),
+        "files": files,
+        "files_damaged": sum(f["damaged"] for f in files),
+        "rows_read": rows_read,
+        "read_rejects": sum(c["read_rejects"] for c in mine),
+        "outcome": "no_traffic" if rows_read == 0 else "ok",
+        "shards": [{k: v for k, v in c.items() if k != "files"} for c in mine],
+    }

@@ -1,0 +1,1 @@
+"""The judge stage: rubrics, backends, the runner and budget, sampling, estimates, calibration, pairwise comparison."""

@@ -1,0 +1,1 @@
+"""Telling people: Prometheus metrics and alert rules, the Grafana dashboard, webhook notifications."""

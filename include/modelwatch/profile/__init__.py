@@ -1,0 +1,1 @@
+"""The profile stage: operational metrics and hard limits."""

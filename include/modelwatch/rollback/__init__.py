@@ -1,0 +1,1 @@
+"""The rollback job (modelwatch_rollback): actions, exactly once, audited."""

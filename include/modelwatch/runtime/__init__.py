@@ -1,0 +1,1 @@
+"""Running it locally: embedded S3 and Airflow, synthetic traffic, the command line."""

@@ -1,0 +1,1 @@
+"""S3 access (``s3``) and where every output lives (``keys``)."""

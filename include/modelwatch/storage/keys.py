@@ -1,0 +1,46 @@
+"""Where modelwatch keeps what under ``reports_uri``: every output key is a function of model and partition.
+
+Layout::
+
+    _work/model_id=M/dt=D[/hour=H]/        shards/{valid,quarantine,ids}-*.parquet, valid.json (the valid parts' manifest)
+    _quarantine/model_id=M/dt=D[/hour=H]/  quarantine.parquet (every rejected row, its reasons and raw text)
+    model_id=M/dt=D[/hour=H]/              metrics.parquet, summary.json, index.html, drift.json, report.html,
+                                           concept.json, estimation.json, experiments.json, judge.json, judge.parquet
+    _baselines/model_id=M/version=V/       manifest.json (last), reference.parquet, profiles.json, embeddings.parquet
+    _audit/rollbacks/...                   one audit record per rollback decision
+
+"""
+
+from __future__ import annotations
+
+from modelwatch.config import MonitoringConfig
+from modelwatch.core.partition import Partition
+
+
+def baseline_prefix(reports_uri: str, model_id: str, version: str) -> str:
+    return f"{reports_uri}/_baselines/model_id={model_id}/version={version}"
+
+
+def audit_prefix(reports_uri: str, model_id: str, experiment_id: str) -> str:
+    return f"{reports_uri.rstrip('/')}/_audit/rollbacks/model_id={model_id}/experiment={experiment_id}"
+
+
+def work_uri(cfg: MonitoringConfig, partition: Partition, name: str) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri + '/_work')}/{name}"
+
+
+def quarantine_uri(cfg: MonitoringConfig, partition: Partition) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri + '/_quarantine')}/quarantine.parquet"
+
+
+def report_uri(cfg: MonitoringConfig, partition: Partition, name: str) -> str:
+    return f"{partition.path(cfg.defaults.reports_uri)}/{name}"
+
+
+def shard_uri(cfg: MonitoringConfig, partition: Partition, kind: str, shard: int, shards: int) -> str:
+    """Where shard ``shard`` of ``shards`` keeps its ``valid``, ``quarantine`` or ``ids`` part."""
+    return work_uri(cfg, partition, f"shards/{kind}-{shard:05d}-of-{shards:05d}.parquet")
+
+
+def valid_manifest_uri(cfg: MonitoringConfig, partition: Partition) -> str:
+    return work_uri(cfg, partition, "valid.json")
