@@ -9,7 +9,7 @@ each day's sufficient statistics). Because the DAG looks every day:
   fixed-horizon tests and reads them once the power analysis' sample size is reached;
 - quantile guardrails (p95/p99 latency) use order-statistic intervals at the alpha of the
   day's look: look k (day k counted from ``start``, :func:`look_number`) spends
-  ``experiment_stats.look_alpha(alpha, k)``, a sequence that sums to less than alpha over
+  ``experiments.stats.look_alpha(alpha, k)``, a sequence that sums to less than alpha over
   any number of looks, so by Bonferroni the chance of any false harm verdict stays at most
   alpha however long the experiment runs; they abstain below ``min_quantile_count`` rows
   per arm;

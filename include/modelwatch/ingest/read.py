@@ -32,7 +32,7 @@ def read_partition(client, cfg: MonitoringConfig, partition: Partition):
     return rows, rejects, files
 
 
-DIGIT_CHAIN = r"[0-9](?:[ ().+-]{0,2}[0-9]){6}"  # what every phone or card match contains (see _redacted)
+DIGIT_CHAIN = r"[0-9](?:[ ().+-]{0,2}[0-9]){6}"  # what every phone or card match contains (see redact_columns)
 
 
 def redact_columns(table, columns: tuple[str, ...]):

@@ -46,9 +46,10 @@ from typing import Any
 
 from modelwatch.core.redaction import TEXT_FIELDS, Rule
 from modelwatch.core.redaction import redact_fields as _redact_fields
+from modelwatch.core.uris import split_uri
 from modelwatch.serving.calls import Price, Tokenizer, count_tokens, iso_utc, response_text, result_usage, status_of, usage_tokens
 from modelwatch.serving.checks import KINDS, problems
-from modelwatch.serving.layout import PartNamer, parse_timestamp, partition_prefix, split_s3_uri, uuid_part_name
+from modelwatch.serving.layout import PartNamer, parse_timestamp, partition_prefix, uuid_part_name
 from modelwatch.serving.spool import Spool
 
 log = logging.getLogger("modelwatch.serving")
@@ -108,7 +109,7 @@ class LogEmitter:
                  on_invalid: Callable[[Mapping[str, Any], list[str]], None] | None = None, compresslevel: int = 6):
         if kind not in KINDS:
             raise ValueError(f"LogEmitter kind must be one of {KINDS}, got {kind!r}")
-        split_s3_uri(logs_uri)
+        split_uri(logs_uri)
         if max_rows < 1 or max_bytes < 1 or max_age_s <= 0:
             raise ValueError(f"max_rows, max_bytes must be >= 1 and max_age_s > 0, got {max_rows}, {max_bytes}, {max_age_s}")
         self.client, self.logs_uri, self.model_id, self.kind = client, logs_uri.rstrip("/"), model_id, kind
@@ -277,7 +278,7 @@ class LogEmitter:
         return pending
 
     def _put(self, uri: str, body: bytes) -> None:
-        bucket, key = split_s3_uri(uri)
+        bucket, key = split_uri(uri)
         self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/gzip")
 
     def _ship(self, batch: Batch) -> None:

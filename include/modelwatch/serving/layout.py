@@ -1,9 +1,8 @@
 """Where log batches go: the partitioned S3 layout and the names of batch files.
 
 ``{logs_uri}/model_id={model_id}/dt={YYYY-MM-DD}/hour={HH}/part-<name>.jsonl.gz``, the
-layout ``core.partition.Partition`` reads (that module needs pyarrow, so the path is built here
-with the same rule; a test keeps the two equal). A row is filed under the hour of its
-own timestamp, so every row lies inside its partition's window.
+layout ``core.partition.Partition`` names and the pipeline reads. A row is filed under the
+hour of its own timestamp, so every row lies inside its partition's window.
 """
 
 from __future__ import annotations
@@ -13,18 +12,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from modelwatch.core.partition import Partition
+
 PartNamer = Callable[[str], str]  # partition prefix URI -> file name of the next batch there
 SUFFIX = ".jsonl.gz"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"expected an s3:// URI, got {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key
 
 
 def parse_timestamp(value: str | datetime) -> datetime:
@@ -36,9 +27,9 @@ def parse_timestamp(value: str | datetime) -> datetime:
 
 
 def partition_prefix(logs_uri: str, model_id: str, moment: datetime) -> str:
-    """The hour partition of ``moment``: ``{logs_uri}/model_id=M/dt=D/hour=HH`` (no trailing slash)."""
+    """The hour partition of ``moment``: ``{logs_uri}/model_id=M/dt=D/hour=HH`` (no trailing slash), as ``Partition.path`` names it."""
     moment = moment.astimezone(UTC)
-    return f"{logs_uri.rstrip('/')}/model_id={model_id}/dt={moment.date().isoformat()}/hour={moment.hour:02d}"
+    return Partition(model_id, moment.date(), moment.hour).path(logs_uri)
 
 
 def uuid_part_name(prefix: str) -> str:

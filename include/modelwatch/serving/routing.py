@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelwatch.serving.layout import split_s3_uri
+from modelwatch.core.uris import split_uri
 
 log = logging.getLogger("modelwatch.serving")
 ROLLED_BACK = "rolled_back"  # rollback.ROLLED_BACK (that module needs pyarrow through storage)
@@ -95,7 +95,7 @@ class KillSwitch:
 
     def __init__(self, client, uri: str, *, refresh_s: float = 30.0, max_stale_s: float | None = None, background: bool = True,
                  clock: Callable[[], float] = time.monotonic):
-        split_s3_uri(uri)
+        split_uri(uri)
         if refresh_s <= 0:
             raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
         self.client, self.uri, self.refresh_s = client, uri, refresh_s
@@ -112,7 +112,7 @@ class KillSwitch:
 
     def _fetch(self) -> dict[str, Any]:
         """The document, ``{}`` when it does not exist yet; raises on any other failure."""
-        bucket, key = split_s3_uri(self.uri)
+        bucket, key = split_uri(self.uri)
         try:
             body = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:

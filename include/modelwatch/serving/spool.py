@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelwatch.serving.layout import split_s3_uri
+from modelwatch.core.uris import split_uri
 
 TMP_SUFFIX = ".tmp"
 
@@ -32,7 +32,7 @@ class Spool:
         self.directory = Path(directory)
 
     def path_for(self, uri: str) -> Path:
-        bucket, key = split_s3_uri(uri)
+        bucket, key = split_uri(uri)
         if not key or ".." in Path(key).parts:
             raise ValueError(f"cannot spill {uri!r}: the key must be a plain relative path")
         return self.directory / bucket / key
@@ -51,7 +51,7 @@ class Spool:
 
     def pending(self, prefix_uri: str) -> list[Spilled]:
         """Spilled batches whose URI starts with ``prefix_uri``, oldest first."""
-        bucket, key_prefix = split_s3_uri(prefix_uri.rstrip("/") + "/")
+        bucket, key_prefix = split_uri(prefix_uri.rstrip("/") + "/")
         root = self.directory / bucket
         if not root.is_dir():
             return []

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError, IncompleteReadError, ResponseStreamingError
 
+from modelwatch.core.uris import split_uri
+
 TMP_PREFIX = "_tmp/"
 # botocore retry policy: "adaptive" is "standard" (exponential backoff with full jitter on throttling,
 # 5xx, timeouts and connection errors) plus a client-side rate limiter that slows down on throttling.
@@ -120,16 +122,6 @@ def _naming(operation: str, uri: str) -> Iterator[None]:
         raise S3Error(exc.response, exc.operation_name, uri) from exc
     except BotoCoreError as exc:
         raise S3Unreachable(operation, uri, exc) from exc
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key
 
 
 def config_kwargs(max_attempts: int = MAX_RETRIES, mode: str = RETRY_MODE, connect_timeout: float = CONNECT_TIMEOUT_S,
