@@ -57,14 +57,18 @@ def _run_info() -> dict[str, Any]:
     return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}
 
 
-def _run(name: str, partition: dict[str, Any], *, cadence: str = "daily", checked=None, **upstream) -> dict[str, Any]:
-    """Run stage ``name`` of the registry on this task's partition (``modelwatch.runner.run_stage``); its XCom record."""
+def _run(name: str, partition: dict[str, Any], *, checked=None, **upstream) -> dict[str, Any]:
+    """Run stage ``name`` of the registry on this task's partition (``modelwatch.runner.run_stage``); its XCom record.
+
+    The cadence is the partition's own: an hour partition is an hourly run's, a day partition a daily run's.
+    """
     from modelwatch.core.partition import Partition
     from modelwatch.runner import run_stage
     from modelwatch.stages import StageContext
 
     cfg = _config()
     connection = (lambda: _judge_connection(cfg, [partition["model_id"]])) if name == "judge" else None  # looked up only if the judge runs
+    cadence = "daily" if partition.get("hour") is None else "hourly"
     ctx = StageContext(s3_client(cfg), cfg, Partition.from_dict(partition), cadence, _run_info(), connection, checked)
     return run_stage(name, ctx, upstream).to_xcom()
 
@@ -141,12 +145,10 @@ def validate(extracted: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def profile_task(cadence: str):
-    @task(task_id="profile")
-    def profile(validated: dict[str, Any]) -> dict[str, Any]:
-        return _run("profile", validated["partition"], cadence=cadence, validate=validated)
-
-    return profile
+@task
+def profile(validated: dict[str, Any]) -> dict[str, Any]:
+    """Operational metrics per variant and segment, and the hard limits (the hourly run's whole check)."""
+    return _run("profile", validated["partition"], validate=validated)
 
 
 @task(execution_timeout=timedelta(hours=2))
@@ -272,7 +274,7 @@ def monitor_models(cadence: str):
     """
     from modelwatch.stages import for_cadence  # light: the registry imports no stage
 
-    tasks = {"extract": extract, "validate": validate, "profile": profile_task(cadence), "drift": drift, "concept": concept, "judge": judge,
+    tasks = {"extract": extract, "validate": validate, "profile": profile, "drift": drift, "concept": concept, "judge": judge,
              "experiments": experiments, "publish": publish}
 
     @task_group(group_id="monitor")
