@@ -14,7 +14,7 @@ conf ``{"model_id": "support-bot-v3", "start": "2026-11-01", "end": "2026-11-03"
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED, failure_notifier, s3_client
+from common.monitoring import DEFAULT_ARGS, MODEL_PROMOTED, config_or_fail, failure_notifier, s3_client
 
 
 def _requests(params: dict) -> list[dict]:
@@ -32,13 +32,9 @@ def build(params: dict | None = None) -> list[dict]:
 
     from airflow.sdk.exceptions import AirflowFailException
     from modelwatch.baseline.build import build_baseline
-    from modelwatch.config import ConfigError, load_config
     from modelwatch.embeddings import EmbeddingCache
 
-    try:
-        cfg = load_config()
-    except ConfigError as exc:
-        raise AirflowFailException(str(exc)) from None
+    cfg = config_or_fail()
     client = s3_client(cfg)
     cache = EmbeddingCache(client, cfg.defaults.reports_uri)
     built = []

@@ -11,7 +11,7 @@ without acting. A failed rollback run alerts through the run-failure notifier.
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, _config, failure_notifier, s3_client
+from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, config_or_fail, failure_notifier, s3_client
 
 
 def _action(client, rollback):
@@ -31,7 +31,7 @@ def roll_back() -> list[dict]:
     """Apply every breach of the triggering events; a bad config fails at once with its problems (a retry reads the same file)."""
     from modelwatch.rollback.actions import apply_rollback, notifier
 
-    cfg = _config()
+    cfg = config_or_fail()
     ctx = get_current_context()
     events = ctx["triggering_asset_events"][GUARDRAIL_BREACH]
     client = s3_client(cfg)

@@ -32,7 +32,7 @@ PARAMS = {
 }
 
 
-def _config():
+def config_or_fail():
     """The validated config, or a non-retried failure whose message lists every problem."""
     from airflow.sdk.exceptions import AirflowFailException
     from modelwatch.config import ConfigError, load_config
@@ -66,7 +66,7 @@ def _run(name: str, partition: dict[str, Any], *, checked=None, **upstream) -> d
     from modelwatch.runner import run_stage
     from modelwatch.stages import StageContext
 
-    cfg = _config()
+    cfg = config_or_fail()
     connection = (lambda: _judge_connection(cfg, [partition["model_id"]])) if name == "judge" else None  # looked up only if the judge runs
     cadence = "daily" if partition.get("hour") is None else "hourly"
     ctx = StageContext(s3_client(cfg), cfg, Partition.from_dict(partition), cadence, _run_info(), connection, checked)
@@ -78,7 +78,7 @@ def plan_partitions(cadence: str) -> list[dict[str, Any]]:
     """Validate the config and name the partition each configured model processes in this run."""
     from modelwatch.core.partition import resolve_partition
 
-    cfg = _config()
+    cfg = config_or_fail()
     ctx = get_current_context()
     params = ctx["params"]
     models = cfg.models_for(cadence)
@@ -99,7 +99,7 @@ def plan_shards(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from modelwatch.core.partition import Partition
     from modelwatch.ingest.stage import plan_shards as plan
 
-    cfg = _config()
+    cfg = config_or_fail()
     client = s3_client(cfg)
     shards = [s for p in partitions for s in plan(client, cfg, Partition.from_dict(p))]
     for s in shards:
@@ -114,7 +114,7 @@ def check_shard(shard: dict[str, Any]) -> dict[str, Any]:
     from modelwatch.ingest.stage import check_shard as run
 
     get_current_context()["shard_label"] = f"{shard['partition']['model_id']} {shard['partition']['dt']} {shard['shard'] + 1}/{shard['shards']}"
-    cfg = _config()
+    cfg = config_or_fail()
     result = run(s3_client(cfg), cfg, shard)
     print(f"{result['rows_read']} rows read from {len(result['files'])} files = valid {result['rows_valid']} + quarantined {result['rows_quarantined']}")
     return result
@@ -235,7 +235,7 @@ def notify(published: dict[str, Any]):
     from modelwatch.storage.s3 import get_json
     from modelwatch_notifier import PartitionEventNotifier
 
-    cfg = _config()
+    cfg = config_or_fail()
     summary = get_json(s3_client(cfg), published["summary_uri"])
     due = run_notifications(summary, reports_uri=cfg.defaults.reports_uri, report_base_url=cfg.defaults.report_base_url,
                             drift_level=cfg.defaults.notify_drift_severity)
