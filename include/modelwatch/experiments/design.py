@@ -7,11 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from modelwatch.core.jsonable import Serialisable
-from modelwatch.experiments.inference import t_quantile, z_quantile
 from modelwatch.experiments.stats import (
     DEFAULT_ALPHA,
     SRM_MIN_EXPECTED,
@@ -108,20 +106,16 @@ class PowerResult(Serialisable):
     reason: str = ""
 
 
-def _power(effect_size: float, n_control: float, ratio: float, alpha: float, test: str) -> float:
-    """Power of the two-sided two-sample test at ``n_control`` and ``n_treatment = ratio n_control``.
+def _solve_n_control(effect_size: float, ratio: float, alpha: float, power: float, test: str) -> float:
+    """Control rows of a two-sided two-sample test with ``n_treatment = ratio * n_control``: statsmodels' ``solve_power``.
 
-    The formulas of statsmodels' NormalIndPower (z) and TTestIndPower (t: noncentral t with
-    the pooled-test df ``n1 + n2 - 2``), both tails counted.
+    ``NormalIndPower`` (z) or ``TTestIndPower`` (t: noncentral t with the pooled-test df
+    ``n1 + n2 - 2``), both tails counted (statsmodels.stats.power; Cohen 1988, ch. 2).
     """
-    n_eff = n_control * ratio / (1 + ratio)
-    shift = effect_size * math.sqrt(n_eff)
-    if test == "z":
-        crit = z_quantile(1 - alpha / 2)
-        return float(special.ndtr(shift - crit) + special.ndtr(-crit - shift))
-    df = n_control * (1 + ratio) - 2
-    crit = t_quantile(1 - alpha / 2, df)
-    return float(special.nctdtr(df, shift, -crit) + 1 - special.nctdtr(df, shift, crit))
+    from statsmodels.stats.power import NormalIndPower, TTestIndPower
+
+    solver = NormalIndPower() if test == "z" else TTestIndPower()
+    return float(solver.solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=ratio, alternative="two-sided"))
 
 
 def power_analysis(baseline_mean: float, baseline_sd: float | None, mde: float, *, relative: bool = True, alpha: float = DEFAULT_ALPHA,
@@ -131,7 +125,7 @@ def power_analysis(baseline_mean: float, baseline_sd: float | None, mde: float, 
 
     Means: Cohen's d = absolute MDE / ``baseline_sd`` (equal sds in both arms), solved with
     the normal (``test="z"``, statsmodels ``NormalIndPower``) or noncentral t power function
-    (``test="t"``, statsmodels ``tt_ind_solve_power``). Proportions: ``baseline_mean`` is the
+    (``test="t"``, statsmodels ``TTestIndPower``), by :func:`_solve_n_control`. Proportions: ``baseline_mean`` is the
     rate (``baseline_sd`` is ignored) and the effect size is Cohen's h (arcsine transform,
     statsmodels ``proportion_effectsize``) with the normal power function, for a rate that
     rises by the MDE (Cohen's h is not symmetric: a fall of the same size needs slightly
@@ -151,19 +145,15 @@ def power_analysis(baseline_mean: float, baseline_sd: float | None, mde: float, 
         if not (0 < p1 < 1 and 0 < p2 < 1):
             return PowerResult(**base, mde_absolute=delta, abstained=True,
                                reason=f"rates must lie in (0, 1), got {p1:.6g} -> {p2:.6g}")
-        effect, effect_kind = 2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1)), "cohens_h"
+        from statsmodels.stats.proportion import proportion_effectsize
+
+        effect, effect_kind = float(proportion_effectsize(p2, p1)), "cohens_h"
     else:
         if baseline_sd is None or baseline_sd <= 0:
             return PowerResult(**base, mde_absolute=delta, abstained=True, reason="a mean needs a positive baseline_sd")
         effect, effect_kind = delta / baseline_sd, "cohens_d"
     ratio = split / (1 - split)
-    target = lambda n: _power(effect, n, ratio, alpha, base["test"]) - power  # noqa: E731
-    guess = (z_quantile(1 - alpha / 2) + z_quantile(power)) ** 2 * (1 + ratio) / (ratio * effect * effect)
-    high = max(2 * guess, 10.0)
-    while target(high) < 0:
-        high *= 2
-    low = 2.0 + 1e-9 if base["test"] == "t" else 1e-9
-    n_control = optimize.brentq(target, low, high, xtol=1e-10, rtol=1e-12) if target(low) < 0 else low
+    n_control = _solve_n_control(effect, ratio, alpha, power, base["test"])
     n_c, n_t = math.ceil(n_control - 1e-9), math.ceil(n_control * ratio - 1e-9)
     return PowerResult(**base, effect_size=effect, effect_size_kind=effect_kind, mde_absolute=delta, required_n_control=n_c,
                        required_n_treatment=n_t, required_n_per_arm=max(n_c, n_t), required_total=n_c + n_t)
@@ -182,8 +172,11 @@ def days_remaining(required_total: int, current_total: int, daily_traffic: float
 # -- multiple metrics ----------------------------------------------------------------------------------------
 
 
+_MULTITEST_METHODS = {"holm": "holm", "bh": "fdr_bh"}  # config name -> statsmodels multipletests method
+
+
 def adjust_pvalues(pvalues: Sequence[float | None], method: Literal["holm", "bh"] = "holm") -> list[float | None]:
-    """Multiplicity-adjusted p-values, equal to ``statsmodels.stats.multitest.multipletests``.
+    """Multiplicity-adjusted p-values from ``statsmodels.stats.multitest.multipletests``.
 
     ``holm``: Holm's (1979) step-down, family-wise error control, for decisions on several
     primary metrics. ``bh``: Benjamini & Hochberg's (1995) step-up, false-discovery-rate
@@ -196,19 +189,13 @@ def adjust_pvalues(pvalues: Sequence[float | None], method: Literal["holm", "bh"
         return out
     if any(not 0 <= p <= 1 for _, p in present):
         raise ValueError(f"p-values must lie in [0, 1]: {pvalues}")
-    index = np.array([i for i, _ in present])
-    p = np.array([v for _, v in present])
-    m = p.size
-    order = np.argsort(p, kind="mergesort")
-    ranked = p[order]
-    if method == "holm":
-        adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * ranked))
-    elif method == "bh":
-        adjusted = np.minimum(1.0, np.minimum.accumulate((m * ranked / np.arange(1, m + 1))[::-1])[::-1])
-    else:
+    if method not in _MULTITEST_METHODS:
         raise ValueError(f"method must be 'holm' or 'bh', got {method!r}")
-    for position, value in zip(index[order], adjusted):
-        out[int(position)] = float(value)
+    from statsmodels.stats.multitest import multipletests
+
+    adjusted = multipletests([p for _, p in present], method=_MULTITEST_METHODS[method])[1]
+    for (position, _), value in zip(present, adjusted):
+        out[position] = float(value)
     return out
 
 

@@ -31,8 +31,8 @@ function                               method
 :func:`look_alpha`                     alpha spent at daily look k of an experiment of any length (Bonferroni
                                        over looks; a spending function that tends to alpha, Lan & DeMets 1983)
 :func:`cuped_adjust`                   CUPED (Deng, Xu, Kohavi & Walker 2013), theta pooled across arms
-:func:`power_analysis`                 sample size for a two-sample z- or t-test (= statsmodels.stats.power)
-:func:`adjust_pvalues`                 Holm (1979) and Benjamini–Hochberg (1995) (= statsmodels multipletests)
+:func:`power_analysis`                 sample size for a two-sample z- or t-test (statsmodels.stats.power solve_power)
+:func:`adjust_pvalues`                 Holm (1979) and Benjamini–Hochberg (1995) (statsmodels multipletests)
 :func:`srm_test`                       sample-ratio mismatch: chi-squared goodness of fit (= scipy chisquare)
 =====================================  =====================================================================
 
