@@ -1,4 +1,4 @@
-"""The ``modelwatch`` command line: check configs, generate traffic, run the local S3 server, mirror reports."""
+"""The ``modelwatch`` command line: check configs, generate traffic, run the local S3 server, mirror reports, try it on a folder of logs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, at least 1, got {text}")
+    return value
 
 
 def _client(args):
@@ -167,6 +174,18 @@ def cmd_contract(args) -> int:
     return 0
 
 
+def cmd_try(args) -> int:
+    from modelwatch.runtime.try_logs import TryError, run_try
+
+    try:
+        result = run_try(Path(args.folder), Path(args.workdir), Path(args.config_out) if args.config_out else None,
+                         baseline_days=args.baseline_days, s3_endpoint=args.s3_endpoint, say=lambda line: print(line, flush=True))
+    except TryError as exc:
+        print(f"modelwatch try: {exc}", file=sys.stderr)
+        return 2
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grafana-dashboard", help="write the Grafana dashboard JSON (provisioned from grafana/dashboards/)")
     p.add_argument("--out", default="grafana/dashboards/modelwatch.json", help="output file, or - for stdout")
     p.set_defaults(func=cmd_grafana_dashboard)
+
+    p = sub.add_parser("try", help="load a folder of log files, propose a config, build baselines and run the daily DAG on the embedded runtime")
+    p.add_argument("folder", help="the folder of log files (.jsonl, .jsonl.gz, .parquet; dt=YYYY-MM-DD folders are kept as days)")
+    p.add_argument("--workdir", default=".modelwatch-try", help="where the runtime, the proposed config and the report site go")
+    p.add_argument("--config-out", default=None, help="where to write the proposed config (default: <workdir>/modelwatch.yaml)")
+    p.add_argument("--baseline-days", type=_positive_int, default=None,
+                   help="days the baseline is built from (default: the first third of the days, at most 3)")
+    p.add_argument("--s3-endpoint", default=None, help="use this S3-compatible endpoint instead of starting the embedded one")
+    p.set_defaults(func=cmd_try)
 
     p = sub.add_parser("contract", help="print the log contract as a Markdown table")
     p.set_defaults(func=cmd_contract)
