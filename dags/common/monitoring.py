@@ -195,8 +195,12 @@ def judge(validated: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
-def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every experiment from its start: health, primary metrics, guardrails, decision; experiments.json."""
+def experiments(validated: dict[str, Any], profiled: dict[str, Any], judged: dict[str, Any] | None = None,
+                concepted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every experiment from its start: health, primary metrics, guardrails, decision; experiments.json.
+
+    Runs after concept, which writes the arms' feedback-signal moments (``feedback.<signal>_rate``) it merges.
+    """
     result = _run("experiments", validated["partition"], validate=validated, profile=profiled, judge=judged)
     for exp in result.get("experiments", []):
         print(f"{exp['experiment_id']}: {exp['decision'].upper()} — " + "; ".join(exp.get("reasons") or []))

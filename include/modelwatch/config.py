@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from modelwatch.core.metric_names import OPERATIONAL_METRICS
 
@@ -109,6 +109,54 @@ class DriftSettings(_Strict):
             raise ValueError(f"{self.permutations} permutations cannot give a p-value below {level}: use at least {int(1 / level)}")
         return self
     label_lookback_days: int = Field(14, ge=1, le=90)  # concept drift looks at this many days of labelled traffic
+    # Per-segment embedding drift (MMD), bounded: the largest segments only, a seeded sample of rows per side.
+    segment_embedding_segments: int = Field(6, ge=0, le=50)  # segment values tested per text column (0: off)
+    segment_embedding_rows: int = Field(500, ge=50, le=5_000)  # texts per side and segment
+
+
+FeedbackValue = StrictBool | StrictInt | StrictFloat | StrictStr
+_SIGNAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class FeedbackSignal(_Strict):
+    """A signal a team logs per request in its label files (thumbs down, escalation, user correction).
+
+    ``key`` is the label line's top-level key that carries it; ``positive`` the values that mean the
+    signal fired; ``negative`` the values that mean the request was rated and it did not (thumbs up).
+    With ``negative`` empty the rate is over every request of the day (an escalation is logged only
+    when it happens); otherwise over the rated requests.
+    """
+
+    key: str = Field("feedback", min_length=1)
+    positive: list[FeedbackValue] = Field(min_length=1)
+    negative: list[FeedbackValue] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FeedbackSignal:
+        both = [v for v in self.positive if any(type(v) is type(n) and v == n for n in self.negative)]
+        if both:
+            raise ValueError(f"values {both} are both positive and negative")
+        return self
+
+
+def _thumbs_down() -> dict[str, FeedbackSignal]:
+    return {"thumbs_down": FeedbackSignal(key="feedback", positive=[-1, "down", "thumbs_down"], negative=[1, "up", "thumbs_up"])}
+
+
+class FeedbackSettings(_Strict):
+    """Delayed feedback of LLMs read from ``labels_uri``: each signal's rate is ``feedback.<name>_rate``."""
+
+    signals: dict[str, FeedbackSignal] = Field(default_factory=_thumbs_down)
+    primary: str = "thumbs_down"  # the signal whose indicator is the concept-drift loss stream of an LLM
+
+    @model_validator(mode="after")
+    def _names(self) -> FeedbackSettings:
+        bad = [n for n in self.signals if not _SIGNAL_NAME.match(n)]
+        if bad:
+            raise ValueError(f"signal names must be lower-case letters, digits and '_' (they become metric names feedback.<name>_rate), got {bad}")
+        if self.primary not in self.signals:
+            raise ValueError(f"primary {self.primary!r} is not one of the signals {sorted(self.signals)}")
+        return self
 
 
 class JudgeSettings(_Strict):
@@ -139,6 +187,10 @@ class JudgeSettings(_Strict):
 
 def _check_metric(name: str) -> str:
     if name.startswith(("judge.", "quality.")):
+        return name
+    if name.startswith("feedback."):  # a feedback signal's rate; the model's feedback.signals name them
+        if not (name.endswith("_rate") and _SIGNAL_NAME.match(name.removeprefix("feedback.").removesuffix("_rate"))):
+            raise ValueError(f"unknown metric {name!r}: a feedback metric is feedback.<signal>_rate")
         return name
     if name not in OPERATIONAL_METRICS:
         close = difflib.get_close_matches(name, OPERATIONAL_METRICS, n=1)
@@ -373,6 +425,7 @@ def _known_keys(loc: tuple) -> list[str]:
 
 def _describe_errors(exc: ValidationError) -> list[str]:
     problems = []
+    feedback: FeedbackSettings = FeedbackSettings()  # LLMs: delayed feedback signals in labels_uri
     for err in exc.errors():
         where = key_path(err["loc"])
         if err["type"] == "extra_forbidden":

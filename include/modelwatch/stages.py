@@ -69,7 +69,7 @@ STAGES: tuple[Stage, ...] = (
           no_baseline={"severity": "none", "alerts": []}),
     Stage("concept", "modelwatch.concept.stage", needs=("validate",), cadences=DAILY),
     Stage("judge", "modelwatch.judge.stage", needs=("validate",), cadences=DAILY, applies=_has_judge),
-    Stage("experiments", "modelwatch.experiments.stage", needs=("validate", "profile", "judge"), cadences=DAILY),
+    Stage("experiments", "modelwatch.experiments.stage", needs=("validate", "profile", "judge", "concept"), cadences=DAILY),
     Stage("publish", "modelwatch.publish.stage", needs=("extract", "validate", "profile", "drift", "concept", "experiments", "judge"),
           runs_without_traffic=True),
 )

@@ -27,6 +27,13 @@ def _concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[s
     As-of semantics: only labels with ``labelled_at`` before the partition's end count, so
     a backfill sees what was known on that day, not what arrived later.
 
+    LLMs get their delayed feedback (``feedback.signals``) from the same label files: each signal's
+    rate on the day, per variant and per day of the look-back (``concept.feedback``), the primary
+    signal as the loss stream, and per experiment arm the moments of ``feedback.<signal>_rate`` for
+    every look-back day (``storage.keys.experiment_feedback_uri``; the experiments stage runs after
+    this one and merges them). Every label line that could not be used is counted by its rule in
+    ``labels.read.rejected`` and in the stage's record.
+
     Classic models also get the day's performance estimate (CBPE / DLE, ``estimation.reference``)
     in ``estimation.json``, with each past day's realised metric beside its estimate once its
     labels have arrived.
@@ -36,6 +43,7 @@ def _concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[s
     import pandas as pd
 
     from modelwatch.concept.analysis import analyze_concept_drift
+    from modelwatch.concept.feedback import feedback_summary
     from modelwatch.estimation.estimate import estimate_stage
     from modelwatch.ingest.labels import join_labels, read_labels
     from modelwatch.storage.s3 import exists
@@ -43,7 +51,7 @@ def _concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[s
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     days = [partition.dt - timedelta(days=i) for i in range(model.drift.label_lookback_days - 1, -1, -1)]
-    wanted = ["request_id", "timestamp", "variant", "prediction", "probability", "class_probabilities", "feedback"]
+    wanted = ["request_id", "timestamp", "variant", "experiment_id", "prediction", "probability", "class_probabilities", "feedback"]
     frames, days_used, tables = [], [], {}
     for day in days:
         if exists(client, valid_manifest_uri(cfg, Partition(model.id, day))):
@@ -53,21 +61,75 @@ def _concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[s
             if model.kind != "llm" and model.estimation.enabled:
                 tables[day.isoformat()] = table
     predictions = pd.concat(frames, ignore_index=True)
-    labels_info: dict[str, Any] = {}
-    frame = predictions
-    estimation = None
-    if model.kind != "llm":
-        read = read_labels(client, cfg.defaults.labels_uri, model.id, days)
-        labels = read.table.to_pandas()
-        end = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=UTC) + timedelta(days=1)
-        arrived = labels[labels["labelled_at"].isna() | (labels["labelled_at"] < end)]
-        joined = join_labels(predictions, arrived)
-        frame = joined.frame
-        labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": joined.counts()}
+    signals = model.feedback.signals
+    read = read_labels(client, cfg.defaults.labels_uri, model.id, days, signals)
+    labels = read.table.to_pandas()
+    end = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=UTC) + timedelta(days=1)
+    arrived = labels[labels["labelled_at"].isna() | (labels["labelled_at"] < end)]
+    joined = join_labels(predictions, arrived)
+    frame = joined.frame
+    labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": joined.counts()}
+    estimation, feedback = None, None
+    if model.kind == "llm":
+        feedback = feedback_summary(frame, signals, partition.dt.isoformat())
+        _store_experiment_feedback(client, cfg, model, frame, signals)
+        frame = _primary_as_feedback(frame, signals, model.feedback.primary)
+    else:
         estimation = estimate_stage(client, cfg, model, partition.dt, tables, arrived, report_uri(cfg, partition, "estimation.json"))
     report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False).to_dict()
-    result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report,
+    if read.problems:
+        report["reason"] += f"; {_rejected_text(read)}"
+    result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report, "feedback": feedback,
               "estimation_uri": estimation.get("estimation_uri") if estimation else None}
     uri = put_json(client, report_uri(cfg, partition, "concept.json"), result)
     return {"partition": partition.to_dict(), "outcome": "ok", "verdict": report["verdict"], "reason": report["reason"], "concept_uri": uri,
-            "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"], "estimation": estimation}
+            "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"], "estimation": estimation,
+            "labels_rejected": read.rejected_lines, "labels_rejected_by_rule": read.rejected_by_rule(),
+            "feedback": {name: {k: r[k] for k in ("metric", "rate", "fired", "base", "base_kind", "ci_low", "ci_high")}
+                         for name, r in feedback["rates"].items()} if feedback else None}
+
+
+def _rejected_text(read) -> str:
+    """``3600 label lines rejected (labelled_at: 3600)``: what the summary says about lines that were not used."""
+    rules = ", ".join(f"{rule}: {n}" for rule, n in read.rejected_by_rule().items())
+    return f"{read.rejected_lines} label line(s) rejected ({rules}); see labels.read.problems in concept.json"
+
+
+def _primary_as_feedback(frame, signals, primary: str):
+    """The frame with ``feedback`` = -1 where the primary signal fired, 1 where it was rated and did not, else missing.
+
+    The LLM concept analysis reads its loss stream (the thumbs-down indicator) from ``feedback``;
+    this makes that stream the configured primary signal, from label files and logs alike.
+    """
+    import numpy as np
+
+    from modelwatch.concept.feedback import signal_indicators
+
+    indicator = signal_indicators(frame, {primary: signals[primary]})[primary]
+    return frame.assign(feedback=np.where(indicator.isna(), np.nan, np.where(indicator == 1, -1.0, 1.0)))
+
+
+def _store_experiment_feedback(client, cfg: MonitoringConfig, model, frame, signals) -> None:
+    """Per experiment and look-back day (from its start): each arm's moments of ``feedback.<signal>_rate``, as known now.
+
+    A later run rewrites a day as more feedback arrives, so the experiments stage, which runs after
+    this one, reads every day of an experiment with what is known on the partition's day.
+    """
+    import pandas as pd
+
+    from modelwatch.concept.feedback import arm_moments, experiment_rows, signal_indicators
+    from modelwatch.storage.keys import experiment_feedback_uri
+
+    if frame.empty or not model.experiments:
+        return
+    indicators = signal_indicators(frame, signals)
+    days = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601").dt.strftime("%Y-%m-%d")
+    for exp in model.experiments:
+        arms = [exp.control, exp.treatment]
+        rows = experiment_rows(frame, exp.id, arms)
+        for day in sorted(days[rows].dropna().unique()):
+            if exp.start and day < exp.start:
+                continue
+            on_day = rows & (days == day)
+            put_json(client, experiment_feedback_uri(cfg.defaults.reports_uri, model.id, exp.id, day),
+                     {"day": day, "stats": arm_moments(frame[on_day], indicators[on_day], arms)})

@@ -44,6 +44,8 @@ def metric_kind(metric: str) -> str | None:
         name = metric.removeprefix("judge.")
         return "mean" if name in JUDGE_DIMENSIONS else "proportion" if name.removesuffix("_rate") in JUDGE_FLAGS else None
     if metric in RATES:
+    if metric.startswith("feedback.") and metric.endswith("_rate"):  # a feedback signal's rate, joined by the concept stage
+        return "proportion"
         return "proportion"
     if metric in MEANS:
         return "mean"
@@ -185,3 +187,14 @@ def judge_arm_stats(judged: pd.DataFrame, arms: list[str]) -> dict[str, dict[str
         stats |= {f"judge.{f}_rate": _moments(rows[f].astype("Float64").astype(float)) for f in JUDGE_FLAGS if f in rows}
         out[arm] = stats
     return out
+        _merge_feedback(client, f"{prefix}/dt={day.isoformat()}/feedback.json", stats)
+def _merge_feedback(client, uri: str, stats: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Add a day's ``feedback.<signal>_rate`` moments per arm (written by the concept stage as feedback arrives) to ``stats``."""
+    if not exists(client, uri):
+        return
+    for arm, metrics in get_json(client, uri)["stats"].items():
+        merged = stats.setdefault(arm, {})
+        for metric, moments in metrics.items():
+            merged[metric] = merge_moments(merged.get(metric, {}), moments)
+
+

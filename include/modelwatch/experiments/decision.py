@@ -81,6 +81,8 @@ def tuning_n(exp: Experiment, cumulative: dict[str, Any]) -> tuple[int, dict[str
     return DEFAULT_TUNING_N, None
 
 
+    if metric.startswith("feedback.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
+        return f"{metric}: no feedback for both arms yet (it arrives late under labels_uri; is the signal in the model's feedback.signals?)"
 def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) -> PowerResult | None:
     kind = metric_kind(goal.metric)
     if kind not in ("mean", "proportion") or goal.mde is None:

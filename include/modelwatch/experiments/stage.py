@@ -13,7 +13,7 @@ from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import get_json, get_table, list_objects, put_json
 
 NAME = "experiments"
-NEEDS: tuple[str, ...] = ("validate", "profile", "judge")
+NEEDS: tuple[str, ...] = ("validate", "profile", "judge", "concept")  # concept: the arms' feedback moments are written before
 
 
 def run(ctx: StageContext, upstream: Upstream) -> StageResult:

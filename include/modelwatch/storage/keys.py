@@ -8,6 +8,7 @@ Layout::
                                            concept.json, estimation.json, experiments.json, judge.json, judge.parquet
     _baselines/model_id=M/version=V/       manifest.json (last), reference.parquet, profiles.json, embeddings.parquet
     _audit/rollbacks/...                   one audit record per rollback decision
+    _experiments/model_id=M/experiment=E/dt=D/  stats.json, latency.parquet (experiments), feedback.json (concept: arms' feedback moments)
 
 """
 
@@ -23,6 +24,11 @@ def baseline_prefix(reports_uri: str, model_id: str, version: str) -> str:
 
 def audit_prefix(reports_uri: str, model_id: str, experiment_id: str) -> str:
     return f"{reports_uri.rstrip('/')}/_audit/rollbacks/model_id={model_id}/experiment={experiment_id}"
+
+
+def experiment_feedback_uri(reports_uri: str, model_id: str, experiment_id: str, day: str) -> str:
+    """The arms' feedback-signal moments of one experiment day, written by concept and merged by experiments."""
+    return f"{reports_uri}/_experiments/model_id={model_id}/experiment={experiment_id}/dt={day}/feedback.json"
 
 
 def work_uri(cfg: MonitoringConfig, partition: Partition, name: str) -> str:
