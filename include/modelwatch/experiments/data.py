@@ -43,9 +43,9 @@ def metric_kind(metric: str) -> str | None:
     if metric.startswith("judge."):
         name = metric.removeprefix("judge.")
         return "mean" if name in JUDGE_DIMENSIONS else "proportion" if name.removesuffix("_rate") in JUDGE_FLAGS else None
-    if metric in RATES:
     if metric.startswith("feedback.") and metric.endswith("_rate"):  # a feedback signal's rate, joined by the concept stage
         return "proportion"
+    if metric in RATES:
         return "proportion"
     if metric in MEANS:
         return "mean"
@@ -165,12 +165,23 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
             merged = stats.setdefault(arm, {})
             for metric, moments in metrics.items():
                 merged[metric] = merge_moments(merged.get(metric, {}), moments)
+        _merge_feedback(client, f"{prefix}/dt={day.isoformat()}/feedback.json", stats)
         latencies.append(get_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet").to_pandas())
         day += timedelta(days=1)
     latency = pd.concat(latencies, ignore_index=True) if latencies else pd.DataFrame({"arm": [], "latency_ms": []})
     return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
             "assignment_mismatches": mismatches, "stats": stats,
             "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")}}
+
+
+def _merge_feedback(client, uri: str, stats: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Add a day's ``feedback.<signal>_rate`` moments per arm (written by the concept stage as feedback arrives) to ``stats``."""
+    if not exists(client, uri):
+        return
+    for arm, metrics in get_json(client, uri)["stats"].items():
+        merged = stats.setdefault(arm, {})
+        for metric, moments in metrics.items():
+            merged[metric] = merge_moments(merged.get(metric, {}), moments)
 
 
 def judge_arm_stats(judged: pd.DataFrame, arms: list[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -187,14 +198,3 @@ def judge_arm_stats(judged: pd.DataFrame, arms: list[str]) -> dict[str, dict[str
         stats |= {f"judge.{f}_rate": _moments(rows[f].astype("Float64").astype(float)) for f in JUDGE_FLAGS if f in rows}
         out[arm] = stats
     return out
-        _merge_feedback(client, f"{prefix}/dt={day.isoformat()}/feedback.json", stats)
-def _merge_feedback(client, uri: str, stats: dict[str, dict[str, dict[str, float]]]) -> None:
-    """Add a day's ``feedback.<signal>_rate`` moments per arm (written by the concept stage as feedback arrives) to ``stats``."""
-    if not exists(client, uri):
-        return
-    for arm, metrics in get_json(client, uri)["stats"].items():
-        merged = stats.setdefault(arm, {})
-        for metric, moments in metrics.items():
-            merged[metric] = merge_moments(merged.get(metric, {}), moments)
-
-
