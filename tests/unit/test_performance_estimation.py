@@ -192,9 +192,13 @@ def test_covariate_shift_only_keeps_the_estimate_within_its_band_of_the_realised
     with capsys.disabled():
         print(f"\nCBPE simulation, covariate shift only: accuracy estimate within its ±3 SE band of the realised accuracy on {inside:.1%} of 120 days "
               f"(realised accuracy ranged {min(realised):.3f}..{max(realised):.3f})")
-    # the estimated drop raises the threshold alert on the days accuracy really fell below the reference's range
-    low = [d for d in days if d["history"]["accuracy"]["realised"] < d["today"]["accuracy"]["threshold_lower"] - 0.03]
-    usual = [d for d in days if d["history"]["accuracy"]["realised"] > classifier_reference.statistics["accuracy"]["mean"] - 0.02]
+    # the estimated drop raises the threshold alert on the days accuracy really fell below the day's thresholds, and only on those:
+    # a day's realised accuracy lies within 3 sampling errors of its estimate, so beyond that margin the verdict is certain
+    def margin(d: dict) -> float:
+        today = d["today"]["accuracy"]
+        return (d["history"]["accuracy"]["realised"] - today["threshold_lower"]) / today["sampling_error"]
+
+    low, usual = [d for d in days if margin(d) < -3], [d for d in days if margin(d) > 3]
     assert low and all(d["today"]["accuracy"]["alert"] and d["today"]["accuracy"]["direction"] == "worse" for d in low)
     assert usual and not any(d["today"]["accuracy"]["alert"] for d in usual)
 
@@ -298,13 +302,20 @@ def test_config_errors_name_the_key_path():
     assert "models[0].estimation.method" in text and "models[0].estimation.chunk_size" in text and "models[0].estimation.chunks: unknown key" in text
 
 
-def test_a_reference_too_small_for_chunks_abstains_with_a_reason():
+def test_a_one_day_reference_gives_sampling_only_thresholds_and_says_what_would_fix_it():
     rng = np.random.default_rng(19)
-    artefact, rows = fit_reference(_classifier_day(rng, 1200, REFERENCE_MU), _model())  # 2 chunks of 500
+    artefact, rows = fit_reference(_classifier_day(rng, 1200, REFERENCE_MU), _model())  # one day, 2 chunks of 500
     reference = reference_from_artefact(artefact, rows)
-    acc = next(m for m in metric_rows(reference, reference.estimate(reference.score(rows)[0]), len(rows)) if m["metric"] == "accuracy")
-    assert acc["estimate"] is not None and acc["lower"] is None and acc["threshold_lower"] is None and not acc["alert"]
-    assert "lower estimation.chunk_size" in acc["reason"]
+    stats = artefact["statistics"]["accuracy"]
+    assert stats["sd"] is None and "no chunk-to-chunk estimation error" in stats["reason"]  # too few chunks for the estimation error only
+    assert stats["drift_sd"] is None and "longer baseline window" in stats["drift_reason"]
+    for n in (500, 50_000):
+        acc = next(m for m in metric_rows(reference, reference.estimate(reference.score(rows)[0]), n) if m["metric"] == "accuracy")
+        assert acc["lower"] is not None and acc["threshold_lower"] < acc["estimate"] < acc["threshold_upper"] and not acc["alert"]
+        assert acc["threshold_parts"]["reference_drift"] is None and "sampling-only band" in acc["threshold_note"]
+        assert "longer baseline window" in acc["threshold_note"]
+    # at 50,000 rows a day the reference's own 1,200 rows dominate, and the note says what would tighten the thresholds
+    assert acc["threshold_dominant"] == "reference_sampling" and "estimation.reference_rows" in acc["threshold_note"]
 
 
 def test_one_class_reference_is_refused():

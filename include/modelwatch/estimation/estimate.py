@@ -23,6 +23,10 @@ from modelwatch.estimation.reference import (
     metric_rows,
 )
 
+# per metric of the reference, in estimation.json: the chunks' spread and estimation error, the pooled value, its variance and drift
+REFERENCE_KEYS = ("mean", "sd", "chunks", "gap_mean", "gap_sd", "reason", "value", "rows", "unit_variance", "variance_method", "drift_sd",
+                  "drift_reason", "periods")
+
 # --------------------------------------------------------------------------- the day's estimate and the closed loop
 
 
@@ -125,10 +129,12 @@ def estimate_partition(reference: EstimationReference, frames: dict[str, pd.Data
         "outcome": "ok", "method": reference.method, "calibration": reference.info.get("calibration"), "kind": kind,
         "source": cbpe.SOURCE if kind == "classifier" else dle.SOURCE,
         "assumptions": list(cbpe.ASSUMPTIONS if kind == "classifier" else dle.ASSUMPTIONS),
-        "band": f"estimate ± {SIGMAS:g} sampling errors; sampling error = sd of the realised metric over reference chunks × sqrt(chunk_size / n)",
-        "thresholds": f"reference chunk mean ± {SIGMAS:g} sd, widened by sqrt(chunk_size / n) on days smaller than a chunk",
+        "band": f"estimate ± {SIGMAS:g} sampling errors; sampling error = sqrt(u / n), u the realised metric's per-row variance on the reference "
+                "(binomial / delta method on the confusion matrix, DeLong for ROC AUC)",
+        "thresholds": f"reference value ± {SIGMAS:g} sd sized for the day: sampling at the day's rows, the reference's own size and the drift "
+                      "between reference days, combined in quadrature",
         "baseline_version": baseline_version, "chunk_size": reference.chunk_size, "primary_metric": PRIMARY[kind], "day": today,
-        "reference": {m: {k: s.get(k) for k in ("mean", "sd", "chunks", "gap_mean", "gap_sd", "reason")} for m, s in reference.statistics.items()},
+        "reference": {m: {k: s.get(k) for k in REFERENCE_KEYS} for m, s in reference.statistics.items()},
         "history": history, "latest_realised": latest,
     }
     frame = frames.get(today)

@@ -18,13 +18,19 @@ labels of a past day arrive, compares the estimate with the realised metric.
   shows the honest estimation error. Stored beside the baseline as ``estimation.json`` (and
   ``estimation_reference.parquet``: the labelled rows, from which a regressor's nanny models
   are refitted deterministically — no pickled model is ever loaded from storage).
-* **Sampling error** (NannyML's approach): the standard deviation ``sd`` of the realised
-  metric over the reference chunks, scaled to ``n`` rows as ``sd * sqrt(chunk_size / n)``.
-  The band of an estimate is ``estimate ± 3`` sampling errors.
-* **Thresholds** (alerts): ``mean ± 3 sd`` of the realised metric over the reference chunks,
-  widened by ``sqrt(chunk_size / n)`` for a day smaller than a chunk and never narrowed for a
-  larger one: a million-row day must not alert on a shift the reference's own chunk-to-chunk
-  variation allows (the same reason drift tests have an effect-size floor).
+* **Sampling error**: the realised metric of ``n`` rows varies as ``u / n``; the per-row variance
+  ``u`` is measured on the whole labelled reference by each metric's analytic method (binomial /
+  delta method on the confusion matrix, DeLong for ROC AUC; see :mod:`modelwatch.estimation.thresholds`).
+  The band of an estimate is ``estimate ± 3 sqrt(u / n)``.
+* **Thresholds** (alerts), sized for the day: the reference's realised value ± 3 sd, the sd
+  combining in quadrature the day's sampling (``u / n``: a million-row day gets tight
+  thresholds, a small day wide ones), the reference's own sampling (``u / N`` for its ``N`` rows)
+  and the drift of the realised metric between the reference's days (DerSimonian–Laird), kept
+  apart in the record with the part that dominates. When the reference has too few days to
+  measure its drift the thresholds are sampling-only and say that a longer window fixes it.
+  The reference chunks (``estimation.chunk_size``) now only give the cross-fitted estimation
+  error shown beside the reference; a baseline built before the analytic variances falls back
+  to ``sd(chunks)**2 * chunk_size`` for ``u``.
 * **Closing the loop**: for each past day of the concept look-back whose labels have arrived
   (as of the run's partition, at least ``estimation.min_labelled``), the realised metric of the
   labelled rows is set beside the estimate on the same rows, with the band at that row count;
@@ -49,11 +55,19 @@ import pandas as pd
 
 from modelwatch.estimation.cbpe import CLASSIFIER_METRICS, ScoreCalibrator, estimate_classifier, fit_calibrator, realised_classifier
 from modelwatch.estimation.dle import REGRESSOR_METRICS, FeatureSpace, NannyModels, expected_metrics, fit_nanny, out_of_fold_losses, realised_metrics
+from modelwatch.estimation.thresholds import (
+    SIGMAS,
+    VARIANCE_METHODS,
+    DayThresholds,
+    classifier_unit_variances,
+    day_thresholds,
+    period_statistics,
+    regressor_unit_variances,
+)
 
 ARTEFACT = "estimation.json"
 REFERENCE_TABLE = "estimation_reference.parquet"
-SIGMAS = 3.0  # NannyML's band: estimate ± 3 sampling errors; thresholds: mean ± 3 sd over reference chunks
-MIN_CHUNKS = 6  # reference chunks needed for a standard deviation worth using (its relative error is ~1/sqrt(2(k-1)))
+MIN_CHUNKS = 6  # reference chunks needed for the chunk-to-chunk estimation error (its relative error is ~1/sqrt(2(k-1)))
 FOLDS = 5  # cross-fitting of the reference chunks' estimates
 SEED = 0
 PRIMARY = {"classifier": "accuracy", "regressor": "mae"}
@@ -208,19 +222,28 @@ class EstimationReference:
             return _classifier_dict(realised_classifier(labels, scored.raw, scored.predicted, self.classes, self.positive_class))
         return {"metrics": realised_metrics(labels, scored.prediction)}
 
-    def sampling_error(self, metric: str, n: int) -> float | None:
-        """NannyML's sampling error at ``n`` rows: sd of the realised metric over reference chunks × sqrt(chunk_size / n)."""
-        sd = (self.statistics.get(metric) or {}).get("sd")
-        return None if sd is None or n <= 0 else float(sd * math.sqrt(self.chunk_size / n))
-
-    def thresholds(self, metric: str, n: int) -> tuple[float | None, float | None]:
-        """Alert thresholds for ``n`` rows: reference chunk mean ± 3 sd, widened by sqrt(chunk_size / n) below a chunk."""
+    def unit_variance(self, metric: str) -> float | None:
+        """Per-row sampling variance ``u`` of the realised metric (``thresholds`` module); a baseline built before it
+        existed gives NannyML's chunk estimate ``sd**2 * chunk_size``."""
         stats = self.statistics.get(metric) or {}
-        if stats.get("sd") is None or n <= 0:
-            return None, None
-        half = SIGMAS * stats["sd"] * max(1.0, math.sqrt(self.chunk_size / n))
-        low, high = BOUNDS[metric]
-        return max(low, stats["mean"] - half), min(high, stats["mean"] + half)
+        if stats.get("unit_variance") is not None:
+            return float(stats["unit_variance"])
+        return None if stats.get("sd") is None else float(stats["sd"] ** 2 * self.chunk_size)
+
+    def sampling_error(self, metric: str, n: int) -> float | None:
+        """Sampling error of the realised metric at ``n`` rows: ``sqrt(u / n)`` (``thresholds`` names each metric's method)."""
+        unit = self.unit_variance(metric)
+        return None if unit is None or n <= 0 else math.sqrt(unit / n)
+
+    def thresholds(self, metric: str, n: int) -> DayThresholds | None:
+        """Alert thresholds for a day of ``n`` rows: the reference's realised value ± 3 sd of day sampling, reference
+        sampling and reference drift combined (``thresholds.day_thresholds``); None when the reference gives no variance."""
+        stats = self.statistics.get(metric) or {}
+        centre = stats.get("value", stats.get("mean"))
+        reference_rows = int(stats.get("rows") or self.info.get("reference_rows") or 0)
+        drift_reason = stats.get("drift_reason") or ("the baseline predates the drift measure: rebuild it to measure drift between reference days"
+                                                     if "drift_sd" not in stats else None)
+        return day_thresholds(centre, self.unit_variance(metric), n, reference_rows, stats.get("drift_sd"), BOUNDS[metric], drift_reason)
 
 
 def estimate_band(reference: EstimationReference, metric: str, value: float | None, n: int) -> dict[str, float | None]:
@@ -236,15 +259,17 @@ def metric_rows(reference: EstimationReference, estimate: dict[str, Any], n: int
     out = []
     for metric in METRICS[reference.kind]:
         value = estimate["metrics"].get(metric)
+        stats = reference.statistics.get(metric) or {}
         row: dict[str, Any] = {"metric": metric, "estimate": value, **estimate_band(reference, metric, value, n),
-                               "reference_mean": (reference.statistics.get(metric) or {}).get("mean")}
+                               "reference_mean": stats.get("value", stats.get("mean"))}
         if with_alerts:
-            low, high = reference.thresholds(metric, n)
-            row.update(threshold_lower=low, threshold_upper=high)
+            band = reference.thresholds(metric, n)
+            row.update(band.to_dict() if band else {"threshold_lower": None, "threshold_upper": None})
+            low, high = (band.lower, band.upper) if band else (None, None)
             outside = value is not None and low is not None and high is not None and not low <= value <= high
             worse = outside and ((value < low) == HIGHER_IS_BETTER[metric])
             row.update(alert=bool(outside), direction=("worse" if worse else "better") if outside else None)
-        reason = estimate.get("reasons", {}).get(metric) or (reference.statistics.get(metric) or {}).get("reason")
+        reason = estimate.get("reasons", {}).get(metric) or (reference.statistics.get(metric) or {}).get("threshold_reason")
         if reason:
             row["reason"] = reason
         out.append(row)
@@ -271,12 +296,35 @@ def _chunk_statistics(realised: list[dict[str, float | None]], estimated: list[d
         if len(values) < MIN_CHUNKS:
             entry.update(mean=None, sd=None, gap_mean=None, gap_sd=None,
                          reason=f"{len(values)} reference chunks of {chunk_size} labelled rows with a defined {metric} (< {MIN_CHUNKS}): "
-                                "no band or thresholds; lower estimation.chunk_size or widen the baseline window")
+                                "no chunk-to-chunk estimation error; lower estimation.chunk_size or widen the baseline window")
         else:
             entry.update(mean=float(np.mean(values)), sd=float(np.std(values, ddof=1)),
                          gap_mean=float(np.mean(gaps)) if gaps else None, gap_sd=float(np.std(gaps, ddof=1)) if len(gaps) > 1 else None)
         out[metric] = entry
     return out
+
+
+def reference_periods(timestamps: pd.Series) -> list[tuple[str, np.ndarray]]:
+    """The reference rows' UTC days, in order, as ``(day, row indices)``: the periods whose spread is the reference drift."""
+    days = pd.to_datetime(timestamps, utc=True, errors="coerce").dt.strftime("%Y-%m-%d").fillna("(no timestamp)").to_numpy()
+    return [(str(day), np.flatnonzero(days == day)) for day in sorted(set(days))]
+
+
+def _pooled_statistics(realised: dict[str, float | None], unit_variances: dict[str, float | None], rows: int,
+                       periods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per metric: the whole reference's realised value (the thresholds' centre), its per-row variance and method, and the drift between days."""
+    out: dict[str, dict[str, Any]] = {}
+    for metric, unit in unit_variances.items():
+        entry: dict[str, Any] = {"value": realised.get(metric), "unit_variance": unit, "rows": rows, "variance_method": VARIANCE_METHODS[metric],
+                                 **periods[metric]}
+        if realised.get(metric) is None or unit is None:
+            entry["threshold_reason"] = f"{metric} is undefined or has no sampling variance on the {rows:,} reference rows: no thresholds"
+        out[metric] = entry
+    return out
+
+
+def _merge(chunked: dict[str, dict[str, Any]], pooled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {metric: {**chunked[metric], **pooled[metric]} for metric in chunked}
 
 
 def _classifier_reference(sample: pd.DataFrame, settings, positive_class: str | None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -306,8 +354,13 @@ def _classifier_reference(sample: pd.DataFrame, settings, positive_class: str | 
     for chunk in _chunks(len(rows), settings.chunk_size):
         realised.append(realised_classifier(labels[chunk], raw[chunk], predicted[chunk], ordered, positive_class).metrics)
         estimated.append(estimate_classifier(oof[chunk], raw[chunk], predicted[chunk], ordered, positive_class).metrics)
+    def realised_of(index: np.ndarray) -> dict[str, float | None]:
+        return realised_classifier(labels[index], raw[index], predicted[index], ordered, positive_class).metrics
+
+    units = classifier_unit_variances(labels, predicted, raw, ordered, positive_class)
+    pooled = _pooled_statistics(realised_of(np.arange(len(rows))), units, len(rows), period_statistics(reference_periods(rows["timestamp"]), realised_of, units))
     artefact = {"calibrator": calibrator.to_dict(), "positive_class": positive_class,
-                "statistics": _chunk_statistics(realised, estimated, CLASSIFIER_METRICS, settings.chunk_size)}
+                "statistics": _merge(_chunk_statistics(realised, estimated, CLASSIFIER_METRICS, settings.chunk_size), pooled)}
     return artefact, rows
 
 
@@ -326,7 +379,12 @@ def _regressor_reference(sample: pd.DataFrame, settings, features: list[str]) ->
     for chunk in _chunks(len(rows), settings.chunk_size):
         realised.append(realised_metrics(y[chunk], y_hat[chunk]))
         estimated.append(expected_metrics(abs_loss[chunk], sq_loss[chunk]))
-    artefact = {"features": space.to_dict(), "statistics": _chunk_statistics(realised, estimated, REGRESSOR_METRICS, settings.chunk_size)}
+    def realised_of(index: np.ndarray) -> dict[str, float | None]:
+        return realised_metrics(y[index], y_hat[index])
+
+    units = regressor_unit_variances(y, y_hat)
+    pooled = _pooled_statistics(realised_of(np.arange(len(rows))), units, len(rows), period_statistics(reference_periods(rows["timestamp"]), realised_of, units))
+    artefact = {"features": space.to_dict(), "statistics": _merge(_chunk_statistics(realised, estimated, REGRESSOR_METRICS, settings.chunk_size), pooled)}
     return artefact, rows
 
 
@@ -385,7 +443,8 @@ def fit_reference(sample: pd.DataFrame, model) -> tuple[dict[str, Any], pd.DataF
 class ReferenceBuilder:
     """Collects the labelled incumbent rows of a baseline window, day by day, then fits and stores the estimation reference.
 
-    ``update`` reads the day's labels (``{labels_uri}/model_id=M/dt=D/``), keeps the labelled
+    ``update`` takes a day's valid rows, whole or one batch at a time (the baseline build streams
+    them), reads the day's labels once (``{labels_uri}/model_id=M/dt=D/``), keeps the labelled
     rows in a bottom-k sample (the baseline's hash of ``request_id``, at most
     ``estimation.reference_rows`` rows: memory stays bounded however long the window is).
     ``store`` writes ``estimation.json`` and ``estimation_reference.parquet`` under the
@@ -398,14 +457,21 @@ class ReferenceBuilder:
         self.sample: pd.DataFrame | None = None
         self.rows_seen = 0
         self.labelled_seen = 0
+        self._labels: tuple[date, pd.DataFrame] | None = None  # the last day's labels: its batches share one read
+
+    def _labels_of(self, day: date) -> pd.DataFrame:
+        from modelwatch.ingest.labels import read_labels
+
+        if self._labels is None or self._labels[0] != day:
+            self._labels = day, read_labels(self.client, self.cfg.defaults.labels_uri, self.model.id, [day]).table.to_pandas()
+        return self._labels[1]
 
     def update(self, day: date, valid) -> None:
         from modelwatch.baseline.sample import SAMPLE_KEY, bottom_k, sample_keys
-        from modelwatch.ingest.labels import join_labels, read_labels
+        from modelwatch.ingest.labels import join_labels
 
         frame = estimation_frame(valid, self.model, self.variants)
-        labels = read_labels(self.client, self.cfg.defaults.labels_uri, self.model.id, [day]).table.to_pandas()
-        joined = join_labels(frame, labels).frame
+        joined = join_labels(frame, self._labels_of(day)).frame
         labelled = joined[joined["_labelled"] & joined["label"].notna()].rename(columns={"label": LABEL})
         labelled = labelled.drop(columns=[c for c in ("label_value", "labelled_at", "_labelled", "feedback") if c in labelled])
         self.rows_seen += len(frame)
