@@ -119,13 +119,18 @@ def test_a_rejected_key_aborts_the_run_after_one_request(server, rubric):
     assert all(o.judgment is None for o in result.outcomes)
 
 
-def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(rubric):
-    runner = JudgeRunner(HeuristicJudge(), rubric, backoff_s=0.5, max_backoff_s=4.0, seed=3)
-    for retry in range(1, 6):
-        nominal = min(4.0, 0.5 * 2 ** (retry - 1))
-        assert nominal * 0.5 <= runner.backoff(retry) < nominal or nominal == 4.0
-    assert runner.backoff(1, retry_after_s=3.0) >= 3.0
-    assert runner.backoff(1, retry_after_s=60.0) == 4.0
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_a_429_waits_what_the_server_asks_and_backoff_is_jittered_exponential(kind, rubric):
+    """Retries go through modelwatch.retry: the SDK's retry-after header is honoured in full (above max_backoff_s too)."""
+    with FakeJudgeServer.for_rubric(rubric, api_key=KEY, retry_after_s=7.0) as slow_server:
+        slow_server.add_faults(["429", "500", "500"])
+        sleeps: list[float] = []
+        runner = JudgeRunner(make_backend(kind, slow_server), rubric, concurrency=1, retries=3, backoff_s=0.5, max_backoff_s=4.0, seed=3,
+                             sleep=sleeps.append)
+        result = runner.run(make_items(1))
+    assert result.counts[JUDGED] == 1 and outcome(result, "item-00").attempts == 4
+    assert sleeps[0] == 7.0  # the server's retry-after, not the 0.5 s nominal backoff
+    assert 0.5 <= sleeps[1] < 1.0 and 1.0 <= sleeps[2] < 2.0  # retries 2 and 3: 0.5 * 2**(n-1), times a jitter in [0.5, 1)
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])

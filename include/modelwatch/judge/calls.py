@@ -22,16 +22,15 @@ key is always passed to the SDK explicitly, so the SDKs do not fall back to thei
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelwatch.judge.rubric import Judgment, Rubric
+from modelwatch.retry import retry_after_from_headers, retryable_status
 
 log = logging.getLogger(__name__)
 
@@ -196,30 +195,12 @@ class JudgeBackend(ABC):
 # -- LLM backends ------------------------------------------------------------------------------------------
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if present."""
-    if not headers:
-        return None
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value)
-            return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 def translate_sdk_error(exc: BaseException, sdk: Any) -> JudgeCallError | None:
     """Map an ``anthropic`` or ``openai`` SDK exception (both define the same classes) to a JudgeCallError; None if foreign.
 
     APITimeoutError -> timeout, APIConnectionError -> connection, RateLimitError -> rate_limited
-    (with the server's retry-after), APIStatusError 5xx/408/409 -> server_error (retryable),
+    (with the server's retry-after: ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date),
+    APIStatusError 5xx/408/425 and 409 (the SDKs' own lock-timeout retry) -> server_error (retryable),
     401/403 -> auth and 404 -> not_found (fatal for the run), other 4xx -> client_error.
     """
     if isinstance(exc, sdk.APITimeoutError):
@@ -229,10 +210,10 @@ def translate_sdk_error(exc: BaseException, sdk: Any) -> JudgeCallError | None:
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         message = f"HTTP {status}: {str(getattr(exc, 'message', exc))[:300]}"
-        retry_after = _retry_after(getattr(exc.response, "headers", None))
+        retry_after = retry_after_from_headers(getattr(exc.response, "headers", None))
         if isinstance(exc, sdk.RateLimitError) or status == 429:
             return JudgeCallError(RATE_LIMITED, message, retryable=True, status=status, retry_after_s=retry_after)
-        if status >= 500 or status in (408, 409):
+        if retryable_status(status) or status == 409:
             return JudgeCallError(SERVER_ERROR, message, retryable=True, status=status, retry_after_s=retry_after)
         if status in (401, 403):
             return JudgeCallError(AUTH, f"{message} (check the llm_judge connection's API key)", fatal=True, status=status)

@@ -1,9 +1,8 @@
-"""Running pairwise judgments within a budget, concurrently, with retries."""
+"""Running pairwise judgments within a budget, concurrently, with retries (``modelwatch.judge.attempts``, shared with
+the single-answer runner)."""
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -11,38 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from modelwatch.judge.attempts import FAILED, JUDGED, SKIPPED_BUDGET, JudgeRequests, Stop, Tally, check_run_settings, denial
 from modelwatch.judge.budget import BudgetLedger, RunTotals
-from modelwatch.judge.calls import ERROR, MALFORMED, TIMEOUT, JudgeBackend, JudgeCallError
+from modelwatch.judge.calls import MALFORMED, JudgeBackend
 from modelwatch.judge.pairwise import AB, BA, ORDERS, PairItem, PairJudge, PairVerdict, log, pair_judge_for
 from modelwatch.judge.pairwise_stats import PairOutcome, PairwiseStats, judged_outcome, pair_labels, pairwise_stats
 from modelwatch.judge.rubric import Rubric
-from modelwatch.judge.runner import ABORTED, BATCH_SIZE, FAILED, JUDGED, SKIPPED_BUDGET
-
-# -- accounting --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Tally:
-    """One pair's requests, tokens and cost (assumed costs of timeouts included)."""
-
-    attempts: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-
-    def fields(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Stop:
-    """Why one order ended without a verdict."""
-
-    status: str
-    failure_kind: str | None
-    reason: str
-
+from modelwatch.judge.runner import BATCH_SIZE
+from modelwatch.retry import RetryPolicy
 
 # -- the runner --------------------------------------------------------------------------------------------
 
@@ -75,29 +50,21 @@ class PairwiseRunner:
     ``backend``: a ``JudgeBackend`` (wrapped by ``pair_judge_for``) or a ``PairJudge``.
     ``budget_usd`` None means unlimited; ``concurrency`` pairs are judged at once, each pair's
     two orders one after the other, so at most ``concurrency`` requests are in flight.
-    ``sleep`` and ``seed`` exist for tests. See the module docstring for the budget rules.
+    ``deadline_s`` bounds one order's retries in time (None: ``retries`` alone).
+    ``sleep`` and ``seed`` exist for tests. See ``JudgeRunner`` for the budget rules.
     """
 
     def __init__(self, backend: JudgeBackend | PairJudge, rubric: Rubric, budget_usd: float | None = None, concurrency: int = 4, retries: int = 3,
-                 timeout_s: float | None = None, *, backoff_s: float = 0.5, max_backoff_s: float = 30.0, seed: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if retries < 0 or (budget_usd is not None and budget_usd < 0):
-            raise ValueError(f"retries and budget_usd must not be negative, got {retries} and {budget_usd}")
-        if (timeout_s is not None and timeout_s <= 0) or backoff_s < 0 or max_backoff_s < backoff_s:
-            raise ValueError(f"need timeout_s > 0 and 0 <= backoff_s <= max_backoff_s, got {timeout_s}, {backoff_s}, {max_backoff_s}")
+                 timeout_s: float | None = None, *, backoff_s: float = 0.5, max_backoff_s: float = 30.0, deadline_s: float | None = None,
+                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep):
+        check_run_settings(concurrency, budget_usd, timeout_s)
         self.judge = pair_judge_for(backend)
         self.rubric = rubric
         self.budget_usd = budget_usd
         self.concurrency = concurrency
-        self.retries = retries
         self.timeout_s = timeout_s
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._sleep = sleep
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
+        self.retry_policy = RetryPolicy(retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s, deadline_s=deadline_s)
+        self._requests = JudgeRequests(self.retry_policy, seed=seed, sleep=sleep)
 
     def __repr__(self) -> str:
         return (f"PairwiseRunner(judge={self.judge!r}, rubric={self.rubric.name}@{self.rubric.version}, budget_usd={self.budget_usd}, "
@@ -124,35 +91,25 @@ class PairwiseRunner:
                  {k: v for k, v in result.summary().items() if k not in ("backend", "rubric", "rubric_version")})
         return result
 
-    def backoff(self, retry: int, retry_after_s: float | None = None) -> float:
-        """Seconds before retry number ``retry`` (1-based): ``backoff_s * 2**(retry-1)`` capped, times jitter in [0.5, 1), at least retry-after."""
-        with self._rng_lock:
-            jitter = 0.5 + 0.5 * self._rng.random()
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)) * jitter
-        if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, self.max_backoff_s))
-        return delay
-
     # -- one pair ----------------------------------------------------------------------------------------
 
     def _judge_one(self, pair: PairItem, ledger: BudgetLedger) -> PairOutcome:
         """Reserve both orders' worst case at once, then judge order ab and order ba (each with its retries)."""
-        tally = _Tally()
+        tally = Tally()
         estimates = {order: self.judge.max_cost_usd(pair, order, self.rubric) for order in ORDERS}
         denied = ledger.reserve([estimates[AB], estimates[BA]])
         if denied:
-            return self._stopped(pair, tally, self._denied(ledger, denied, judged_one=False))
+            return self._stopped(pair, tally, denial(ledger, denied))
         verdicts: dict[str, PairVerdict] = {}
         for order, later in ((AB, [estimates[BA]]), (BA, [])):
             verdict = self._judge_order(pair, order, estimates[order], later, ledger, tally)
-            if isinstance(verdict, _Stop):
+            if isinstance(verdict, Stop):
                 return self._stopped(pair, tally, verdict)
             verdicts[order] = verdict
         return judged_outcome(pair, verdicts[AB], verdicts[BA], **tally.fields())
 
-    def _judge_order(self, pair: PairItem, order: str, estimate: float, later: list[float], ledger: BudgetLedger,
-                     tally: _Tally) -> PairVerdict | _Stop:
-        """One order, with retries (transient: ``retries``; malformed: once).
+    def _judge_order(self, pair: PairItem, order: str, estimate: float, later: list[float], ledger: BudgetLedger, tally: Tally) -> PairVerdict | Stop:
+        """One order, with the shared retries (transient: ``retries``; malformed: once).
 
         The first request uses the pair's reservation. ``later`` are the reservations held
         for the pair's later order: a retry gives them back and reserves itself and them
@@ -160,68 +117,35 @@ class PairwiseRunner:
         retry fits but whose later order would not is still not half-judged). They are
         given back too when this order ends without a verdict.
         """
-        transient = malformed = 0
-        reserved = holding_later = True
-        where = f"order {order} ({'answer_a' if order == AB else 'answer_b'} shown first)"
+        held = {"first": True, "later": True}
 
-        def stop(status: str, kind: str | None, reason: str) -> _Stop:
-            if holding_later:
-                for held in later:
-                    ledger.release(held)
-            return _Stop(status, kind, reason)
+        def reserve() -> str | None:
+            if held["first"]:
+                held["first"] = False
+                return None
+            if held["later"]:
+                for estimate_later in later:
+                    ledger.release(estimate_later)
+                held["later"] = False
+            denied = ledger.reserve([estimate, *later])
+            held["later"] = denied is None
+            return denied
 
-        while True:
-            if not reserved:
-                if holding_later:
-                    for held in later:
-                        ledger.release(held)
-                    holding_later = False
-                denied = ledger.reserve([estimate, *later])
-                if denied:
-                    return self._denied(ledger, denied, judged_one=order == BA)
-                holding_later = True
-            reserved = False
-            tally.attempts += 1
-            try:
-                call = self.judge.judge_pair(pair, order, self.rubric, timeout_s=self.timeout_s)
-            except JudgeCallError as err:
-                assumed = estimate if err.kind == TIMEOUT else 0.0
-                ledger.settle(estimate, 0.0, assumed, error_kind=err.kind)
-                tally.cost_usd += assumed
-                if err.fatal:
-                    ledger.abort(f"{err.kind}: {err}")
-                    return stop(FAILED, err.kind, f"{where}: {err}")
-                if err.retryable and transient < self.retries:
-                    transient += 1
-                    self._sleep(self.backoff(transient, err.retry_after_s))
-                    continue
-                retried = f" after {transient} retries" if err.retryable else " (not retryable)"
-                return stop(FAILED, err.kind, f"{where}: {err}{retried}")
-            except Exception as exc:  # a judge bug or an SDK error it does not know: recorded, never counted
-                ledger.settle(estimate, 0.0, error_kind=ERROR)
-                log.exception("pairwise judge %s raised on pair %s", self.judge.name, pair.item_id)
-                return stop(FAILED, ERROR, f"{where}: {type(exc).__name__}: {exc}")
-            ledger.settle(estimate, call.cost_usd, tokens=(call.input_tokens, call.output_tokens), error_kind=None if call.ok else MALFORMED)
-            tally.input_tokens += call.input_tokens
-            tally.output_tokens += call.output_tokens
-            tally.cost_usd += call.cost_usd
-            tally.latency_s += call.latency_s
-            if call.verdict is not None:
-                return call.verdict  # ``later`` stays reserved for the next order
-            if malformed < 1:
-                malformed += 1
-                continue
-            return stop(FAILED, MALFORMED, f"{where}: {call.parse_error} (also after one retry)")
+        where = f"order {order} ({'answer_a' if order == AB else 'answer_b'} shown first): "
+        answer = self._requests.run(lambda: self.judge.judge_pair(pair, order, self.rubric, timeout_s=self.timeout_s), estimate=estimate,
+                                    reserve=reserve, ledger=ledger, tally=tally, where=where, name=f"pair {pair.item_id}")
+        if not isinstance(answer, Stop):
+            return answer.verdict  # ``later`` stays reserved for the next order
+        if held["later"]:
+            for estimate_later in later:
+                ledger.release(estimate_later)
+        if answer.status == SKIPPED_BUDGET:
+            note = "; order ab was judged but the pair is not counted" if order == BA else ""
+            return Stop(SKIPPED_BUDGET, None, answer.reason.removeprefix(where) + note)
+        return answer
 
     @staticmethod
-    def _denied(ledger: BudgetLedger, reason: str, *, judged_one: bool) -> _Stop:
-        if ledger.abort_reason:
-            return _Stop(FAILED, ABORTED, f"not judged: the run was aborted ({ledger.abort_reason})")
-        note = "; order ab was judged but the pair is not counted" if judged_one else ""
-        return _Stop(SKIPPED_BUDGET, None, reason + note)
-
-    @staticmethod
-    def _stopped(pair: PairItem, tally: _Tally, stop: _Stop) -> PairOutcome:
+    def _stopped(pair: PairItem, tally: Tally, stop: Stop) -> PairOutcome:
         return PairOutcome(pair.item_id, stop.status, pair.label_a, pair.label_b, failure_kind=stop.failure_kind, reason=stop.reason,
                            **tally.fields())
 

@@ -19,12 +19,14 @@ settle; when it does not fit with nothing in flight, the run stops and every ite
 yet started is ``skipped_budget``. So spent + assumed never exceeds the budget, unless
 a server reports more tokens than the upper bound (logged as a warning).
 
-Retries. Rate limits (429, honouring retry-after), 5xx, 408/409, timeouts and
+Retries (``modelwatch.judge.attempts``, the loop the pairwise runner shares, on
+``modelwatch.retry``). Rate limits (429, honouring retry-after), 5xx, 408/409, timeouts and
 connection errors are retried up to ``retries`` times with exponential backoff and
 jitter (``backoff_s * 2**(n-1)``, capped at ``max_backoff_s``, times a random factor in
-[0.5, 1)). An answer that does not parse or validate is retried once, then the item
-fails as ``malformed``. 401/403 and 404 stop the run (every later request would fail
-too): the remaining items fail as ``aborted``. Each request counts as one call.
+[0.5, 1)), and none past ``deadline_s`` per item. An answer that does not parse or validate
+is retried once, then the item fails as ``malformed``. 401/403 and 404 stop the run (every
+later request would fail too): the remaining items fail as ``aborted``. Each request counts
+as one call.
 
 Cache (``JudgmentCache``): one JSON object per judgment at
 ``{reports_uri}/_cache/judgments/{rubric}@{version}/{backend}/{model}/{key}.json``, where
@@ -46,9 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -59,19 +59,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelwatch.judge.attempts import ABORTED, FAILED, JUDGED, SKIPPED_BUDGET, JudgeRequests, Stop, Tally, check_run_settings
 from modelwatch.judge.budget import BudgetLedger, RunTotals
-from modelwatch.judge.calls import ERROR, MALFORMED, TIMEOUT, JudgeBackend, JudgeCall, JudgeCallError, JudgeItem
+from modelwatch.judge.calls import MALFORMED, JudgeBackend, JudgeCall, JudgeItem
 from modelwatch.judge.rubric import Judgment, Rubric, rubric_hash
+from modelwatch.retry import RetryPolicy
 from modelwatch.storage.s3 import get_json, put_if_absent, put_json
 
 log = logging.getLogger(__name__)
 
-JUDGED = "judged"
 CACHED = "cached"
-FAILED = "failed"
-SKIPPED_BUDGET = "skipped_budget"
 STATUSES = (JUDGED, CACHED, FAILED, SKIPPED_BUDGET)
-ABORTED = "aborted"
+__all__ = ["ABORTED", "BATCH_SIZE", "CACHED", "FAILED", "JUDGED", "SKIPPED_BUDGET", "STATUSES", "ItemOutcome", "JudgeRunner", "JudgmentCache",
+           "RunResult", "cache_key"]
 BATCH_SIZE = 256  # items per judge_many call of a batched (local) backend
 
 
@@ -214,31 +214,24 @@ class JudgeRunner:
     """Judge items with ``backend`` against ``rubric``; see the module docstring for cache, budget and retries.
 
     ``budget_usd`` / ``max_calls`` None mean unlimited. ``concurrency`` bounds the requests
-    in flight; ``timeout_s`` is each request's timeout (None: the backend's own). ``sleep`` and ``seed`` exist for tests.
+    in flight; ``timeout_s`` is each request's timeout (None: the backend's own); ``deadline_s``
+    bounds one item's retries in time (None: ``retries`` alone). ``sleep`` and ``seed`` exist for tests.
     """
 
     def __init__(self, backend: JudgeBackend, rubric: Rubric, cache: JudgmentCache | None = None, budget_usd: float | None = None,
                  max_calls: int | None = None, concurrency: int = 4, retries: int = 3, timeout_s: float | None = None, *, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, seed: int | None = None, sleep: Callable[[float], None] = time.sleep):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if retries < 0 or (max_calls is not None and max_calls < 0) or (budget_usd is not None and budget_usd < 0):
-            raise ValueError(f"retries, max_calls and budget_usd must not be negative, got {retries}, {max_calls}, {budget_usd}")
-        if (timeout_s is not None and timeout_s <= 0) or backoff_s < 0 or max_backoff_s < backoff_s:
-            raise ValueError(f"need timeout_s > 0 and 0 <= backoff_s <= max_backoff_s, got {timeout_s}, {backoff_s}, {max_backoff_s}")
+                 max_backoff_s: float = 30.0, deadline_s: float | None = None, seed: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        check_run_settings(concurrency, budget_usd, timeout_s, max_calls)
         self.backend = backend
         self.rubric = rubric
         self.cache = cache
         self.budget_usd = budget_usd
         self.max_calls = max_calls
         self.concurrency = concurrency
-        self.retries = retries
         self.timeout_s = timeout_s
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._sleep = sleep
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
+        self.retry_policy = RetryPolicy(retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s, deadline_s=deadline_s)
+        self._requests = JudgeRequests(self.retry_policy, seed=seed, sleep=sleep)
         self._rubric_digest = rubric_hash(rubric)
 
     def __repr__(self) -> str:
@@ -291,61 +284,16 @@ class JudgeRunner:
     def _from_cache(self, item: JudgeItem, key: str, record: dict[str, Any]) -> ItemOutcome:
         return replace(self._outcome(key, item, CACHED, judgment=record["judgment"]), confidence=record.get("confidence", self.backend.confidence))
 
-    def backoff(self, retry: int, retry_after_s: float | None = None) -> float:
-        """Seconds before retry number ``retry`` (1-based): exponential with jitter, at least the server's retry-after, capped."""
-        with self._rng_lock:
-            jitter = 0.5 + 0.5 * self._rng.random()
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)) * jitter
-        if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, self.max_backoff_s))
-        return delay
-
     def _judge_one(self, key: str, item: JudgeItem, ledger: BudgetLedger, overwrite: bool) -> ItemOutcome:
-        attempts = transient_retries = malformed_retries = 0
-        tokens_in = tokens_out = 0
-        cost = 0.0
-
-        def end(status: str, **fields: Any) -> ItemOutcome:
-            return self._outcome(key, item, status, attempts=attempts, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost, **fields)
-
-        while True:
-            if ledger.abort_reason:
-                return end(FAILED, failure_kind=ABORTED, reason=f"not attempted: the run was aborted ({ledger.abort_reason})")
-            estimate = self.backend.max_cost_usd(item, self.rubric)
-            denied = ledger.reserve(estimate)
-            if denied:
-                if ledger.abort_reason:
-                    return end(FAILED, failure_kind=ABORTED, reason=f"not attempted: the run was aborted ({ledger.abort_reason})")
-                return end(SKIPPED_BUDGET, reason=denied)
-            attempts += 1
-            try:
-                call = self.backend.judge(item, self.rubric, timeout_s=self.timeout_s)
-            except JudgeCallError as err:
-                assumed = estimate if err.kind == TIMEOUT else 0.0
-                ledger.settle(estimate, 0.0, assumed, error_kind=err.kind)
-                cost += assumed
-                if err.fatal:
-                    ledger.abort(f"{err.kind}: {err}")
-                    return end(FAILED, failure_kind=err.kind, reason=str(err))
-                if err.retryable and transient_retries < self.retries:
-                    transient_retries += 1
-                    self._sleep(self.backoff(transient_retries, err.retry_after_s))
-                    continue
-                retried = f" after {transient_retries} retries" if err.retryable else " (not retryable)"
-                return end(FAILED, failure_kind=err.kind, reason=f"{err}{retried}")
-            except Exception as exc:  # a backend bug or an SDK error it does not know: recorded, never scored
-                ledger.settle(estimate, 0.0, error_kind=ERROR)
-                log.exception("judge backend %s raised on item %s", self.backend.name, item.item_id)
-                return end(FAILED, failure_kind=ERROR, reason=f"{type(exc).__name__}: {exc}")
-            ledger.settle(estimate, call.cost_usd, tokens=(call.input_tokens, call.output_tokens), error_kind=None if call.ok else MALFORMED)
-            tokens_in, tokens_out, cost = tokens_in + call.input_tokens, tokens_out + call.output_tokens, cost + call.cost_usd
-            if not call.ok:
-                if malformed_retries < 1:
-                    malformed_retries += 1
-                    continue
-                return end(FAILED, failure_kind=MALFORMED, reason=f"{call.parse_error} (also after one retry)")
-            self._store(key, item, call, ledger, overwrite)
-            return end(JUDGED, judgment=call.judgment, latency_s=call.latency_s)
+        estimate = self.backend.max_cost_usd(item, self.rubric)
+        tally = Tally()
+        answer = self._requests.run(lambda: self.backend.judge(item, self.rubric, timeout_s=self.timeout_s), estimate=estimate,
+                                    reserve=lambda: ledger.reserve(estimate), ledger=ledger, tally=tally, name=f"item {item.item_id}")
+        counted = {k: v for k, v in tally.fields().items() if k != "latency_s"}
+        if isinstance(answer, Stop):
+            return self._outcome(key, item, answer.status, failure_kind=answer.failure_kind, reason=answer.reason, **counted)
+        self._store(key, item, answer, ledger, overwrite)
+        return self._outcome(key, item, JUDGED, judgment=answer.judgment, latency_s=answer.latency_s, **counted)
 
     def _store(self, key: str, item: JudgeItem, call: JudgeCall, ledger: BudgetLedger, overwrite: bool) -> None:
         if self.cache is None:

@@ -9,8 +9,8 @@ values, metric names, failure messages) is escaped for Slack's mrkdwn, which tre
 
 Reports live under ``defaults.reports_uri`` (``s3://``); with ``defaults.report_base_url``
 set, links point at the https address that serves that prefix, else at the S3 URI.
-Delivery wraps :func:`modelwatch.observe.webhook.post_json` so that no error message carries the
-webhook URL, whose path often holds a token. Pure library code: no Airflow import.
+Delivery wraps :func:`modelwatch.observe.webhook.post_json` (retries by :mod:`modelwatch.retry`) so that
+no error message carries the webhook URL, whose path often holds a token. Pure library code: no Airflow import.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ MAX_LISTED = 10  # breaches or drift alerts listed in one message; the rest are 
 SECTION_LIMIT = 3000  # Slack: characters of text in a section block
 HEADER_LIMIT = 150  # Slack: characters of a header block's plain text
 FALLBACK_LIMIT = 4000  # the top-level text, shown in notifications and by clients without blocks
+DELIVERY_DEADLINE_S = 60.0  # a notification, retries included, gives up after about this long
 
 
 class NotificationError(RuntimeError):
@@ -265,18 +266,21 @@ def run_notifications(summary: Mapping[str, Any], *, reports_uri: str, report_ba
 
 
 def deliver(url: str, payload: Mapping[str, Any], *, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.5,
-            setting: str = "MODELWATCH_ALERT_WEBHOOK") -> dict[str, Any]:
+            deadline_s: float | None = DELIVERY_DEADLINE_S, setting: str = "MODELWATCH_ALERT_WEBHOOK") -> dict[str, Any]:
     """POST the payload; any failure to deliver raises NotificationError, whose message holds no secret part of ``url``.
 
-    The URL may hold a token (Slack's ``/services/T/B/<token>``), so the message names the endpoint
-    through :func:`redact_in`; ``setting`` is where the URL is configured, named when it is unusable.
+    Retries are :mod:`modelwatch.retry`'s (through ``post_json``): connection errors, timeouts and
+    408/425/429/5xx, with jittered exponential backoff, Slack's ``Retry-After`` on 429 honoured,
+    at most ``retries`` retries and none past ``deadline_s``. The URL may hold a token (Slack's
+    ``/services/T/B/<token>``), so the message names the endpoint through :func:`redact_in`;
+    ``setting`` is where the URL is configured, named when it is unusable.
     """
     import http.client
 
     from modelwatch.observe.webhook import WebhookError, post_json
 
     try:
-        return post_json(url, dict(payload), timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        return post_json(url, dict(payload), timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, deadline_s=deadline_s)
     except ValueError as exc:  # urllib: unknown scheme or malformed URL
         raise NotificationError(f"webhook {redact_url(url)} is not a usable URL ({type(exc).__name__}); fix {setting}") from None
     except (WebhookError, OSError, http.client.HTTPException) as exc:  # OSError, HTTPException: what urllib raises past post_json's retries
