@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 from modelwatch.publish.data import History, baseline_comparison, history_from_summaries, select_examples, window_comparison
 from modelwatch.publish.glance import answers
 from modelwatch.publish.page import PageContext, render_partition_page
@@ -182,7 +183,7 @@ def test_partition_page_and_index_escape_traffic_and_judge_text(payload):
         assert "script" not in parser.tags and "img" not in parser.tags and "textarea" not in parser.tags
         assert not [a for a in parser.attrs if a[1].startswith("on")]
         assert not [a for a in parser.attrs if a[1] == "href" and a[2].lower().startswith("javascript")]
-    assert page.count(html.escape(payload, quote=True)) >= 6  # model id, segment, column, reason, prompt, response, reasoning ...
+    assert page.count(str(escape(payload))) >= 6  # model id, segment, column, reason, prompt, response, reasoning ...
     assert 'http-equiv="Content-Security-Policy"' in page
 
 
@@ -275,7 +276,8 @@ def _hostile_page(value: str) -> str:
 
 
 def test_the_shown_text_helper_cleans_cuts_escapes_and_isolates():
-    from modelwatch.publish.text import attr, clean, h, isolate, shown
+    from modelwatch.publish.templating import ENVIRONMENT
+    from modelwatch.publish.text import attr, clean, isolate, shown
 
     assert clean(CONTROLS) == "nul\ufffd esc\ufffd bell\ufffd del\ufffd c1\ufffd surrogate\ufffd end"
     assert clean("a\tb\nc\rd") == "a\tb\nc\rd" and clean(None) == "" and clean(float("nan")) == ""
@@ -285,7 +287,9 @@ def test_the_shown_text_helper_cleans_cuts_escapes_and_isolates():
     text, cut = shown(LONG_TOPIC, 200)
     assert cut and len(text) == 200 and text.endswith("…") and LONG_TOPIC.startswith(text[:-1])
     assert shown("short", 200) == ("short", False)
-    assert h('<b x="1">') == "<bdi>&lt;b x=&quot;1&quot;&gt;</bdi>" and attr("'\"<") == "&#x27;&quot;&lt;"
+    shown_in_page = ENVIRONMENT.from_string("<bdi>{{ value|label }}</bdi>")  # the page templates: cleaned, cut, escaped by autoescape
+    assert shown_in_page.render(value='<b x="1">\x00') == "<bdi>&lt;b x=&#34;1&#34;&gt;\ufffd</bdi>" and attr("'\"<") == "&#x27;&quot;&lt;"
+    assert shown_in_page.render(value=LONG_TOPIC) == f"<bdi>{shown(LONG_TOPIC, 200)[0]}</bdi>"
     assert isolate(f"{RLO}abc") == f"{FSI}{RLO}abc{PDI}" and len(isolate(LONG_TOPIC)) == 202
     assert attr(LONG_TOPIC, limit=None) == LONG_TOPIC  # links are never cut
     assert attr(isolate(RLO) + " after") == f"{FSI}{RLO}{PDI} after"  # composed isolates survive the escape
@@ -348,3 +352,33 @@ def test_wide_tables_wrap_or_scroll_inside_their_box():
     assert notes and all('<td class="num"><bdi>note v' not in row for row in notes)  # a note is text: it wraps, it is not a number
     css = page.split("<style>", 1)[1].split("</style>", 1)[0]
     assert ".table-box{overflow-x:auto" in css and "overflow-wrap:anywhere" in css.split("body{", 1)[1].split("}", 1)[0]
+
+
+# --- the page templates: one autoescaping, strict environment; every template ships in the package ---------------------
+
+
+def test_the_templates_escape_by_default_and_fail_on_a_missing_name():
+    from jinja2 import UndefinedError
+    from modelwatch.publish.templating import ENVIRONMENT, chart, render
+
+    assert ENVIRONMENT.from_string("{{ x }}").render(x="<script>") == "&lt;script&gt;"
+    assert render("sections/glance.html", answers=[], s={"outcome": "ok"}, history=None).strip() == '<div class="glance"></div>'
+    with pytest.raises(UndefinedError, match="history"):
+        render("sections/glance.html", answers=[], s={"outcome": "ok"})
+    svg = line_chart(["a"], [Series("<b>", [1.0])], title="<t>", y_label="y")
+    assert ENVIRONMENT.from_string("{{ c }}").render(c=chart(svg)) == svg  # the chart is the one markup passed through
+    assert ENVIRONMENT.from_string("{{ c }}").render(c=svg) != svg  # the same text, not marked, is escaped
+
+
+def test_every_template_ships_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import modelwatch.publish
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["modelwatch.publish"]
+    templates = Path(modelwatch.publish.__file__).parent / "templates"
+    files = [p.relative_to(templates.parent).as_posix() for p in templates.rglob("*") if p.is_file()]
+    assert len(files) >= 15 and [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)] == []

@@ -1,12 +1,13 @@
 """Text from traffic, judges and files as the report pages show it: the one cleaning, cutting, escaping and isolating helper.
 
-Every string a page shows that is not a literal of the page modules (model and experiment
+Every string a page shows that is not a literal of the templates (model and experiment
 ids, variants, segment values, request ids, column names, prompts, responses, judge
-reasoning, reasons, URIs) passes through :func:`shown`, by way of one of its three forms:
+reasoning, reasons, URIs) passes through :func:`clean`, and is cut by :func:`shown`:
 
-- :func:`h` for HTML element content: cleaned, cut, escaped and wrapped in ``<bdi>``
-  (:func:`label`: the same for ids, variants, segment values and names, cut shorter);
-- :func:`attr` for attribute values, ``<title>`` and SVG ``<text>``: cleaned, cut, escaped;
+- in the page templates (``publish.templating``): every printed value is cleaned (the
+  environment's ``finalize``), cut by the ``text`` and ``label`` filters, escaped by
+  autoescape and, in element content, bidi-isolated in a ``<bdi>``;
+- :func:`attr` for the SVG charts' attribute values, ``<title>`` and ``<text>``: cleaned, cut, escaped;
 - :func:`isolate` for plain text that is composed into a longer string before it is
   escaped (the glance answers, SVG tooltips): cleaned, cut and wrapped in FSI … PDI.
 
@@ -21,8 +22,8 @@ What a shown text is guaranteed to be:
   override or an RTL value reorders only itself, never the text or badges after it;
 - at most ``limit`` characters, the last one ``…`` when it was cut (the JSON and Parquet
   outputs keep the full value); ``limit=None`` keeps it whole (a link must not be cut);
-- escaped with :func:`html.escape` (``quote=True``), so safe in element content and in
-  quoted attributes alike.
+- escaped (:func:`html.escape` with ``quote=True`` here, MarkupSafe in the templates), so
+  safe in element content and in quoted attributes alike.
 """
 
 from __future__ import annotations
@@ -83,16 +84,6 @@ def shown(value: Any, limit: int | None = TEXT_CHARS) -> tuple[str, bool]:
         raise ValueError(f"a shown text needs room for at least one character, got limit {limit}")
     text = clean(value)
     return (text, False) if limit is None or len(text) <= limit else (text[: limit - 1] + ELLIPSIS, True)
-
-
-def h(value: Any, limit: int | None = TEXT_CHARS) -> str:
-    """``value`` as HTML element content: cleaned, cut, escaped and bidi-isolated in a ``<bdi>`` element."""
-    return f"<bdi>{escape(shown(value, limit)[0], quote=True)}</bdi>"
-
-
-def label(value: Any) -> str:
-    """An id, variant, segment value, column or metric name as HTML element content: :func:`h` cut at ``LABEL_CHARS``."""
-    return h(value, LABEL_CHARS)
 
 
 def attr(value: Any, limit: int | None = TEXT_CHARS) -> str:
