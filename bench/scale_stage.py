@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGE_IMPORTS = {
     "plan_shards": ["modelwatch.ingest.stage", "modelwatch.ingest.shards"],
-    "check_shard": ["modelwatch.ingest.stage", "modelwatch.ingest.readers", "modelwatch.ingest.columnar", "modelwatch.ingest.columnar_arrow",
+    "check_shard": ["modelwatch.ingest.stage", "modelwatch.ingest.read", "modelwatch.ingest.readers", "modelwatch.ingest.columnar", "modelwatch.ingest.columnar_arrow",
                     "modelwatch.ingest.validation"],
     "extract": ["modelwatch.ingest.stage"],
     "validate": ["modelwatch.ingest.validate_stage", "modelwatch.ingest.validation"],
@@ -53,7 +53,7 @@ STAGE_IMPORTS = {
 # Patched on the module (or class) the stage looks them up in at call time; the library is not changed.
 TIMED_PARTS: dict[str, list[tuple[str, str]]] = {
     "plan_shards": [],
-    "check_shard": [("modelwatch.ingest.stage", "get_bytes"), ("modelwatch.ingest.readers", "batch_tables"), ("modelwatch.ingest.columnar", "coerce_batch"),
+    "check_shard": [("modelwatch.ingest.read", "get_bytes"), ("modelwatch.ingest.readers", "batch_tables"), ("modelwatch.ingest.columnar", "coerce_batch"),
                     ("modelwatch.ingest.columnar_arrow", "coerce_arrow"), ("modelwatch.ingest.validation", "StreamValidator.check"),
                     ("modelwatch.ingest.validation", "GxRunner.run"), ("modelwatch.storage.s3", "ParquetSink.close")],
     "extract": [],
@@ -70,7 +70,7 @@ TIMED_PARTS: dict[str, list[tuple[str, str]]] = {
     "experiments": [("modelwatch.experiments.stage", "read_valid"), ("modelwatch.experiments.data", "day_record"), ("modelwatch.experiments.decision", "shadow_comparison"),
                     ("modelwatch.experiments.decision", "analyze_experiment")],
     "publish": [("modelwatch.publish.stage", "_baseline_comparison"), ("modelwatch.publish.stage", "_publish_pages")],
-    "baseline": [("modelwatch.baseline.build", "read_valid_day"), ("modelwatch.baseline.build", "drift_frame"), ("modelwatch.embeddings", "EmbeddingCache.get_or_embed")],
+    "baseline": [("modelwatch.baseline.build", "spill_valid_day"), ("modelwatch.baseline.columns", "drift_frame"), ("modelwatch.embeddings", "EmbeddingCache.get_or_embed")],
     "alternative": [],
 }
 

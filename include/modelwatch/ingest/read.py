@@ -1,35 +1,93 @@
-"""A whole partition read into memory (the baseline build's path; daily runs stream shards) and the redaction of its texts."""
+"""The one ingestion path: log files read, coerced, redacted and validated batch by batch; and the redaction of texts.
+
+Daily runs (``ingest.stage.check_shard``: one task per shard of a partition) and baselines
+(``baseline.build``: every shard of each day of the window, in turn) read traffic through
+``validated_batches``, so both hold one batch (``defaults.batch_rows``) at a time and validate
+with the same contract (``ingest.validation.StreamValidator``). With ``defaults.redact_pii`` the
+text fields and the rejected lines are redacted here, the one place traffic enters the pipeline.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 from modelwatch.config import MonitoringConfig
-from modelwatch.core.partition import Partition
-from modelwatch.storage.s3 import get_bytes, list_objects
+from modelwatch.storage.s3 import get_bytes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from modelwatch.ingest.validation import StreamValidator
 
 
-def read_partition(client, cfg: MonitoringConfig, partition: Partition):
-    """Every log file of the partition as (canonical rows, read-stage rejects, per-file records).
+@dataclass
+class StreamTally:
+    """What ``validated_batches`` read: one record per file, and the rows that came out valid or quarantined."""
 
-    With ``defaults.redact_pii`` the text fields and the rejected lines are redacted here,
-    the one place traffic enters the pipeline (daily runs and baselines alike).
+    files: list[dict[str, Any]] = field(default_factory=list)
+    read_rejects: int = 0  # lines the readers rejected (not UTF-8, not JSON, cut), before validation
+    rows_valid: int = 0
+    rows_quarantined: int = 0  # read rejects and validation rejects
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f["rows_read"] for f in self.files)
+
+
+def validated_batches(client, cfg: MonitoringConfig, files: Iterable[tuple[str, int]], validator: StreamValidator, first_row_id: int,
+                      tally: StreamTally, where: str) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(valid rows, quarantined rows) of ``files`` (URI, size; read in this order), about ``defaults.batch_rows`` rows at a time.
+
+    Each file is opened batch by batch (``readers.open_file``), coerced (``readers.batch_tables``),
+    redacted and validated once per ``batch_rows`` rows across files (GX runs per batch; the
+    validator finds repeated request ids across every batch it is given). Row ids count up from
+    ``first_row_id``. ``tally`` receives the file records and counts; once the files are read, rows
+    read must equal valid plus quarantined (``where`` names the partition or shard if not).
     """
-    from modelwatch.ingest.readers import assemble, read_file
+    import pyarrow as pa
 
-    reads, files = [], []
-    for uri, size in list_objects(client, partition.path(cfg.defaults.logs_uri)):
-        read = read_file(get_bytes(client, uri), uri) if size else None
-        if read is None:
-            files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
+    from modelwatch.ingest.readers import batch_tables, open_file
+
+    batch_rows = cfg.defaults.batch_rows
+    pending: list[tuple[pa.Table, pa.Table]] = []  # coerced batches not yet validated
+
+    def validate_pending() -> tuple[pa.Table, pa.Table]:
+        ok, invalid = validator.check(pa.concat_tables([rows for rows, _ in pending]))
+        quarantined = pa.concat_tables([rejects for _, rejects in pending] + [invalid]).sort_by("_row_id")
+        pending.clear()
+        tally.rows_valid += ok.num_rows
+        tally.rows_quarantined += quarantined.num_rows
+        return ok, quarantined
+
+    next_id = first_row_id
+    for uri, size in files:
+        if not size:
+            tally.files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
             continue
-        reads.append(read)
-        files.append({"uri": uri, "format": read.fmt, "rows_read": read.rows_read, "rows_rejected": len(read.rejects), "problem": read.problem,
-                      "damaged": read.damaged})
-    rows, rejects = assemble(reads)
-    if cfg.defaults.redact_pii:
-        from modelwatch.core.redaction import TEXT_FIELDS
+        stream = open_file(get_bytes(client, uri), uri, batch_rows)
+        rows_read = rejected = 0
+        for batch in stream.batches:
+            rows, rejects = batch_tables(batch, next_id)
+            next_id += rows.num_rows + rejects.num_rows
+            if cfg.defaults.redact_pii:
+                from modelwatch.core.redaction import TEXT_FIELDS
 
-        rows, rejects = redact_columns(rows, TEXT_FIELDS), redact_columns(rejects, ("raw",))
-    return rows, rejects, files
+                rows, rejects = redact_columns(rows, TEXT_FIELDS), redact_columns(rejects, ("raw",))
+            validator.count_read_rejects(rejects)  # after redaction: its examples show raw text
+            pending.append((rows, rejects))
+            rows_read += rows.num_rows + rejects.num_rows
+            rejected += rejects.num_rows
+            if sum(r.num_rows for r, _ in pending) >= batch_rows:
+                yield validate_pending()
+        tally.files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem,
+                            "damaged": stream.damaged})
+        tally.read_rejects += rejected
+    if pending:
+        yield validate_pending()
+    if tally.rows_read != tally.rows_valid + tally.rows_quarantined:
+        raise AssertionError(f"{where}: rows read {tally.rows_read} != valid {tally.rows_valid} + quarantined {tally.rows_quarantined}")
 
 
 DIGIT_CHAIN = r"[0-9](?:[ ().+-]{0,2}[0-9]){6}"  # what every phone or card match contains (see redact_columns)

@@ -6,10 +6,9 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.read import redact_columns
 from modelwatch.stages import StageContext, StageResult, Upstream
 from modelwatch.storage.keys import shard_uri
-from modelwatch.storage.s3 import get_bytes, list_objects, put_table
+from modelwatch.storage.s3 import list_objects, put_table
 
 NAME = "extract"
 NEEDS: tuple[str, ...] = ()
@@ -35,9 +34,7 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
     Writes the shard's valid rows, its quarantine (read and validation rejects, by row id)
     and the first occurrence of each request id (for the reduce step's duplicate check).
     """
-    import pyarrow as pa
-
-    from modelwatch.ingest.readers import batch_tables, open_file
+    from modelwatch.ingest.read import StreamTally, validated_batches
     from modelwatch.ingest.schema import CANONICAL_SCHEMA, REJECT_SCHEMA
     from modelwatch.ingest.shards import first_row_id
     from modelwatch.ingest.validation import StreamValidator
@@ -46,48 +43,21 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
     partition = Partition.from_dict(shard["partition"])
     index, count = shard["shard"], shard["shards"]
     validator = StreamValidator(cfg.model(partition.model_id), partition)
-    next_id, files, read_rejects = first_row_id(index), [], 0
+    tally = StreamTally()
     valid_schema = CANONICAL_SCHEMA.remove(CANONICAL_SCHEMA.get_field_index("_type_errors"))
     with ParquetSink(client, shard_uri(cfg, partition, "valid", index, count), valid_schema) as valid, \
             ParquetSink(client, shard_uri(cfg, partition, "quarantine", index, count), REJECT_SCHEMA) as quarantine:
-        pending: list[tuple[pa.Table, pa.Table]] = []  # coerced batches not yet validated: GX runs once per batch_rows, across files
-
-        def flush() -> None:
-            if pending:
-                ok, invalid = validator.check(pa.concat_tables([rows for rows, _ in pending]))
-                valid.write(ok)
-                quarantine.write(pa.concat_tables([rejects for _, rejects in pending] + [invalid]).sort_by("_row_id"))
-                pending.clear()
-
-        for uri, size in shard["files"]:
-            if not size:
-                files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
-                continue
-            stream = open_file(get_bytes(client, uri), uri, cfg.defaults.batch_rows)
-            rows_read = rejected = 0
-            for batch in stream.batches:
-                rows, rejects = batch_tables(batch, next_id)
-                next_id += rows.num_rows + rejects.num_rows
-                if cfg.defaults.redact_pii:
-                    from modelwatch.core.redaction import TEXT_FIELDS
-
-                    rows, rejects = redact_columns(rows, TEXT_FIELDS), redact_columns(rejects, ("raw",))
-                validator.count_read_rejects(rejects)  # after redaction: its examples show raw text
-                pending.append((rows, rejects))
-                if sum(r.num_rows for r, _ in pending) >= cfg.defaults.batch_rows:
-                    flush()
-                rows_read += rows.num_rows + rejects.num_rows
-                rejected += rejects.num_rows
-            files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem,
-                          "damaged": stream.damaged})
-            read_rejects += rejected
-        flush()
+        files = [(uri, size) for uri, size in shard["files"]]
+        for ok, rejected in validated_batches(client, cfg, files, validator, first_row_id(index), tally, f"{partition.label} shard {index}"):
+            valid.write(ok)
+            quarantine.write(rejected)
     put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
-    rows_read = sum(f["rows_read"] for f in files)
+    rows_read = tally.rows_read
     if rows_read != valid.rows + quarantine.rows:
         raise AssertionError(f"{partition.label} shard {index}: rows read {rows_read} != valid {valid.rows} + quarantined {quarantine.rows}")
-    return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": files, "rows_read": rows_read, "read_rejects": read_rejects,
-            "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures), "examples": dict(validator.examples)}
+    return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": tally.files, "rows_read": rows_read,
+            "read_rejects": tally.read_rejects, "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures),
+            "examples": dict(validator.examples)}
 
 
 def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[dict[str, Any]] | None = None) -> dict[str, Any]:
