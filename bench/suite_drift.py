@@ -38,6 +38,12 @@ run (``/proc/self/clear_refs`` resets the high-water mark; psutil sampling elsew
 Process CPU time is recorded next to wall time: on a shared machine it is the steadier of
 the two.
 
+Segments: seeded days of a support assistant by locale (8 locales of 250-8,000 rows) and topic, A/A
+and with a new topic in de-DE, decided by modelwatch's rule (one Holm family a day over every
+segment × column test, the effect floor for every segment) and by the previous one (BH per segment
+key, segments up to 1,000 rows decided by the test alone) on the same tests: the share of A/A days
+with any segment alarm, and how often the drifting locale is flagged.
+
 Calibration: A/A trials on small frames (2,000 rows per side, the same 15 columns drawn
 twice from the reference distribution) give the false-alarm rate of the BH-corrected
 tests (``p_adj < 0.05`` on any column, the floor ignored) and of the full verdict. Power
@@ -69,8 +75,8 @@ SUITE = "drift"
 log, record = suite_helpers(SUITE)
 SEED = 20_240_601
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"rows": 1_000_000, "aa_trials": 1_000, "power_trials": 500},
-    "small": {"rows": 100_000, "aa_trials": 100, "power_trials": 100},
+    "full": {"rows": 1_000_000, "aa_trials": 1_000, "power_trials": 500, "segment_aa_days": 1_000, "segment_power_days": 300},
+    "small": {"rows": 100_000, "aa_trials": 100, "power_trials": 100, "segment_aa_days": 100, "segment_power_days": 50},
 }
 CALIBRATION_ROWS = 2_000
 REPEATS = 3  # modelwatch timings are the median of this many runs; Evidently runs once
@@ -464,6 +470,96 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
     return out
 
 
+# -- segments: one Holm family per day and the effect floor, against per-key BH with small samples deciding alone --
+
+LOCALES = {"en-US": 8000, "de-DE": 1600, "fr-FR": 1400, "es-ES": 1200, "it-IT": 900, "ja-JP": 700, "pt-BR": 600, "nl-NL": 250}
+TOPICS = ("billing", "shipping", "returns", "account", "other")
+TOPIC_SHARES = (0.3, 0.25, 0.2, 0.15, 0.1)
+DRIFT_LOCALE = "de-DE"
+SEGMENT_MIN_COUNT = 200  # drift.min_segment_count's default
+
+
+def segment_day(rng: np.random.Generator, drift: bool = False) -> pd.DataFrame:
+    """One support assistant's day by locale and topic (both segment keys); with ``drift`` the de-DE locale gets a new
+    topic ('visa', 12% of its traffic) whose prompts are 60% longer (the locale drift of the documented scenario)."""
+    parts = []
+    for locale, rows in LOCALES.items():
+        shifted = drift and locale == DRIFT_LOCALE
+        topics = np.array([*TOPICS, "visa"], dtype=object)
+        shares = np.array([*(np.array(TOPIC_SHARES) * (0.88 if shifted else 1.0)), 0.12 if shifted else 0.0])
+        topic = topics[rng.choice(len(topics), size=rows, p=shares / shares.sum())]
+        tokens = rng.lognormal(np.log(60), 0.5, rows) * np.where(shifted & (topic == "visa"), 1.6, 1.0)
+        parts.append(pd.DataFrame({
+            "metadata.locale": locale, "metadata.topic": topic, "prompt_tokens": np.round(tokens),
+            "latency_ms": rng.gamma(4.0, 150.0, rows), "response_tokens": np.round(rng.normal(120, 30, rows)),
+            "status": rng.choice(["ok", "error", "timeout"], size=rows, p=[0.97, 0.02, 0.01]),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def segment_alarms(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """Segments flagged by modelwatch's rule (one Holm family over the day's segment tests, effect floor always) and by the
+    previous rule (Benjamini–Hochberg per segment key, segments of <= 1,000 rows decided by the test alone), on the same tests."""
+    from modelwatch.baseline.columns import DriftColumns
+    from modelwatch.drift.families import column_tests, decide_segment_column, holm, segment_slices
+    from modelwatch.drift.univariate import DriftPolicy, decide
+
+    kinds = {"prompt_tokens": "numerical", "latency_ms": "numerical", "response_tokens": "numerical", "metadata.topic": "categorical",
+             "status": "categorical"}
+    columns = DriftColumns(features=["latency_ms", "metadata.topic"], prediction=["response_tokens", "status"], input_length=["prompt_tokens"],
+                           segments=["metadata.locale", "metadata.topic"], text=[], kinds=kinds)
+    policy = DriftPolicy(alpha=ALPHA)
+    tagged, old = [], set()
+    for key in columns.segments:
+        names = [c for c in columns.tested() if c != key]
+        key_tests = []
+        for piece in segment_slices(reference, current, key, SEGMENT_MIN_COUNT)[0]:
+            tests = column_tests(piece.reference, piece.current, names, kinds)
+            key_tests += [(piece.label, t) for t in tests]
+        old |= {label for (label, _), r in zip(key_tests, decide([t for _, t in key_tests], policy), strict=True) if r.drift}
+        tagged += [(label, t) for label, t in key_tests if t.p_value is not None]
+    adjusted = holm([t.p_value for _, t in tagged], ALPHA)
+    new = {label for (label, t), p in zip(tagged, adjusted, strict=True) if decide_segment_column(t, p, policy, len(tagged)).drift}
+    return new, old
+
+
+def segments(aa_days: int, power_days: int) -> list[Record]:
+    """Day-level segment false-alarm rate on A/A days and power on a locale drift, modelwatch's rule against the previous one."""
+    log(f"segments: {aa_days} A/A days and {power_days} de-DE drift days, {sum(LOCALES.values()):,} rows/side, "
+        f"{len(LOCALES)} locales ({min(LOCALES.values())}-{max(LOCALES.values())} rows) x {len(TOPICS)} topics")
+    new_aa = old_aa = 0
+    for day in range(aa_days):
+        new, old = segment_alarms(segment_day(np.random.default_rng([SEED, 7_000 + day, 0])),
+                                  segment_day(np.random.default_rng([SEED, 7_000 + day, 1])))
+        new_aa += bool(new)
+        old_aa += bool(old)
+    found = elsewhere = old_found = 0
+    target = f"metadata.locale={DRIFT_LOCALE}"
+    for day in range(power_days):
+        new, old = segment_alarms(segment_day(np.random.default_rng([SEED, 9_000 + day, 0])),
+                                  segment_day(np.random.default_rng([SEED, 9_000 + day, 1]), drift=True))
+        found += target in new
+        old_found += target in old
+        elsewhere += bool({s for s in new if s.startswith("metadata.locale=")} - {target})
+    log(f"A/A days with any segment alarm: {new_aa}/{aa_days} (previous rule {old_aa}/{aa_days}); "
+        f"de-DE found on {found}/{power_days} drift days (previous rule {old_found}), another locale flagged on {elsewhere}")
+
+    def ci(k: int, n: int) -> str:
+        low, high = wilson(k, n)
+        return f"95% CI {low:.3f}-{high:.3f}"
+
+    frame = f"{len(LOCALES)} locales x {len(TOPICS)} topics, 600-1,600-row locales among them, 4-5 columns each"
+    previous = "previous rule: BH per segment key, segments <= 1,000 rows by the test alone"
+    return [
+        record(f"A/A days, {aa_days}, {frame}: any segment alarm (one Holm family a day, effect floor always; {ci(new_aa, aa_days)})",
+               "segment_false_alarm_rate", new_aa / aa_days, "share", previous, old_aa / aa_days, "<= 0.05"),
+        record(f"{power_days} days with a new topic in {DRIFT_LOCALE} (1,600 rows): {DRIFT_LOCALE} flagged ({ci(found, power_days)})",
+               "segment_power", found / power_days, "share", previous, old_found / power_days, ">= 0.8"),
+        record(f"{power_days} {DRIFT_LOCALE} drift days: another locale flagged as well", "segment_false_alarm_rate", elsewhere / power_days,
+               "share", target="<= 0.05"),
+    ]
+
+
 def run(size: str) -> list[Record]:
     """Run the drift suite at ``size`` ("full" or "small") and return its records."""
     if size not in SIZES:
@@ -472,4 +568,5 @@ def run(size: str) -> list[Record]:
     records = compare(config["rows"])
     records += kernel(config["rows"])
     records += calibration(config["aa_trials"], config["power_trials"])
+    records += segments(config["segment_aa_days"], config["segment_power_days"])
     return records

@@ -231,6 +231,74 @@ class HardLimit(_MetricRef):
         return self
 
 
+_UNIT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
+_HASH_FIELDS = ("algorithm", "salt", "bits", "buckets")
+
+
+class Assignment(_Strict):
+    """How an experiment's units reach its arms (``core.assignment``); what the experiments stage checks in the logs.
+
+    ``modelwatch``: modelwatch's own router (SHA-256 of ``experiment_id:unit``, 10,000 buckets),
+    checked per request. ``hash``: a team's router described (algorithm, hash-input format,
+    leading bits read, buckets, the arms' order along the buckets), checked per request.
+    ``external``: the logged ``variant`` is the truth (a feature-flag product, a router that
+    cannot be reproduced): the health checks are the split against the plan (SRM), arm
+    exposure and units seen in several arms, never per-request hashes. ``unit`` is the field the
+    router assigns by: ``request_id`` or a dotted path into the log row (``metadata.user_id``).
+    """
+
+    method: Literal["modelwatch", "hash", "external"] = "modelwatch"
+    unit: str = "request_id"
+    algorithm: Literal["md5", "sha1", "sha256", "sha512"] | None = None
+    salt: str | None = None  # the text hashed, with {experiment_id} and {unit}: e.g. "{experiment_id}-{unit}"
+    bits: int | None = Field(None, ge=1, le=512)  # leading bits of the digest, read as an unsigned big-endian integer
+    buckets: int | None = Field(None, ge=2)  # that integer modulo buckets, cut by the arms' weights
+    order: list[str] | None = None  # the arms along the buckets (hash only; default: control, treatment)
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_path(cls, value: str) -> str:
+        if not _UNIT.match(value):
+            raise ValueError(f"unit must be a log field or a dotted path into the log row such as metadata.user_id, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _hash_described(self) -> Assignment:
+        from modelwatch.core.assignment import ALGORITHMS, salt_problem
+
+        given = [f for f in _HASH_FIELDS if getattr(self, f) is not None] + (["order"] if self.order is not None else [])
+        if self.method != "hash":
+            if given:
+                raise ValueError(f"{', '.join(given)} describe a hash: only for method: hash (method is {self.method})")
+            return self
+        missing = [f for f in _HASH_FIELDS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"method: hash needs {', '.join(missing)} (e.g. algorithm: md5, salt: '{{experiment_id}}:{{unit}}', bits: 32, "
+                             "buckets: 100)")
+        problem = salt_problem(self.salt)
+        if problem:
+            raise ValueError(problem)
+        if self.bits > ALGORITHMS[self.algorithm]:
+            raise ValueError(f"bits {self.bits} is more than {self.algorithm}'s {ALGORITHMS[self.algorithm]}")
+        return self
+
+    def describe(self) -> str:
+        """The declaration in words, for health messages."""
+        if self.method == "external":
+            return f"external assignment by {self.unit} (the logged variant is the truth)"
+        if self.method == "modelwatch":
+            return f"modelwatch's assignment (sha256, 10,000 buckets) by {self.unit}"
+        return f"declared hash by {self.unit}: {self.scheme().describe()}, arms in order {self.order or '[control, treatment]'}"
+
+    def scheme(self):
+        """The ``core.assignment.HashScheme`` to check requests against; None for external assignment."""
+        from modelwatch.core.assignment import MODELWATCH, HashScheme
+
+        if self.method == "external":
+            return None
+        return MODELWATCH if self.method == "modelwatch" else HashScheme(self.algorithm, self.salt, self.bits, self.buckets)
+
+
 class Experiment(_Strict):
     id: str
     control: str = "control"
@@ -246,6 +314,12 @@ class Experiment(_Strict):
     primary: list[MetricGoal] = []
     guardrails: list[MetricGoal] = []
     hard_limits: list[HardLimit] = []
+    assignment: Assignment = Assignment()
+
+    @field_validator("assignment", mode="before")
+    @classmethod
+    def _assignment_shorthand(cls, value: object) -> object:
+        return {"method": value} if isinstance(value, str) else value
 
     @field_validator("start")
     @classmethod
@@ -271,7 +345,17 @@ class Experiment(_Strict):
         unknown = set(self.split) - arms
         if unknown:
             raise ValueError(f"split names unknown arm(s) {sorted(unknown)}; arms are {sorted(arms)}")
+        order = self.assignment.order
+        if order is not None and sorted(order) != sorted(arms):
+            raise ValueError(f"assignment.order must list the arms {sorted(arms)} once each, got {order}")
         return self
+
+    def assignment_weights(self) -> dict[str, float]:
+        """The arms' weights in the order their buckets come: modelwatch's :meth:`weights` order, or the declared hash's."""
+        weights = self.weights()
+        if self.assignment.method != "hash":
+            return weights
+        return {arm: weights[arm] for arm in self.assignment.order or [self.control, self.treatment]}
 
     def weights(self) -> dict[str, float]:
         """Planned share of experiment traffic per arm; the control takes the remainder."""
@@ -341,6 +425,7 @@ class Model(_Strict):
     rollback: Rollback | None = None
     validation: ValidationSettings = ValidationSettings()
     estimation: EstimationSettings = EstimationSettings()
+    feedback: FeedbackSettings = FeedbackSettings()  # LLMs: delayed feedback signals in labels_uri
     variants: list[str] = []  # extra variant names allowed besides production, shadow and experiment arms
 
     @field_validator("id")
@@ -423,15 +508,54 @@ def _known_keys(loc: tuple) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def _submodel(annotation: object) -> tuple[type[BaseModel] | None, bool]:
+    """The config model a field holds (directly, optionally, in a list or as dict values) and whether it is a collection."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin = getattr(annotation, "__origin__", None)
+    for arg in getattr(annotation, "__args__", ()):
+        model, many = _submodel(arg)
+        if model is not None:
+            return model, many or origin in (list, dict)
+    return None, False
+
+
+def _key_homes(model: type[BaseModel] | None = None, prefix: str = "", seen: frozenset[type[BaseModel]] = frozenset()) -> dict[str, list[str]]:
+    """Every key of the config, derived from the models, with the generic paths where it is valid (``models[].rollback``)."""
+    model = model or MonitoringConfig
+    homes: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        homes.setdefault(name, []).append(path)
+        inner, many = _submodel(field.annotation)
+        if inner is not None and inner not in seen:
+            for key, paths in _key_homes(inner, path + ("[]" if many else ""), seen | {model}).items():
+                homes.setdefault(key, []).extend(paths)
+    return homes
+
+
+def _generic(loc: tuple) -> str:
+    """A location without its indexes: ``models[0].experiments[1]`` -> ``models[].experiments[]``."""
+    return re.sub(r"\[\d+\]", "[]", key_path(loc)) if loc else "the top level"
+
+
+def _misplaced_hint(loc: tuple) -> str:
+    """Where a key that is valid elsewhere in the config belongs, or an empty string."""
+    key = str(loc[-1])
+    homes = _key_homes().get(key, [])
+    if not homes:
+        return ""
+    return f"; `{key}` belongs under {' or '.join(homes)}, not {_generic(loc[:-1])}"
+
+
 def _describe_errors(exc: ValidationError) -> list[str]:
     problems = []
-    feedback: FeedbackSettings = FeedbackSettings()  # LLMs: delayed feedback signals in labels_uri
     for err in exc.errors():
         where = key_path(err["loc"])
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
             close = difflib.get_close_matches(key, _known_keys(err["loc"]), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = _misplaced_hint(err["loc"]) or (f"; did you mean {close[0]!r}?" if close else "")
             problems.append(f"{where}: unknown key{hint}")
         else:
             message = err["msg"].removeprefix("Value error, ")

@@ -168,3 +168,30 @@ def test_shadow_is_compared_with_production_without_deciding_anything():
     latency = next(m for m in result["metrics"] if m["metric"] == "latency_mean_ms")
     assert result["requests"] == {"shadow": 3000, "production": 3000} and latency["relative_lift"] == pytest.approx(0.5, abs=0.05)
     assert shadow_comparison(frame[frame["variant"] == "production"]) is None
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sequential"])
+@pytest.mark.parametrize(("metric", "absolute"), [("quality_score_mean", False), ("quality_score_mean", True), ("error_rate", False),
+                                                  ("error_rate", True)])
+def test_a_primary_p_value_and_its_interval_are_on_the_same_estimand(mode, metric, absolute):
+    """Over 120 seeded experiments near the edge of significance: p < alpha exactly when the reported interval excludes 0."""
+    import zlib
+
+    from modelwatch.experiments.decision import primary_result
+
+    goal = MetricGoal(metric=metric, direction="increase" if metric == "quality_score_mean" else "decrease", mde=0.02, absolute=absolute)
+    exp = Experiment(id="exp-1", mode=mode, primary=[goal])
+    rng = np.random.default_rng(zlib.crc32(f"{mode}/{metric}/{absolute}".encode()))
+    outcomes = set()
+    for _ in range(120):
+        control = _rows(int(rng.integers(800, 3000)), "control", rng, error_p=0.05)
+        treatment = _rows(int(rng.integers(800, 3000)), "treatment", rng, error_p=0.05 * rng.uniform(0.6, 1.0))
+        treatment["quality_score"] += rng.uniform(0.0, 0.02)
+        result = primary_result(goal, exp, _cumulative(control, treatment), n_tuning=6000)
+        low, high = (result["ci_low"], result["ci_high"]) if absolute else (result["lift_ci_low"], result["lift_ci_high"])
+        assert result["estimand"] == ("difference" if absolute else "relative_lift")
+        excludes = low > 0 or high < 0
+        assert (result["p_value_decision"] < exp.alpha) == excludes, result
+        assert (result["decision"] != "inconclusive") == excludes
+        outcomes.add(excludes)
+    assert outcomes == {True, False}  # the cases straddle the edge, so the agreement is tested both ways

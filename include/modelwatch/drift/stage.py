@@ -43,6 +43,28 @@ def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, se
     return _decide_embedding_family(out, model.drift.embedding_alpha)
 
 
+def _segment_embedding_test(client, cfg: MonitoringConfig, model, seed: int):
+    """The MMD test of one segment's texts (``drift.families.EmbeddingTest``): at most ``drift.segment_embedding_rows``
+    seeded texts a side, embedded through the content-addressed cache (the baseline's and yesterday's texts are hits)."""
+    from modelwatch.drift.families import sample_texts
+    from modelwatch.drift.mmd import mmd_test
+    from modelwatch.embeddings import EmbeddingCache
+
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    rows = model.drift.segment_embedding_rows
+
+    def test(reference, current, column: str, permutations: int) -> dict[str, Any]:
+        texts = {side: sample_texts(frame, column, rows, seed) for side, frame in (("reference", reference), ("current", current))}
+        if not (texts["reference"] and texts["current"]):
+            return {"mmd2": None, "p_value": None, "drift": False, "n_reference": len(texts["reference"]), "n_current": len(texts["current"]),
+                    "reason": "no text on one side"}
+        (ref, ref_stats), (cur, cur_stats) = cache.get_or_embed(texts["reference"]), cache.get_or_embed(texts["current"])
+        result = mmd_test(ref, cur, n_permutations=permutations, alpha=model.drift.alpha, seed=seed)
+        return {**result.to_dict(), "cache": {"reference": ref_stats, "current": cur_stats}}
+
+    return test
+
+
 def _decide_embedding_family(checks: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
     """Benjamini–Hochberg over the text columns' MMD p-values, as over every other drift family.
 
@@ -87,8 +109,10 @@ def _drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str
     columns = DriftColumns(features=names["features"], prediction=names["prediction"], input_length=names["input_length"],
                            segments=names["segments"], text=names["text"], kinds=baseline.kinds)
     policy = DriftPolicy(alpha=settings.alpha, methods=dict(settings.methods))
-    result = analyze(baseline.reference, frame, columns, policy, settings.min_segment_count, baseline.profiles)
     seed = int(partition.dt.strftime("%Y%m%d"))
+    segment_embedding = _segment_embedding_test(client, cfg, model, seed) if settings.text and settings.segment_embedding_segments else None
+    result = analyze(baseline.reference, frame, columns, policy, settings.min_segment_count, baseline.profiles, segment_embedding,
+                     settings.segment_embedding_segments, settings.permutations)
     result["embedding"] = _embedding_drift(client, cfg, model, baseline, frame, seed) if settings.text and len(frame) else []
     result["alerts"] += [{"family": "embedding", "column": e["column"], "severity": e["severity"], "effect_method": "mmd2", "effect": e.get("mmd2"),
                           "p_adjusted": e.get("p_adjusted")} for e in result["embedding"] if e.get("drift")]

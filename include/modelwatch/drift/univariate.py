@@ -236,7 +236,7 @@ def severity(effect_method: str, effect: float) -> Severity:
     return "low"
 
 
-def _use_method(result: ColumnDrift, method: Method | None) -> ColumnDrift:
+def use_method(result: ColumnDrift, method: Method | None) -> ColumnDrift:
     """Apply a per-column override: ``psi`` swaps the effect statistic; ``ks``/``chi2`` make the test decide alone."""
     if method is None or result.abstained:
         return result
@@ -255,7 +255,7 @@ def _use_method(result: ColumnDrift, method: Method | None) -> ColumnDrift:
 
 def decide(results: Sequence[ColumnDrift], policy: DriftPolicy = DriftPolicy()) -> list[ColumnDrift]:
     """Benjamini–Hochberg over the family's p-values, then each column's verdict and severity."""
-    results = [_use_method(r, policy.methods.get(r.column)) for r in results]
+    results = [use_method(r, policy.methods.get(r.column)) for r in results]
     tested = [i for i, r in enumerate(results) if r.p_value is not None]
     adjusted = stats.false_discovery_control([results[i].p_value for i in tested], method="bh") if tested else []
     out = list(results)

@@ -14,6 +14,8 @@ results and dashboards agree.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -22,11 +24,10 @@ import pandas as pd
 import pyarrow as pa
 
 from modelwatch.config import Experiment
-from modelwatch.core.assignment import assign
 from modelwatch.storage.s3 import exists, get_json, get_table, put_json, put_table
 
 # metric -> (kind, what it is computed from)
-RATES = {"error_rate": "status == error", "timeout_rate": "status == timeout", "refusal_rate": "status == refused_by_filter",
+RATES = {"error_rate": "status == error", "timeout_rate": "status == timeout", "filter_refusal_rate": "status == refused_by_filter",
          "feedback_negative_rate": "feedback == -1 among rated requests"}
 MEANS = {"latency_mean_ms": "latency_ms", "prompt_tokens_mean": "prompt_tokens", "completion_tokens_mean": "completion_tokens",
          "cost_per_request_usd": "cost_usd", "quality_score_mean": "quality_score"}
@@ -91,41 +92,93 @@ def arm_day_stats(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def _unit_ids(rows: pd.DataFrame, unit: str) -> pd.Series:
-    if unit == "request_id":
-        return rows["request_id"]
-    key = unit.split(".", 1)[1]
-    from modelwatch.core.contract import flatten
-
-    return pd.Series(flatten(rows["metadata"].tolist(), [key])[key], index=rows.index, dtype="object")
+JSON_COLUMNS = ("metadata", "features")  # log-row objects kept as JSON text; any other unknown field is under "extra"
 
 
-def day_record(valid: pd.DataFrame, exp: Experiment, unit: str = "request_id") -> tuple[dict[str, Any], pd.DataFrame]:
-    """(stats.json content, latency table) of one day of one experiment.
+def unit_column(unit: str, known_columns: Iterable[str]) -> str:
+    """The valid-rows column that holds ``unit`` (``request_id``, ``metadata.user_id``, ``account.id`` in ``extra``)."""
+    head = unit.split(".", 1)[0]
+    return head if head in known_columns else "extra"
+
+
+def _walk(obj: Any, path: list[str]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _unit_text(value: Any) -> str | None:
+    """A unit id as the router saw it: strings as they are, whole numbers without a decimal point, nothing for objects."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def unit_ids(rows: pd.DataFrame, unit: str) -> pd.Series:
+    """Each row's unit id from ``unit``: a column, or a dotted path into a JSON column (``metadata.account.id``); None where absent."""
+    head, *path = unit.split(".")
+    column = unit_column(unit, rows.columns)
+    if column == head and not path:
+        return rows[column].map(_unit_text).astype("object")
+    if column == "extra":
+        path = [head, *path]
+
+    def pick(text: Any) -> str | None:
+        return _unit_text(_walk(json.loads(text), path)) if isinstance(text, str) and text else None
+
+    return rows[column].map(pick).astype("object")
+
+
+def assignment_check(rows: pd.DataFrame, units: pd.Series, exp: Experiment) -> dict[str, Any]:
+    """Requests served an arm other than the declared assignment gives, and units the logs do not name.
+
+    External assignment has no per-request check (the logged variant is the truth): both counts are None.
+    """
+    scheme = exp.assignment.scheme()
+    missing = int(units.isna().sum())
+    if scheme is None:
+        return {"assignment_mismatches": None, "units_missing": missing, "mismatch_examples": []}
+    weights = exp.assignment_weights()
+    known = units.notna()
+    planned = [scheme.assign(u, exp.id, weights) for u in units[known]]
+    served = rows.loc[known, "variant"].tolist()
+    wrong = [(u, s, p) for u, s, p in zip(units[known], served, planned) if s != p]
+    examples = [{"unit": u, "served": s, "declared": p} for u, s, p in wrong[:3]]
+    return {"assignment_mismatches": len(wrong), "units_missing": missing, "mismatch_examples": examples}
+
+
+def day_record(valid: pd.DataFrame, exp: Experiment) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(stats.json content, per-request table: arm, latency, unit) of one day of one experiment.
 
     Rows belong to the experiment when their ``experiment_id`` is the experiment's, or
     (if the router logs no experiment id) when their variant is one of its arms. The
-    record also checks the assignment: each unit's logged arm against
-    ``core.assignment.assign`` with the experiment as salt, and units seen in more than one arm.
+    record also checks the assignment the experiment declares (``exp.assignment``): each
+    unit's logged arm against the declared hash (:func:`assignment_check`), and units seen in
+    more than one arm.
     """
     arms = [exp.control, exp.treatment]
     tagged = valid["experiment_id"] == exp.id
     rows = valid[tagged] if bool(tagged.any()) else valid[valid["variant"].isin(arms)]
     counts = {arm: int((rows["variant"] == arm).sum()) for arm in arms}
     unplanned = {str(k): int(v) for k, v in rows[~rows["variant"].isin(arms)]["variant"].value_counts().items()}
-    units = _unit_ids(rows, unit)
+    units = unit_ids(rows, exp.assignment.unit)
     arms_per_unit = rows.assign(_unit=units).dropna(subset=["_unit"]).groupby("_unit")["variant"].nunique()
-    weights = exp.weights()
-    planned = [assign(str(u), exp.id, weights) for u in units] if unit == "request_id" else None
-    mismatches = int(sum(p != v for p, v in zip(planned, rows["variant"]))) if planned is not None else None
+    in_arms = rows["variant"].isin(arms)
     record = {
         "counts": counts,
         "unplanned_variants": unplanned,
         "units_in_several_arms": int((arms_per_unit > 1).sum()),
-        "assignment_mismatches": mismatches,
+        **assignment_check(rows[in_arms], units[in_arms], exp),
+        "assignment": exp.assignment.describe(),
         "stats": {arm: arm_day_stats(rows[rows["variant"] == arm]) for arm in arms},
     }
-    latency = pd.DataFrame({"arm": rows["variant"].astype(str), "latency_ms": rows["latency_ms"].astype(float)})
+    latency = pd.DataFrame({"arm": rows["variant"].astype(str), "latency_ms": rows["latency_ms"].astype(float), "unit": units})
     return record, latency[latency["arm"].isin(arms)]
 
 
@@ -138,13 +191,27 @@ def merge_moments(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
 
 
+def cumulative_counts(client, prefix: str, start: date, end: date) -> dict[str, int]:
+    """Requests per arm from ``start`` to ``end`` (the stored days' counts alone, without their statistics or latencies)."""
+    counts: dict[str, int] = {}
+    day = start
+    while day <= end:
+        uri = f"{prefix}/dt={day.isoformat()}/stats.json"
+        if exists(client, uri):
+            for arm, n in get_json(client, uri)["counts"].items():
+                counts[arm] = counts.get(arm, 0) + n
+        day += timedelta(days=1)
+    return counts
+
+
 def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, Any]:
     """Every stored day from ``start`` to ``end``, merged: counts, health, per-arm stats, latencies."""
     days, missing = [], []
     counts: dict[str, int] = {}
     unplanned: dict[str, int] = {}
     stats: dict[str, dict[str, dict[str, float]]] = {}
-    several, mismatches = 0, 0
+    several, mismatches, units_missing = 0, 0, 0
+    examples: list[dict[str, str]] = []
     latencies: list[pd.DataFrame] = []
     day = start
     while day <= end:
@@ -161,6 +228,8 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
             unplanned[variant] = unplanned.get(variant, 0) + n
         several += record["units_in_several_arms"]
         mismatches += record["assignment_mismatches"] or 0
+        units_missing += record.get("units_missing") or 0
+        examples += record.get("mismatch_examples") or []
         for arm, metrics in record["stats"].items():
             merged = stats.setdefault(arm, {})
             for metric, moments in metrics.items():
@@ -168,10 +237,25 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
         _merge_feedback(client, f"{prefix}/dt={day.isoformat()}/feedback.json", stats)
         latencies.append(get_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet").to_pandas())
         day += timedelta(days=1)
-    latency = pd.concat(latencies, ignore_index=True) if latencies else pd.DataFrame({"arm": [], "latency_ms": []})
+    latency = pd.concat(latencies, ignore_index=True) if latencies else pd.DataFrame({"arm": [], "latency_ms": [], "unit": []})
     return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
-            "assignment_mismatches": mismatches, "stats": stats,
-            "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")}}
+            "assignment_mismatches": mismatches, "units_missing": units_missing, "mismatch_examples": examples[:3], "stats": stats,
+            "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")},
+            **_unit_exposure(latency)}
+
+
+def _unit_exposure(requests: pd.DataFrame) -> dict[str, Any]:
+    """Distinct units per arm over every stored day, and units seen in more than one arm on any days (None: days without units).
+
+    A router that assigns units (accounts, users) splits units, not requests: the sample-ratio
+    check counts units, since one unit's requests are not independent draws.
+    """
+    if "unit" not in requests or requests["unit"].isna().all():
+        return {"unit_counts": None, "units_across_arms": None}
+    known = requests.dropna(subset=["unit"]).drop_duplicates(["arm", "unit"])
+    arms_per_unit = known.groupby("unit")["arm"].nunique()
+    return {"unit_counts": {str(arm): int(n) for arm, n in known.groupby("arm")["unit"].nunique().items()},
+            "units_across_arms": int((arms_per_unit > 1).sum())}
 
 
 def _merge_feedback(client, uri: str, stats: dict[str, dict[str, dict[str, float]]]) -> None:

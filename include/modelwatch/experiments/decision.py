@@ -19,16 +19,31 @@ each day's sufficient statistics). Because the DAG looks every day:
 Decision, with its reasons (first match wins):
 
 1. ``roll_back``: a hard limit broke in this partition, or a guardrail is ``inferior``
-   (evidence that the treatment is worse than control by more than the margin);
-2. ``promote``: health checks pass, every primary metric is significantly better after
+   (evidence that the treatment is worse than control by more than the margin); guardrails
+   act even when the comparison is invalid, since harm to users needs no balanced arms to matter;
+2. ``invalid``: a sample-ratio mismatch (chi-squared against the planned split, p < 0.001;
+   Fabijan et al. 2019, "Diagnosing Sample Ratio Mismatch in Online Controlled Experiments",
+   KDD): the arms are not the populations the plan compares, so no primary result is
+   trustworthy; the reasons say what to check (router, logging, bot filtering, arm-specific
+   crashes). Never promotes;
+3. ``guardrail_watch``: an experiment without primary metrics only watches its guardrails
+   (it has nothing to promote and no sample size to reach);
+4. ``promote``: health checks pass, every primary metric is significantly better after
    correction, no primary is significantly worse, and every guardrail is non-inferior;
-3. ``stop``: futile: every primary's interval already excludes its MDE in the good
+5. ``stop``: futile: every primary's interval already excludes its MDE in the good
    direction (sequential), or the planned sample size is reached without a win (fixed);
-4. ``continue``: otherwise, with the days remaining at the current traffic.
+6. ``continue``: otherwise, with the days remaining at the current traffic.
+
+A primary metric's decision and its p-value are on one estimand: the relative lift for a
+relative MDE (delta method, Deng et al. 2018), the difference for an absolute one, so the
+corrected p-value is below alpha exactly when that interval excludes 0. A judge metric
+whose agreement with people on the golden set is below the judge's minimum abstains
+(:func:`judge_trust`): it does not decide, and the decision says which metric and why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -66,6 +81,8 @@ def _unavailable(metric: str, cumulative: dict[str, Any] | None = None) -> str |
         return f"{metric} is not a metric experiments can test"
     if metric.startswith("judge.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
         return f"{metric}: no judge scores for both arms yet (is the judge configured, with variant among stratify_by?)"
+    if metric.startswith("feedback.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
+        return f"{metric}: no feedback for both arms yet (it arrives late under labels_uri; is the signal in the model's feedback.signals?)"
     return None
 
 
@@ -81,8 +98,6 @@ def tuning_n(exp: Experiment, cumulative: dict[str, Any]) -> tuple[int, dict[str
     return DEFAULT_TUNING_N, None
 
 
-    if metric.startswith("feedback.") and not all((cumulative or {}).get("stats", {}).get(arm, {}).get(metric, {}).get("n") for arm in (cumulative or {}).get("counts", {})):
-        return f"{metric}: no feedback for both arms yet (it arrives late under labels_uri; is the signal in the model's feedback.signals?)"
 def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) -> PowerResult | None:
     kind = metric_kind(goal.metric)
     if kind not in ("mean", "proportion") or goal.mde is None:
@@ -95,8 +110,63 @@ def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) ->
                              split=split, kind=kind)
 
 
-def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int) -> dict[str, Any]:
-    """The primary metric's test (sequential or fixed), its decision in the good direction and futility."""
+def judge_trust(judged: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The judge's agreement with people from the judge stage's record: ``{"minimum": float | None, "labels": {name: entry}}``.
+
+    ``agreement`` maps each dimension and flag to its golden-set agreement (``kind``, ``n``,
+    ``kappa`` with ``kappa_low``/``kappa_high``, ``verdict``, ``reason``, ...), and
+    ``agreement_minimum`` is the configured minimum kappa. Either may be absent (a judge stage
+    that did not measure, an older record): then nothing abstains for agreement.
+    """
+    record = judged or {}
+    labels = record.get("agreement") if isinstance(record.get("agreement"), Mapping) else {}
+    minimum = record.get("agreement_minimum")
+    return {"minimum": float(minimum) if isinstance(minimum, (int, float)) else None, "labels": dict(labels)}
+
+
+def judge_label(metric: str) -> str | None:
+    """The judge dimension or flag a ``judge.*`` metric reads (``judge.helpfulness``, ``judge.toxicity_rate``), else None."""
+    if not metric.startswith("judge."):
+        return None
+    return metric.removeprefix("judge.").removesuffix("_rate")
+
+
+def judge_abstention(metric: str, trust: Mapping[str, Any]) -> str | None:
+    """Why a judge metric may not decide (its agreement with people is below the minimum), or None when it may.
+
+    With a configured minimum the golden-set kappa must reach it; without one, the judge's own
+    verdict must be ``usable``. A label the record does not mention (no agreement measured by
+    that judge stage) is not held back.
+    """
+    name = judge_label(metric)
+    entry = (trust.get("labels") or {}).get(name) if name else None
+    if not isinstance(entry, Mapping):
+        return None
+    kappa, minimum, verdict = entry.get("kappa"), trust.get("minimum"), entry.get("verdict")
+    interval = f" [{entry['kappa_low']:.2f}, {entry['kappa_high']:.2f}]" if isinstance(entry.get("kappa_low"), float) and isinstance(entry.get("kappa_high"), float) else ""
+    measured = f"kappa {kappa:.2f}{interval} on {entry.get('n')} golden-set items" if isinstance(kappa, (int, float)) else "no kappa measured"
+    if minimum is not None and isinstance(kappa, (int, float)):
+        if kappa >= minimum:
+            return None
+        return f"{metric} abstains: the judge's agreement with people is below the minimum ({measured} < {minimum:g})"
+    if verdict == "usable":
+        return None
+    why = entry.get("reason") or str(verdict or "not measured").replace("_", " ")
+    return f"{metric} abstains: the judge's agreement with people is {str(verdict or 'not_measured').replace('_', ' ')} ({measured}; {why})"
+
+
+def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int,
+                   trust: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The primary metric's test (sequential or fixed), its decision in the good direction and futility.
+
+    ``estimand`` is the scale the decision and ``p_value_decision`` are on: the relative lift
+    for a relative MDE (the default), the difference for ``absolute: true`` or when the lift is
+    undefined (a control mean of 0). A judge metric below its agreement minimum abstains.
+    """
+    distrust = judge_abstention(goal.metric, trust or {})
+    if distrust:
+        return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": distrust, "decision": "inconclusive",
+                "judge_agreement": True}
     missing = _unavailable(goal.metric, cumulative)
     if missing or metric_kind(goal.metric) == "quantile":
         reason = missing or f"{goal.metric}: quantile metrics are guardrails, not primary metrics"
@@ -105,7 +175,11 @@ def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]
     control, treatment = _arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric)
     result = difference_test(control, treatment, kind="mean" if kind == "ratio" else kind, alpha=exp.alpha,
                                 sequential=exp.mode == "sequential", tuning_n=n_tuning, metric=goal.metric)
-    out = {**result.to_dict(), "direction": goal.direction, "mde": goal.mde, "decision": result.decision(goal.direction)}
+    relative = not goal.absolute and result.lift_p_value is not None
+    estimand, p_value = ("relative_lift", result.lift_p_value) if relative else ("difference", result.difference_p_value())
+    decision = result.lift_decision(goal.direction) if relative else result.decision(goal.direction)
+    out = {**result.to_dict(), "direction": goal.direction, "mde": goal.mde, "decision": decision, "estimand": estimand,
+           "p_value_decision": p_value}
     out["futile"] = _futile(result, goal)
     return out
 
@@ -192,8 +266,16 @@ def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, 
 
 
 def health(exp: Experiment, cumulative: dict[str, Any]) -> dict[str, Any]:
-    """Sample-ratio mismatch, missing arms, units exposed to several arms, assignment mismatches."""
-    srm = srm_test(cumulative["counts"], exp.weights())
+    """Sample-ratio mismatch, missing arms, units exposed to several arms, and the declared assignment checked per request.
+
+    Every check reads the experiment's assignment declaration (``exp.assignment``): with
+    ``external`` assignment the logged variant is the truth, so there is no per-request check
+    and SRM, arm exposure and units in several arms are what health rests on.
+    """
+    by_unit = exp.assignment.unit != "request_id" and bool(cumulative.get("unit_counts"))
+    srm = srm_test(cumulative["unit_counts"] if by_unit else cumulative["counts"], exp.weights())
+    declared = exp.assignment.describe()
+    several = max(cumulative["units_in_several_arms"], cumulative.get("units_across_arms") or 0)
     problems = []
     if srm.flagged:
         problems.append(f"sample-ratio mismatch: {srm.reason or f'p = {srm.p_value:.2g} < {srm.threshold}'} (observed {srm.observed})")
@@ -201,12 +283,17 @@ def health(exp: Experiment, cumulative: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"arms without traffic: {srm.zero_traffic}")
     if cumulative["unplanned_variants"]:
         problems.append(f"traffic in variants outside the experiment: {cumulative['unplanned_variants']}")
-    if cumulative["units_in_several_arms"]:
-        problems.append(f"{cumulative['units_in_several_arms']} units were exposed to more than one arm")
+    if several:
+        problems.append(f"{several} units ({exp.assignment.unit}) were exposed to more than one arm")
+    if cumulative.get("units_missing"):
+        problems.append(f"{cumulative['units_missing']} requests have no {exp.assignment.unit}, the unit the assignment declares")
     if cumulative["assignment_mismatches"]:
-        problems.append(f"{cumulative['assignment_mismatches']} requests were served an arm other than assignment.assign gives")
+        examples = "; ".join(f"{e['unit']}: served {e['served']}, declared {e['declared']}" for e in cumulative.get("mismatch_examples") or [])
+        problems.append(f"{cumulative['assignment_mismatches']} requests were served an arm other than the {declared} gives"
+                        + (f" (e.g. {examples}): is the declaration the router's?" if examples else ""))
     return {"ok": not problems, "problems": problems, "srm": srm.to_dict(), "counts": cumulative["counts"], "days": cumulative["days"],
-            "missing_days": cumulative["missing_days"]}
+            "missing_days": cumulative["missing_days"], "assignment": declared, "srm_counts": "units" if by_unit else "requests",
+            "checked_per_request": exp.assignment.method != "external"}
 
 
 def _look_text(guardrail: dict[str, Any]) -> str:
@@ -221,7 +308,13 @@ def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, An
         reasons = [f"hard limit: {r}" for r in hard_limit_breaches]
         reasons += [f"guardrail {g['metric']} inferior: {g.get('scale', 'effect')} {g['estimate']:+.4g} beyond margin {g['margin']:g} "
                     f"(bound {g['lower' if g['direction'] == 'decrease' else 'upper']:+.4g}{_look_text(g)})" for g in inferior]
+        if checks.get("srm", {}).get("flagged"):
+            reasons.append(f"the comparison is invalid besides: {_srm_text(exp, checks)}")
         return {"decision": "roll_back", "reasons": reasons}
+    if checks.get("srm", {}).get("flagged"):
+        return {"decision": "invalid", "reasons": [_srm_text(exp, checks), SRM_WHAT_TO_CHECK]}
+    if not exp.primary:
+        return guardrail_watch(checks, guardrails)
     worse = [p["metric"] for p in primaries if p.get("decision") == "worse" and p.get("significant_after_correction")]
     wins = [p for p in primaries if p.get("decision") == "better" and p.get("significant_after_correction")]
     pending_guardrails = [g["metric"] for g in guardrails if g.get("verdict") != "non_inferior"]
@@ -244,20 +337,49 @@ def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, An
     return {"decision": "continue", "reasons": reasons or ["collecting data"], "days_remaining": days_left}
 
 
+SRM_WHAT_TO_CHECK = ("what to check: the router (does it split as planned, for every client and region?), the logging (is each arm logged "
+                     "alike, with no lines lost, duplicated or late?), bot filtering (is one arm's traffic filtered differently?), and "
+                     "arm-specific crashes or timeouts that drop requests before they are logged")
+
+
+def _srm_text(exp: Experiment, checks: Mapping[str, Any]) -> str:
+    srm = checks["srm"]
+    planned = ", ".join(f"{arm} {w:.0%}" for arm, w in exp.weights().items())
+    total = sum(srm["observed"].values()) or 1
+    counted = f"{exp.assignment.unit} units" if checks.get("srm_counts") == "units" else "requests"
+    seen = ", ".join(f"{arm} {n:,} ({n / total:.1%})" for arm, n in srm["observed"].items()) + f" {counted}"
+    test = f"chi-squared p = {srm['p_value']:.3g} < {srm['threshold']:g}" if srm.get("p_value") is not None else srm.get("reason", "")
+    return (f"invalid: sample-ratio mismatch ({test}; Fabijan et al. 2019): observed {seen} against the planned {planned} under "
+            f"{checks.get('assignment', exp.assignment.describe())}; no primary result is trustworthy until the cause is found")
+
+
+def guardrail_watch(checks: Mapping[str, Any], guardrails: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decision of an experiment without primary metrics: it watches its guardrails (a breach rolls back)."""
+    states = [f"{g['metric']} {str(g.get('verdict', 'inconclusive')).replace('_', '-')}" for g in guardrails]
+    reasons = ["guardrail watch: no primary metric, so nothing to promote; a guardrail shown inferior rolls the treatment back"]
+    reasons += [f"guardrails: {', '.join(states)}"] if states else ["no guardrails configured either: only hard limits act"]
+    reasons += [f"health: {p}" for p in checks.get("problems", [])]
+    return {"decision": "guardrail_watch", "reasons": reasons}
+
+
 def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, daily_traffic: float,
-                       hard_limit_breaches: list[str] = ()) -> dict[str, Any]:
-    """Health, primaries (multiplicity-corrected), guardrails, power and the decision of one experiment as of ``day``."""
+                       hard_limit_breaches: list[str] = (), judge_trust: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Health, primaries (multiplicity-corrected), guardrails, power and the decision of one experiment as of ``day``.
+
+    ``judge_trust`` (:func:`judge_trust` of the judge stage's record) holds back judge metrics
+    whose agreement with people is below the minimum.
+    """
     checks = health(exp, cumulative)
     look = look_number(exp.start, day)
     n_tuning, power = tuning_n(exp, cumulative)
-    primaries = [primary_result(goal, exp, cumulative, n_tuning) for goal in exp.primary]
-    adjusted = adjust_pvalues([None if p.get("abstained") else p.get("p_value") for p in primaries], method=exp.correction)
+    primaries = [primary_result(goal, exp, cumulative, n_tuning, judge_trust) for goal in exp.primary]
+    adjusted = adjust_pvalues([None if p.get("abstained") else p.get("p_value_decision") for p in primaries], method=exp.correction)
     for p, p_adj in zip(primaries, adjusted):
         p["p_adjusted"] = p_adj
         p["significant_after_correction"] = p_adj is not None and p_adj < exp.alpha and p.get("decision") in ("better", "worse")
     guardrails = [guardrail_result(goal, exp, cumulative, n_tuning, look) for goal in exp.guardrails]
     total = sum(cumulative["counts"].values())
-    days_left = days_remaining(n_tuning, total, daily_traffic)
+    days_left = days_remaining(n_tuning, total, daily_traffic) if exp.primary else None
     decision = decide(exp, checks, primaries, guardrails, list(hard_limit_breaches), days_left, total >= n_tuning)
     return {
         "experiment_id": exp.id,
@@ -266,6 +388,8 @@ def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, d
         "look": look,
         "mode": exp.mode,
         "arms": {"control": exp.control, "treatment": exp.treatment, "weights": exp.weights()},
+        "assignment": checks["assignment"],
+        "abstained": [p["reason"] for p in primaries if p.get("judge_agreement")],
         "planned_total": n_tuning,
         "power_analysis": power,
         "requests": total,

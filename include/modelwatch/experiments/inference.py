@@ -129,11 +129,13 @@ def cohens_d(control: SampleStats, treatment: SampleStats) -> float | None:
 
 
 def _with_lift(c: _Arm, t: _Arm, z: float) -> dict[str, Any]:
+    """The relative lift, its Wald interval at the normal quantile ``z`` and the dual two-sided p-value (delta method, Deng et al. 2018)."""
     lift = _lift(c, t)
     if lift is None:
         return {"reason": "relative lift undefined: the control estimate is 0"}
     value, se = lift
-    return {"relative_lift": value, "lift_ci_low": value - z * se, "lift_ci_high": value + z * se}
+    p_value = _z_two_sided_p(value / se) if se > 0 else None
+    return {"relative_lift": value, "lift_ci_low": value - z * se, "lift_ci_high": value + z * se, "lift_p_value": p_value}
 
 
 def mean_test(control: SampleStats, treatment: SampleStats, alpha: float = DEFAULT_ALPHA, metric: str = "") -> TestResult:
@@ -183,10 +185,12 @@ def proportion_test(control: SampleStats, treatment: SampleStats, alpha: float =
     c, t = _arm(control, "proportion", "control"), _arm(treatment, "proportion", "treatment")
     effect = t.value - c.value
     z = effect / math.sqrt(pooled * (1 - pooled) * (1 / c.n + 1 / t.n))
-    half = z_quantile(1 - alpha / 2) * math.sqrt(c.var + t.var)
+    wald_se = math.sqrt(c.var + t.var)
+    half = z_quantile(1 - alpha / 2) * wald_se
     extra = _with_lift(c, t, z_quantile(1 - alpha / 2))
+    wald_p = _z_two_sided_p(effect / wald_se) if wald_se > 0 else None
     return TestResult(metric, "proportion", method, alpha, False, c.n, t.n, c.value, t.value, effect, effect - half, effect + half,
-                      p_value=_z_two_sided_p(z), statistic=z, **extra)
+                      p_value=_z_two_sided_p(z), wald_p_value=wald_p, statistic=z, **extra)
 
 
 def ratio_test(control: RatioStats, treatment: RatioStats, alpha: float = DEFAULT_ALPHA, metric: str = "") -> TestResult:
@@ -303,7 +307,8 @@ def sequential_difference(control: SampleStats | RatioStats, treatment: SampleSt
         extra = {"reason": "relative lift undefined: the control estimate is 0"}
     else:
         lift_half = sequential_halfwidth(lift[1], n_total, alpha, tuning_n)
-        extra = {"relative_lift": lift[0], "lift_ci_low": lift[0] - lift_half, "lift_ci_high": lift[0] + lift_half}
+        lift_p = always_valid_p_value(lift[0], lift[1], n_total, alpha, tuning_n) if lift[1] > 0 else None
+        extra = {"relative_lift": lift[0], "lift_ci_low": lift[0] - lift_half, "lift_ci_high": lift[0] + lift_half, "lift_p_value": lift_p}
     d = cohens_d(control, treatment) if kind == "mean" else None
     return TestResult(metric, kind, method, alpha, True, c.n, t.n, c.value, t.value, effect, effect - half, effect + half,
                       p_value=always_valid_p_value(effect, se, n_total, alpha, tuning_n), statistic=effect / se, cohens_d=d, **extra)

@@ -26,12 +26,12 @@ def run(ctx: StageContext, upstream: Upstream) -> StageResult:
 def _experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any],
                  judged: dict[str, Any] | None = None) -> dict[str, Any]:
     """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
-    from modelwatch.experiments.data import day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
-    from modelwatch.experiments.decision import analyze_experiment, shadow_comparison
+    from modelwatch.experiments.data import cumulative_counts, day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
+    from modelwatch.experiments.decision import analyze_experiment, judge_trust, shadow_comparison
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = read_valid(client, cfg, partition, valid_columns(("_source", "_line", "prompt", "response", "reference", "features", "extra"))).to_pandas()
+    valid = read_valid(client, cfg, partition, valid_columns(_unread_columns(model))).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
     judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
     results, found, promotions = [], [], []
@@ -48,13 +48,14 @@ def _experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profi
         store_day(client, prefix, partition.dt, record, latency)
         done = _rollback_record(client, cfg, model.id, exp.id, partition)
         if done is not None:  # terminal: the experiment was rolled back; do not signal again
-            results.append({"experiment_id": exp.id, "decision": "rolled_back", "requests": sum(record["counts"].values()),
+            requests = sum(cumulative_counts(client, prefix, start or partition.dt, partition.dt).values())
+            results.append({"experiment_id": exp.id, "decision": "rolled_back", "requests": requests,
                             "reasons": [f"rolled back at {done['applied_at']} ({done['breach']['reason']}); audit {done['audit_uri']}"]})
             continue
         cumulative = load_cumulative(client, prefix, start or partition.dt, partition.dt)
         daily = sum(cumulative["counts"].values()) / max(len(cumulative["days"]), 1)
         hard = [c["reason"] for c in limit_breaches if c["experiment_id"] == exp.id]
-        result = analyze_experiment(exp, cumulative, partition.dt, daily, hard)
+        result = analyze_experiment(exp, cumulative, partition.dt, daily, hard, judge_trust=judge_trust(judged))
         results.append(result)
         if result["decision"] == "roll_back":
             found += _guardrail_breaches(cfg, model, exp, partition, result)
@@ -64,7 +65,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profi
                                "reasons": result["reasons"]})
     shadow = shadow_comparison(valid)
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
-    summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining")},
+    summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining", "assignment", "abstained")},
                 "health_ok": r.get("health", {}).get("ok"),
                 "srm_p_value": r.get("health", {}).get("srm", {}).get("p_value"),
                 "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason")}
@@ -73,6 +74,15 @@ def _experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profi
                                for g in r.get("guardrails", [])]} for r in results]
     return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "promotions": promotions,
             "experiments_uri": uri, "shadow": bool(shadow)}
+
+
+def _unread_columns(model) -> tuple[str, ...]:
+    """The valid rows' columns the experiments stage does not need: the texts, and the JSON columns no experiment's unit lives in."""
+    from modelwatch.experiments.data import unit_column
+    from modelwatch.ingest.schema import CANONICAL_COLUMNS
+
+    needed = {unit_column(e.assignment.unit, CANONICAL_COLUMNS) for e in model.experiments}
+    return tuple(c for c in ("_source", "_line", "prompt", "response", "reference", "features", "extra") if c not in needed)
 
 
 def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str, partition: Partition) -> dict[str, Any] | None:

@@ -304,7 +304,10 @@ class TestResult(Serialisable):
     ``lift_ci_low``/``lift_ci_high`` bound ``relative_lift`` (treatment / control − 1), by
     the delta method. Both are two-sided at ``1 - alpha``; for a sequential result they
     are confidence sequences (valid at every look) and ``p_value`` is the always-valid
-    p-value. ``abstained`` results carry ``reason`` and ``None`` where a number could not
+    p-value. ``p_value`` tests the difference; ``lift_p_value`` tests the relative lift with
+    the lift interval's own standard error and method, so ``lift_p_value < alpha`` exactly
+    when the lift interval excludes 0. :meth:`difference_p_value` is the p-value dual to
+    ``ci_low``/``ci_high`` in the same way. ``abstained`` results carry ``reason`` and ``None`` where a number could not
     be computed; a non-abstained result may still carry a note in ``reason`` (e.g. a lift
     undefined because the control mean is 0).
     """
@@ -327,6 +330,8 @@ class TestResult(Serialisable):
     lift_ci_low: float | None = None
     lift_ci_high: float | None = None
     p_value: float | None = None
+    wald_p_value: float | None = None  # two-proportion test: the p-value dual to its Wald interval (p_value pools under H0)
+    lift_p_value: float | None = None
     statistic: float | None = None
     df: float | None = None
     cohens_d: float | None = None
@@ -346,6 +351,16 @@ class TestResult(Serialisable):
             return "inconclusive"
         up = self.ci_low is not None and self.ci_low > 0
         return "better" if up == (direction == "increase") else "worse"
+
+    def difference_p_value(self) -> float | None:
+        """The p-value below alpha exactly when ``ci_low``/``ci_high`` exclude 0 (the Wald one for two proportions)."""
+        return self.wald_p_value if self.wald_p_value is not None else self.p_value
+
+    def lift_decision(self, direction: Direction) -> Decision:
+        """As :meth:`decision`, read on the relative lift's interval; ``inconclusive`` when the lift is undefined."""
+        if self.abstained or self.lift_ci_low is None or self.lift_ci_high is None or not (self.lift_ci_low > 0 or self.lift_ci_high < 0):
+            return "inconclusive"
+        return "better" if (self.lift_ci_low > 0) == (direction == "increase") else "worse"
 
 
 # -- alpha spending over daily looks -------------------------------------------------------------------------

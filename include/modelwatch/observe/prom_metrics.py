@@ -26,7 +26,7 @@ modelwatch_drift_severity                       model                           
 modelwatch_drift_family_severity                model, family                                worst alert severity of a family, 0..3
 modelwatch_drift_alert_count                    model                                        drift alerts of the run (uncapped total)
 modelwatch_drift_alerts                         model, family                                drift alerts per family (of the <= 50 listed)
-modelwatch_experiment_decision                  model, experiment, decision                  1 for the decision taken, 0 for the others
+modelwatch_experiment_decision                  model, experiment, decision                  1 for the decision taken (invalid: SRM), 0 others
 modelwatch_experiment_requests                  model, experiment                            experiment requests (cumulative)
 modelwatch_experiment_health_ok                 model, experiment                            1 when the health checks pass
 modelwatch_experiment_srm_p_value               model, experiment                            sample-ratio-mismatch p-value, if known
@@ -65,7 +65,7 @@ from modelwatch.core.metric_names import PERFORMANCE_METRICS
 ALL_VARIANT = "__all__"
 MAX_SEGMENT_VALUES = 20
 SEVERITY_LEVELS: dict[str, int] = {"none": 0, "low": 1, "medium": 2, "high": 3}
-DECISIONS: tuple[str, ...] = ("continue", "promote", "stop", "roll_back", "not_started")
+DECISIONS: tuple[str, ...] = ("continue", "promote", "stop", "roll_back", "invalid", "guardrail_watch", "rolled_back", "not_started")
 VERDICTS: tuple[str, ...] = ("non_inferior", "inferior", "inconclusive")
 LATENCY_QUANTILES: dict[str, str] = {"latency_p50_ms": "0.5", "latency_p95_ms": "0.95", "latency_p99_ms": "0.99"}
 TOKEN_STATS: dict[str, str] = {
