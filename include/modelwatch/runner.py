@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
+from modelwatch.results import SkippedRecord
 from modelwatch.stages import NO_TRAFFIC, StageContext, StageResult, for_cadence, stage
 
 
@@ -26,9 +28,15 @@ def run_stage(name: str, ctx: StageContext, upstream: Mapping[str, Any] | None =
     spec = stage(name)
     inputs = {n: StageResult.of(n, (upstream or {}).get(n)) for n in spec.needs}
     if pass_no_traffic and not spec.runs_without_traffic and any(r is not None and r.outcome == NO_TRAFFIC for r in inputs.values()):
-        return StageResult(name, {"partition": ctx.partition.to_dict(), "outcome": NO_TRAFFIC})
+        return StageResult(name, SkippedRecord(partition=ctx.partition.to_dict(), outcome=NO_TRAFFIC))
     if spec.applies is not None and not spec.applies(ctx.model):
-        return StageResult(name, {"partition": ctx.partition.to_dict(), "outcome": "not_configured"})
+        return StageResult(name, SkippedRecord(partition=ctx.partition.to_dict(), outcome="not_configured"))
+    result = _run_module(spec, ctx, inputs)
+    check_record(name, result.record)
+    return result
+
+
+def _run_module(spec, ctx: StageContext, inputs: Mapping[str, StageResult | None]) -> StageResult:
     module = importlib.import_module(spec.module)
     if spec.baseline is None:
         return module.run(ctx, inputs)
@@ -42,7 +50,37 @@ def run_stage(name: str, ctx: StageContext, upstream: Mapping[str, Any] | None =
 
         missing = {"partition": ctx.partition.to_dict(), "outcome": "no_baseline", **spec.no_baseline, "reason": str(exc)}
         uri = put_json(ctx.client, report_uri(ctx.cfg, ctx.partition, spec.baseline), missing)
-        return StageResult(name, {**missing, f"{name}_uri": uri})
+        return StageResult(spec.name, {**missing, f"{spec.name}_uri": uri})
+
+
+class RecordMismatch(TypeError):
+    """A stage returned a record that is not the type the registry declares for it (``modelwatch.results``)."""
+
+
+def check_record(name: str, record: Mapping[str, Any]) -> None:
+    """Check ``record``, which stage ``name`` returned, against its declared TypedDict: every field present, of its type, and no other.
+
+    (The runner's own records for a stage it did not run are ``results.SkippedRecord``s.)
+
+    Raises RecordMismatch naming each field, so a stage that changes what it returns fails where it
+    returns, not in a later stage or a later day that reads the field.
+    """
+    from pydantic import ValidationError
+
+    kind = stage(name).record
+    try:
+        _adapter(kind).validate_python(record)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}" for e in exc.errors())
+        raise RecordMismatch(f"stage {name!r} returned a record that is not a {kind.__name__} (modelwatch.results): {problems}. "
+                             f"Declare the field in modelwatch/results.py or return what it declares.") from None
+
+
+@cache
+def _adapter(kind: type):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(kind)
 
 
 def run_day(client, cfg: MonitoringConfig, partition: Partition, cadence: str = "daily", *, run: Mapping[str, Any] | None = None,

@@ -11,7 +11,11 @@ Each stage is one module, ``modelwatch/<package>/stage.py`` (validate: ``ingest/
 
     NAME    the stage's name, which is also its DAG task id (``monitor.<NAME>``)
     NEEDS   the stages whose results ``run`` receives, in the order the DAG task takes them
-    run(ctx: StageContext, upstream: dict[str, StageResult | None]) -> StageResult
+    run(ctx: StageContext, upstream: dict[str, StageResult | None]) -> StageResult[<its record type>]
+
+A stage's record is a ``TypedDict`` of ``modelwatch.results`` (``ValidateRecord``, ``DriftRecord``, ...),
+declared in the registry below (``Stage.record``); the runner checks each record a stage returns
+against it, so the fields the stages after it read are a contract, not a convention.
 
 ``run`` is the only thing the runner (``modelwatch.runner``) calls. The runner, not the stages,
 handles what used to be written once per task:
@@ -31,9 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelwatch.core.partition import Partition
+from modelwatch.results import ConceptRecord, DriftRecord, ExperimentsRecord, ExtractRecord, JudgeRecord, ProfileRecord, PublishRecord, ValidateRecord
 
 if TYPE_CHECKING:
     from modelwatch.config import Model, MonitoringConfig
@@ -49,6 +54,7 @@ class Stage:
 
     name: str  # the DAG task id (monitor.<name>)
     module: str  # the stage's module, imported when the stage runs (never at DAG parse time)
+    record: type  # the TypedDict (modelwatch.results) of the record its run returns
     needs: tuple[str, ...] = ()  # upstream stages, in the order the DAG task takes their results
     cadences: frozenset[str] = BOTH  # the hourly DAG keeps to the fast checks
     runs_without_traffic: bool = False  # extract and publish run on an empty partition; the others pass no_traffic on
@@ -62,16 +68,16 @@ def _has_judge(model: Model) -> bool:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("extract", "modelwatch.ingest.stage", runs_without_traffic=True),
-    Stage("validate", "modelwatch.ingest.validate_stage", needs=("extract",)),
-    Stage("profile", "modelwatch.profile.stage", needs=("validate",)),
-    Stage("drift", "modelwatch.drift.stage", needs=("validate",), cadences=DAILY, baseline="drift.json",
+    Stage("extract", "modelwatch.ingest.stage", ExtractRecord, runs_without_traffic=True),
+    Stage("validate", "modelwatch.ingest.validate_stage", ValidateRecord, needs=("extract",)),
+    Stage("profile", "modelwatch.profile.stage", ProfileRecord, needs=("validate",)),
+    Stage("drift", "modelwatch.drift.stage", DriftRecord, needs=("validate",), cadences=DAILY, baseline="drift.json",
           no_baseline={"severity": "none", "alerts": []}),
-    Stage("concept", "modelwatch.concept.stage", needs=("validate",), cadences=DAILY),
-    Stage("judge", "modelwatch.judge.stage", needs=("validate",), cadences=DAILY, applies=_has_judge),
-    Stage("experiments", "modelwatch.experiments.stage", needs=("validate", "profile", "judge", "concept"), cadences=DAILY),
-    Stage("publish", "modelwatch.publish.stage", needs=("extract", "validate", "profile", "drift", "concept", "experiments", "judge"),
-          runs_without_traffic=True),
+    Stage("concept", "modelwatch.concept.stage", ConceptRecord, needs=("validate",), cadences=DAILY),
+    Stage("judge", "modelwatch.judge.stage", JudgeRecord, needs=("validate",), cadences=DAILY, applies=_has_judge),
+    Stage("experiments", "modelwatch.experiments.stage", ExperimentsRecord, needs=("validate", "profile", "judge", "concept"), cadences=DAILY),
+    Stage("publish", "modelwatch.publish.stage", PublishRecord,
+          needs=("extract", "validate", "profile", "drift", "concept", "experiments", "judge"), runs_without_traffic=True),
 )
 _BY_NAME = {s.name: s for s in STAGES}
 
@@ -110,12 +116,15 @@ class StageContext:
         return self.connection() if callable(self.connection) else self.connection
 
 
+R = TypeVar("R", bound=Mapping[str, Any])
+
+
 @dataclass(frozen=True)
-class StageResult:
-    """A stage's result: the stage, and the small JSON-able record that goes to XCom and to the stages after it."""
+class StageResult(Generic[R]):
+    """A stage's result: the stage, and its record (a ``modelwatch.results`` TypedDict) for XCom and the stages after it."""
 
     stage: str
-    record: dict[str, Any]
+    record: R
 
     @property
     def outcome(self) -> str:
@@ -127,7 +136,7 @@ class StageResult:
         p = self.record.get("partition")
         return Partition.from_dict(p) if p else None
 
-    def to_xcom(self) -> dict[str, Any]:
+    def to_xcom(self) -> R:
         return self.record
 
     @classmethod
@@ -141,6 +150,6 @@ class StageResult:
 Upstream = Mapping[str, StageResult | None]
 
 
-def record(result: StageResult | None) -> dict[str, Any] | None:
+def record(result: StageResult[R] | None) -> R | None:
     """The record of an upstream result, or None when that stage did not run in this DAG."""
     return None if result is None else result.record

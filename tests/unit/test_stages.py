@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 from modelwatch import runner, stages
+from pydantic import TypeAdapter
 from modelwatch.core.partition import Partition
+from modelwatch.results import PartitionRecord, SkippedRecord
+from modelwatch.runner import RecordMismatch, check_record
 from modelwatch.stages import STAGES, Stage, StageContext, StageResult, for_cadence
+from typing_extensions import NotRequired, TypedDict
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 PARTITION = Partition("m", date(2026, 11, 5))
@@ -40,21 +44,34 @@ def test_the_registry_is_light_enough_for_dag_parsing():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == ""
 
 
+class FakeRecord(TypedDict):
+    partition: PartitionRecord
+    outcome: str
+    seen: NotRequired[int]
+    severity: NotRequired[str]
+    reason: NotRequired[str]
+    fake_uri: NotRequired[str]
+
+
+FakeRecord.__pydantic_config__ = {"extra": "forbid"}
+
+
 @pytest.fixture
 def fake_stage(monkeypatch):
     """A stage 'fake' (needs validate) whose module records its calls; raises what ``raises`` holds."""
     module = types.ModuleType("fake_stage")
-    module.NAME, module.NEEDS, module.calls, module.raises = "fake", ("validate",), [], None
+    module.NAME, module.NEEDS, module.calls, module.raises, module.more = "fake", ("validate",), [], None, {}
 
     def run(ctx, upstream):
         module.calls.append(upstream)
         if module.raises:
             raise module.raises
-        return StageResult("fake", {"partition": ctx.partition.to_dict(), "outcome": "ok", "seen": upstream["validate"].record["rows"]})
+        return StageResult("fake", {"partition": ctx.partition.to_dict(), "outcome": "ok", "seen": upstream["validate"].record["rows"],
+                                    **module.more})
 
     module.run = run
     monkeypatch.setitem(sys.modules, "fake_stage", module)
-    monkeypatch.setattr(stages, "_BY_NAME", {**stages._BY_NAME, "fake": Stage("fake", "fake_stage", needs=("validate",), baseline="fake.json",
+    monkeypatch.setattr(stages, "_BY_NAME", {**stages._BY_NAME, "fake": Stage("fake", "fake_stage", FakeRecord, needs=("validate",), baseline="fake.json",
                                                                                  no_baseline={"severity": "none"})})
     return module
 
@@ -63,6 +80,7 @@ def test_no_traffic_is_passed_on_without_running_the_stage(fake_stage):
     ctx = StageContext(None, None, PARTITION)
     result = runner.run_stage("fake", ctx, {"validate": {"partition": PARTITION.to_dict(), "outcome": "no_traffic"}})
     assert result.to_xcom() == {"partition": PARTITION.to_dict(), "outcome": "no_traffic"} and fake_stage.calls == []
+    TypeAdapter(SkippedRecord).validate_python(result.to_xcom())
 
 
 def test_the_stage_gets_typed_upstream_results_and_returns_its_record(fake_stage):
@@ -88,3 +106,36 @@ def test_a_stage_that_does_not_apply_to_the_model_is_not_configured():
     cfg = types.SimpleNamespace(model=lambda model_id: model)
     result = runner.run_stage("judge", StageContext(None, cfg, PARTITION), {"validate": {"partition": PARTITION.to_dict()}})
     assert result.to_xcom() == {"partition": PARTITION.to_dict(), "outcome": "not_configured"}
+
+
+def test_a_stage_that_returns_an_undeclared_field_fails_where_it_returns(fake_stage):
+    fake_stage.more = {"surprise": 1}
+    with pytest.raises(RecordMismatch, match=r"stage 'fake' returned a record that is not a FakeRecord .*surprise: Extra inputs are not permitted"):
+        runner.run_stage("fake", StageContext(None, None, PARTITION), {"validate": {"partition": PARTITION.to_dict(), "rows": 3}})
+
+
+VALIDATED = {"partition": PARTITION.to_dict(), "rows_read": 3, "rows_valid": 2, "rows_quarantined": 1, "invalid_share": 1 / 3,
+             "failures": {"latency_ms >= 0": 1}, "examples": {"latency_ms >= 0": ["s3://l/a.jsonl line 2: -4"]},
+             "quarantine_uri": "s3://r/q.parquet", "valid_uri": "s3://r/valid.json"}
+
+
+def test_a_record_is_checked_field_by_field_against_its_declared_type():
+    check_record("validate", VALIDATED)
+    broken = [
+        ({k: v for k, v in VALIDATED.items() if k != "valid_uri"}, "valid_uri: Field required"),
+        ({**VALIDATED, "rows_valid": "two"}, "rows_valid: Input should be a valid integer"),
+        ({**VALIDATED, "partition": {**PARTITION.to_dict(), "region": "eu"}}, "partition.region: Extra inputs are not permitted"),
+        ({**VALIDATED, "failures": {"rule": [1]}}, "failures.rule: Input should be a valid integer"),
+    ]
+    for rec, problem in broken:
+        with pytest.raises(RecordMismatch, match=problem.replace(".", r"\.")):
+            check_record("validate", rec)
+
+
+def test_every_stage_declares_a_record_type_of_modelwatch_results():
+    from modelwatch import results
+    from typing_extensions import is_typeddict
+
+    for spec in STAGES:
+        assert is_typeddict(spec.record) and getattr(results, spec.record.__name__) is spec.record, spec.name
+        assert spec.record.__pydantic_config__ == {"extra": "forbid"}

@@ -8,6 +8,7 @@ from typing import Any
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.valid import read_valid, valid_columns
+from modelwatch.results import ConceptRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri, valid_manifest_uri
 from modelwatch.storage.s3 import put_json
@@ -16,12 +17,12 @@ NAME = "concept"
 NEEDS: tuple[str, ...] = ("validate",)
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[ConceptRecord]:
     """Concept drift over the look-back, and the performance estimate of classic models."""
     return StageResult(NAME, _concept(ctx.client, ctx.cfg, record(upstream["validate"])))
 
 
-def _concept(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
+def _concept(client, cfg: MonitoringConfig, validated: ValidateRecord) -> ConceptRecord:
     """Concept drift over the last ``drift.label_lookback_days`` days: labels (or feedback) joined to predictions.
 
     As-of semantics: only labels with ``labelled_at`` before the partition's end count, so

@@ -8,6 +8,7 @@ from typing import Any
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.valid import read_valid, valid_columns
+from modelwatch.results import DriftRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import put_bytes, put_json
@@ -16,7 +17,7 @@ NAME = "drift"
 NEEDS: tuple[str, ...] = ("validate",)
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[DriftRecord]:
     """Drift against the baseline (raises BaselineMissing: the runner records no_baseline)."""
     return StageResult(NAME, _drift(ctx.client, ctx.cfg, record(upstream["validate"])))
 
@@ -92,7 +93,7 @@ def _incumbent_frame(client, cfg: MonitoringConfig, model, partition: Partition,
     return coerce_kinds(frame[frame["variant"].isin(incumbent_variants(model))].reset_index(drop=True), kinds)
 
 
-def _drift(client, cfg: MonitoringConfig, validated: dict[str, Any]) -> dict[str, Any]:
+def _drift(client, cfg: MonitoringConfig, validated: ValidateRecord) -> DriftRecord:
     """Drift of the partition's incumbent traffic against the model's baseline: drift.json, report.html (Evidently)."""
     from modelwatch.baseline.columns import DriftColumns
     from modelwatch.baseline.store import load_baseline

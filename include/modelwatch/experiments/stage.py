@@ -8,6 +8,7 @@ from typing import Any
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.valid import read_valid, valid_columns
+from modelwatch.results import Breach, ExperimentsRecord, JudgeRecord, ProfileRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import get_json, get_table, list_objects, put_json
@@ -16,15 +17,15 @@ NAME = "experiments"
 NEEDS: tuple[str, ...] = ("validate", "profile", "judge", "concept")  # concept: the arms' feedback moments are written before
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[ExperimentsRecord]:
     """Every experiment from its start; judge statistics only from a judge stage that ran."""
     judged = upstream.get("judge")
     return StageResult(NAME, _experiments(ctx.client, ctx.cfg, record(upstream["validate"]), record(upstream.get("profile")),
                                           judged.record if judged is not None and judged.outcome == "ok" else None))
 
 
-def _experiments(client, cfg: MonitoringConfig, validated: dict[str, Any], profiled: dict[str, Any],
-                 judged: dict[str, Any] | None = None) -> dict[str, Any]:
+def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profiled: ProfileRecord | None,
+                 judged: JudgeRecord | None = None) -> ExperimentsRecord:
     """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
     from modelwatch.experiments.data import cumulative_counts, day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
     from modelwatch.experiments.decision import analyze_experiment, judge_trust, shadow_comparison
@@ -107,7 +108,7 @@ def _partition_day(label: str) -> date:
     return date.fromisoformat(label.split("/dt=")[1][:10])
 
 
-def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition, result: dict[str, Any]) -> list[dict[str, Any]]:
+def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition, result: dict[str, Any]) -> list[Breach]:
     """Asset-event extras for the guardrails an experiment broke (hard limits are signalled by the profile stage)."""
     from modelwatch.core.breach import breach_id
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
+from modelwatch.results import ExtractRecord, ShardCheck
 from modelwatch.stages import StageContext, StageResult, Upstream
 from modelwatch.storage.keys import shard_uri
 from modelwatch.storage.s3 import list_objects, put_table
@@ -14,7 +15,7 @@ NAME = "extract"
 NEEDS: tuple[str, ...] = ()
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[ExtractRecord]:
     """The partition's read figures, merged from the map step's shard results (or from checking its shards here)."""
     return StageResult(NAME, _extract(ctx.client, ctx.cfg, ctx.partition, ctx.checked))
 
@@ -28,7 +29,7 @@ def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dic
             for i, group in enumerate(groups)]
 
 
-def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[str, Any]:
+def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> ShardCheck:
     """Read, coerce and validate one shard's files batch by batch (``defaults.batch_rows``); memory is bounded by a batch.
 
     Writes the shard's valid rows, its quarantine (read and validation rejects, by row id)
@@ -60,7 +61,7 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> dict[st
             "examples": dict(validator.examples)}
 
 
-def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[ShardCheck] | None = None) -> ExtractRecord:
     """The partition's read figures, merged from its checked shards (``check_shard``; run here, one after another, when not given)."""
     if checked is None:
         checked = [check_shard(client, cfg, shard) for shard in plan_shards(client, cfg, partition)]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
+from modelwatch.results import ExtractRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import quarantine_uri, shard_uri, valid_manifest_uri
 from modelwatch.storage.s3 import get_table, put_json, put_table
@@ -14,12 +13,12 @@ NAME = "validate"
 NEEDS: tuple[str, ...] = ("extract",)
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[ValidateRecord]:
     """The reduce step over the extracted partition."""
     return StageResult(NAME, _validate(ctx.client, ctx.cfg, record(upstream["extract"])))
 
 
-def _validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[str, Any]:
+def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord) -> ValidateRecord:
     """The reduce step: repeats across shards, one quarantine, the valid rows' manifest; then the invalid-share limit."""
     from modelwatch.ingest.shards import cross_shard_repeats, merge_failures
     from modelwatch.ingest.validation import enforce_invalid_share
@@ -38,7 +37,7 @@ def _validate(client, cfg: MonitoringConfig, extracted: dict[str, Any]) -> dict[
     rows_in = extracted["rows_read"]
     if rows_in != rows_valid + quarantined:
         raise AssertionError(f"{partition.label}: rows read {rows_in} != valid {rows_valid} + quarantined {quarantined}")
-    result = {
+    result: ValidateRecord = {
         "partition": partition.to_dict(),
         "rows_read": rows_in,
         "rows_valid": rows_valid,

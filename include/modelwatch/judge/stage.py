@@ -16,6 +16,7 @@ from typing import Any
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.valid import read_valid
+from modelwatch.results import JudgeRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import get_bytes, list_objects, put_bytes, put_json, put_table
@@ -24,7 +25,7 @@ NAME = "judge"
 NEEDS: tuple[str, ...] = ("validate",)
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[JudgeRecord]:
     """Judge a stratified, budgeted sample (the runner has checked that the model has a judge)."""
     return StageResult(NAME, _judge(ctx.client, ctx.cfg, record(upstream["validate"]), ctx.judge_connection()))
 
@@ -42,7 +43,7 @@ def _judge_backend(settings, connection: dict[str, Any] | None):
     return backend_from_settings(settings.backend, settings.model, {**(connection or {}), "extra": extra})
 
 
-def _judge(client, cfg: MonitoringConfig, validated: dict[str, Any], connection: dict[str, Any] | None = None) -> dict[str, Any]:
+def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection: dict[str, Any] | None = None) -> JudgeRecord:
     """Judge a stratified, budgeted sample of the day's answers; judge.parquet, weighted estimates, review queue, reference metrics."""
     import pandas as pd
 

@@ -7,6 +7,7 @@ from typing import Any
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.valid import read_valid
+from modelwatch.results import ProfileRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import put_table
@@ -15,14 +16,14 @@ NAME = "profile"
 NEEDS: tuple[str, ...] = ("validate",)
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[ProfileRecord]:
     """Operational metrics and hard limits of the partition's valid rows."""
     return StageResult(NAME, _profile(ctx.client, ctx.cfg, record(upstream["validate"]), ctx.cadence))
 
 SPAN_SECONDS = {"daily": 86_400.0, "hourly": 3_600.0}
 
 
-def _profile(client, cfg: MonitoringConfig, validated: dict[str, Any], cadence: str) -> dict[str, Any]:
+def _profile(client, cfg: MonitoringConfig, validated: ValidateRecord, cadence: str) -> ProfileRecord:
     """Operational metrics and hard-limit checks for the partition's valid rows."""
     from modelwatch.profile.limits import check_hard_limits
     from modelwatch.profile.metrics import ALL, compute_metrics, input_columns, metrics_table, to_frame, token_histogram

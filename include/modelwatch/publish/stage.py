@@ -7,6 +7,17 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
+from modelwatch.results import (
+    Breach,
+    ConceptRecord,
+    DriftRecord,
+    ExperimentsRecord,
+    ExtractRecord,
+    JudgeRecord,
+    ProfileRecord,
+    PublishRecord,
+    ValidateRecord,
+)
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import get_json, get_table, put_bytes, put_json
@@ -15,7 +26,7 @@ NAME = "publish"
 NEEDS: tuple[str, ...] = ("extract", "validate", "profile", "drift", "concept", "experiments", "judge")
 
 
-def run(ctx: StageContext, upstream: Upstream) -> StageResult:
+def run(ctx: StageContext, upstream: Upstream) -> StageResult[PublishRecord]:
     """summary.json, the partition's page and the site index, from whatever stages ran."""
     return StageResult(NAME, _publish(ctx.client, ctx.cfg, record(upstream["extract"]), record(upstream.get("validate")), record(upstream.get("profile")),
                                       dict(ctx.run), *(record(upstream.get(n)) for n in ("drift", "concept", "experiments", "judge"))))
@@ -26,7 +37,7 @@ def _ran(stage: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if not stage or stage.get("outcome") == "no_traffic" else stage
 
 
-def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dict[str, Any]]:
+def breaches(cfg: MonitoringConfig, profiled: ProfileRecord | None) -> list[Breach]:
     """Breach events (asset-event extras) from the hard-limit checks, with everything a rollback needs."""
     from modelwatch.core.breach import breach_id
 
@@ -62,9 +73,9 @@ def breaches(cfg: MonitoringConfig, profiled: dict[str, Any] | None) -> list[dic
     return out
 
 
-def _publish(client, cfg: MonitoringConfig, extracted: dict[str, Any], validated: dict[str, Any] | None, profiled: dict[str, Any] | None,
-             run: dict[str, Any], drifted: dict[str, Any] | None = None, concepted: dict[str, Any] | None = None,
-             experimented: dict[str, Any] | None = None, judged: dict[str, Any] | None = None) -> dict[str, Any]:
+def _publish(client, cfg: MonitoringConfig, extracted: ExtractRecord, validated: ValidateRecord | None, profiled: ProfileRecord | None,
+             run: dict[str, Any], drifted: DriftRecord | None = None, concepted: ConceptRecord | None = None,
+             experimented: ExperimentsRecord | None = None, judged: JudgeRecord | None = None) -> PublishRecord:
     """Write summary.json, the partition's index.html (with 30-day trends) and the site index; returns the run's result."""
 
     validated, profiled, drifted, concepted, experimented = _ran(validated), _ran(profiled), _ran(drifted), _ran(concepted), _ran(experimented)
