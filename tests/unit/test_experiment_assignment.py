@@ -190,13 +190,13 @@ def test_a_judge_metric_that_does_not_agree_with_people_abstains_and_says_why():
     cumulative = _judge_cumulative(0.4)
     agreement = {"helpfulness": {"kind": "dimension", "n": 60, "kappa": 0.12, "kappa_low": 0.01, "kappa_high": 0.3,
                                  "verdict": "does_not_agree", "reason": "kappa below 0.4"}}
-    held = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust({"agreement": agreement, "agreement_minimum": 0.6}))
+    held = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust({"agreement": agreement}, 0.6))
     [primary] = held["primary"]
     assert primary["abstained"] and held["decision"] != "promote"
     assert "judge.helpfulness abstains" in primary["reason"] and "0.12" in primary["reason"] and "0.6" in primary["reason"]
     assert held["abstained"] == [primary["reason"]]
     usable = {"helpfulness": {**agreement["helpfulness"], "kappa": 0.74, "verdict": "usable"}}
-    decides = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust({"agreement": usable, "agreement_minimum": 0.6}))
+    decides = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust({"agreement": usable}, 0.6))
     assert decides["decision"] == "promote", decides["reasons"]
     no_record = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust(None))
     assert no_record["decision"] == "promote" and no_record["abstained"] == []

@@ -110,17 +110,16 @@ def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) ->
                              split=split, kind=kind)
 
 
-def judge_trust(judged: Mapping[str, Any] | None) -> dict[str, Any]:
+def judge_trust(judged: Mapping[str, Any] | None, minimum: float | None = None) -> dict[str, Any]:
     """The judge's agreement with people from the judge stage's record: ``{"minimum": float | None, "labels": {name: entry}}``.
 
-    ``agreement`` maps each dimension and flag to its golden-set agreement (``kind``, ``n``,
-    ``kappa`` with ``kappa_low``/``kappa_high``, ``verdict``, ``reason``, ...), and
-    ``agreement_minimum`` is the configured minimum kappa. Either may be absent (a judge stage
-    that did not measure, an older record): then nothing abstains for agreement.
+    The record's ``agreement`` maps each dimension and flag to its golden-set agreement
+    (``kind``, ``n``, ``kappa`` with ``kappa_low``/``kappa_high``, ``verdict``, ``reason``, ...;
+    ``judge.trust``); ``minimum`` is the configured ``judge.min_kappa``. The record may have no
+    ``agreement`` (a judge stage that did not measure, an older record): then nothing abstains.
     """
     record = judged or {}
     labels = record.get("agreement") if isinstance(record.get("agreement"), Mapping) else {}
-    minimum = record.get("agreement_minimum")
     return {"minimum": float(minimum) if isinstance(minimum, (int, float)) else None, "labels": dict(labels)}
 
 

@@ -35,6 +35,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
     valid = read_valid(client, cfg, partition, valid_columns(_unread_columns(model))).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
     judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
+    trust = judge_trust(judged, getattr(model.judge, "min_kappa", None))
     results, found, promotions = [], [], []
     for exp in model.experiments:
         prefix = experiment_prefix(cfg.defaults.reports_uri, model.id, exp.id)
@@ -56,7 +57,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
         cumulative = load_cumulative(client, prefix, start or partition.dt, partition.dt)
         daily = sum(cumulative["counts"].values()) / max(len(cumulative["days"]), 1)
         hard = [c["reason"] for c in limit_breaches if c["experiment_id"] == exp.id]
-        result = analyze_experiment(exp, cumulative, partition.dt, daily, hard, judge_trust=judge_trust(judged))
+        result = analyze_experiment(exp, cumulative, partition.dt, daily, hard, judge_trust=trust)
         results.append(result)
         if result["decision"] == "roll_back":
             found += _guardrail_breaches(cfg, model, exp, partition, result)
