@@ -183,6 +183,9 @@ def cmd_try(args) -> int:
     except TryError as exc:
         print(f"modelwatch try: {exc}", file=sys.stderr)
         return 2
+    except (TimeoutError, RuntimeError) as exc:  # the runtime did not start or a run did not finish: its message names the logs
+        print(f"modelwatch try: the embedded runtime failed: {exc}", file=sys.stderr)
+        return 1
     return 1 if result.failed else 0
 
 

@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -413,10 +414,29 @@ def run_days(airflow, proposal: Proposal, say: Say) -> list[tuple]:
     for n, day in enumerate(days, start=1):
         run_id = f"try_daily_{day.isoformat()}"
         airflow.cli("dags", "trigger", "modelwatch_daily", "--run-id", run_id, "--conf", json.dumps({"target_date": day.isoformat(), "models": []}))
-        [run] = airflow.wait_for_runs("modelwatch_daily", 1, timeout=DAY_TIMEOUT_S, where=lambda r, rid=run_id: r[0] == rid)
+        run = wait_for_run(airflow, "modelwatch_daily", run_id, DAY_TIMEOUT_S, f"day {n}/{len(days)} {day}", say)
         say(f"  day {n}/{len(days)} {day}: {run[1]}")
         finished.append(run)
     return finished
+
+
+def wait_for_run(airflow, dag_id: str, run_id: str, timeout: float, label: str, say: Say, poll_s: float = 2.0) -> tuple:
+    """Wait until the run finishes, saying its task instances' states each time they change; returns (run_id, state, logical_date)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        airflow.keep_running()
+        runs = airflow.query("select run_id, state, logical_date from dag_run where dag_id = ? and run_id = ?", (dag_id, run_id))
+        tasks = dict(airflow.query("select coalesce(state, 'pending'), count(*) from task_instance where dag_id = ? and run_id = ? group by 1",
+                                   (dag_id, run_id)))
+        if tasks and tasks != last:
+            say(f"  {label}: tasks " + ", ".join(f"{n} {state}" for state, n in sorted(tasks.items())))
+            last = tasks
+        if runs and runs[0][1] in ("success", "failed"):
+            return runs[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout:.0f} s ({tasks}); task logs under {airflow.home / 'logs'}")
+        time.sleep(poll_s)
 
 
 def mirror_site(client, dest: Path) -> Path:
