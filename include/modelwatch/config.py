@@ -177,6 +177,9 @@ class JudgeSettings(_Strict):
     price_per_1k_output_usd: float = Field(0.015, ge=0)
     review_sample: int = Field(20, ge=0)  # rows exported each day for human labelling
     pairwise_samples: int = Field(100, ge=0)  # shadow answers compared with the served answer to the same request, both orders
+    # golden-set kappa a judge dimension or flag needs to be "usable" (and to decide an experiment); Landis & Koch's
+    # "substantial" agreement starts at 0.61 (see modelwatch.judge.trust)
+    min_kappa: float = Field(0.6, ge=0, le=1)
 
     @model_validator(mode="after")
     def _model_for_llm_backends(self) -> JudgeSettings:

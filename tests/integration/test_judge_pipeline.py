@@ -87,6 +87,15 @@ def test_golden_agreement_and_ppi_from_returned_review_labels(world):
     assert calibration["n_matched"] == calibration["n_human"] >= 40  # the shipped golden set, judged once and cached
     assert "kappa_quadratic" in calibration["dimensions"]["helpfulness"] and "recall" in calibration["flags"]["toxicity"]
     assert record["ppi"]["reason"].startswith("no human review labels")
+    agreement = record["agreement"]
+    assert set(agreement) == {"helpfulness", "factual_accuracy", "coherence", "instruction_following", "hallucination", "refusal", "toxicity"}
+    assert first["agreement"] == agreement  # the stage record carries the same table the experiments stage reads
+    assert agreement["helpfulness"]["n"] == calibration["n_matched"] and agreement["refusal"]["verdict"] == "usable"
+    assert agreement["helpfulness"]["kappa"] == pytest.approx(calibration["dimensions"]["helpfulness"]["kappa_quadratic"])
+    assert agreement["coherence"]["verdict"] == "does_not_agree"  # the offline judge's coherence does not agree with people
+    warned = {(w["experiment_id"], w["metric"]) for w in record["agreement_warnings"]}
+    primary = {(e.id, g.metric) for e in cfg.model("support-bot-v3").experiments for g in e.primary if g.metric == "judge.helpfulness"}
+    assert warned == primary and primary  # helpfulness is weak on the golden set: its experiment is warned
 
     judged = get_table(client, first["judge_uri"]).to_pandas().head(30)
     lines = [json.dumps({"request_id": r.request_id, "labels": {"helpfulness": 3, "factual_accuracy": 3, "coherence": 4, "instruction_following": 4,

@@ -38,7 +38,8 @@ Agreement (:func:`agreement`)
 Cohen's kappa (Cohen 1960) per label via ``sklearn.metrics.cohen_kappa_score``: quadratic
 weights for the ordinal 1–5 dimensions (Cohen 1968, weighted kappa; on the fixed label set
 1..5 so the weights do not depend on which scores occur), unweighted for the flags; for
-each flag, precision and recall of the judge with the human label as the truth.
+each flag, precision and recall of the judge with the human label as the truth. The verdict
+on those numbers (an interval for kappa, usable / weak / does not agree) is ``judge.trust``'s.
 """
 
 from __future__ import annotations
@@ -269,6 +270,13 @@ def _flag_agreement(human: pd.Series, judge: pd.Series) -> dict[str, Any]:
             "reason": "; ".join(reasons)}
 
 
+def matched_labels(judge_labels: pd.DataFrame, human_labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The judge's and the people's labels of the rows both labelled, on one index in one order (matched as ``agreement`` does)."""
+    judge, human = _keyed(judge_labels), _keyed(human_labels)
+    common = judge.index.intersection(human.index)
+    return judge.loc[common], human.loc[common]
+
+
 def agreement(judge_labels: pd.DataFrame, human_labels: pd.DataFrame) -> dict[str, Any]:
     """Agreement of the judge with people on the rows both labelled, per dimension and flag (JSON-able, no NaN).
 
@@ -278,13 +286,12 @@ def agreement(judge_labels: pd.DataFrame, human_labels: pd.DataFrame) -> dict[st
     of the judge against the human label, the confusion counts and both rates. A label with
     fewer than 2 pairs has ``None`` statistics and a ``reason``.
     """
-    judge, human = _keyed(judge_labels), _keyed(human_labels)
-    common = judge.index.intersection(human.index)
-    out: dict[str, Any] = {"n_judge": len(judge), "n_human": len(human), "n_matched": len(common), "dimensions": {}, "flags": {}}
+    judge, human = matched_labels(judge_labels, human_labels)
+    out: dict[str, Any] = {"n_judge": len(judge_labels), "n_human": len(human_labels), "n_matched": len(judge), "dimensions": {}, "flags": {}}
     for name in LABELS:
         if name not in judge or name not in human:
             continue
-        pairs = pd.DataFrame({"judge": judge.loc[common, name], "human": human.loc[common, name]}).dropna()
+        pairs = pd.DataFrame({"judge": judge[name], "human": human[name]}).dropna()
         section = "dimensions" if name in DIMENSIONS else "flags"
         if len(pairs) < 2:
             out[section][name] = {"n": len(pairs), "reason": f"{len(pairs)} rows labelled by both; need at least 2"}

@@ -77,7 +77,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from modelwatch.judge.calls import Completion, JudgeBackend, JudgeItem, Pricing
 from modelwatch.judge.heuristic import HeuristicJudge
-from modelwatch.judge.rubric import Judgment, JudgmentParseError, Rubric, extract_json_object
+from modelwatch.judge.rubric import DATA_NOTE, Judgment, JudgmentParseError, Rubric, as_data, extract_json_object
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,10 @@ def describe_criteria(rubric: Rubric) -> str:
 def pairwise_messages(rubric: Rubric, pair: PairItem, order: str) -> tuple[str, str]:
     """``(system, user)`` messages asking which of the pair's answers, shown in ``order``, is better (the rubric's reference block reused)."""
     header = f"{rubric.name} (version {rubric.version})" + (f": {rubric.description.strip()}" if rubric.description.strip() else "")
-    system = PAIRWISE_INSTRUCTIONS.substitute(rubric=header, criteria=describe_criteria(rubric), schema=json.dumps(PAIR_SCHEMA))
+    system = PAIRWISE_INSTRUCTIONS.substitute(rubric=header, criteria=describe_criteria(rubric), schema=json.dumps(PAIR_SCHEMA)) + f"\n\n{DATA_NOTE}"
     first, second = pair.shown(order)
-    reference = Template(rubric.reference_block).substitute(reference=pair.reference).strip() if pair.reference else rubric.no_reference
-    user = PAIRWISE_TEMPLATE.substitute(prompt=pair.prompt, first=first, second=second, reference=reference)
+    user = PAIRWISE_TEMPLATE.substitute(prompt=as_data(pair.prompt), first=as_data(first), second=as_data(second),
+                                        reference=rubric.reference_text(pair.reference))
     return system, user.strip() + "\n"
 
 

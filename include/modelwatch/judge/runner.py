@@ -30,7 +30,8 @@ as one call.
 
 Cache (``JudgmentCache``): one JSON object per judgment at
 ``{reports_uri}/_cache/judgments/{rubric}@{version}/{backend}/{model}/{key}.json``, where
-``key`` is the sha256 of the rubric (name, version, content hash), the backend's
+``key`` is the sha256 of the rubric (name, version, content hash), the prompt format
+(``rubric.PROMPT_FORMAT``: how traffic text is placed in the prompt), the backend's
 ``cache_identity`` (name, model; the heuristic's thresholds too) and the item's prompt,
 response and reference. One object per key rather than parquet shards (as
 ``EmbeddingCache`` uses) because a judgment costs money: each is written the moment it
@@ -62,7 +63,7 @@ from pydantic import ValidationError
 from modelwatch.judge.attempts import ABORTED, FAILED, JUDGED, SKIPPED_BUDGET, JudgeRequests, Stop, Tally, check_run_settings
 from modelwatch.judge.budget import BudgetLedger, RunTotals
 from modelwatch.judge.calls import MALFORMED, JudgeBackend, JudgeCall, JudgeItem
-from modelwatch.judge.rubric import Judgment, Rubric, rubric_hash
+from modelwatch.judge.rubric import PROMPT_FORMAT, Judgment, Rubric, rubric_hash
 from modelwatch.retry import RetryPolicy
 from modelwatch.storage.s3 import get_json, put_if_absent, put_json
 
@@ -134,8 +135,9 @@ class RunResult(RunTotals):
 
 
 def cache_key(item: JudgeItem, rubric: Rubric, rubric_digest: str, backend: JudgeBackend) -> str:
-    """Hex sha256 of the rubric (name, version, content hash), the backend's ``cache_identity`` (name, model, ...), prompt, response and reference."""
-    payload = [rubric.name, rubric.version, rubric_digest, backend.cache_identity, item.prompt, item.response, item.reference]
+    """Hex sha256 of the rubric (name, version, content hash), the prompt format, the backend's ``cache_identity`` (name, model,
+    ...), prompt, response and reference."""
+    payload = [rubric.name, rubric.version, rubric_digest, PROMPT_FORMAT, backend.cache_identity, item.prompt, item.response, item.reference]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 
 

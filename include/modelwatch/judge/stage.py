@@ -2,7 +2,8 @@
 
 Writes ``judge.parquet`` (every judgment with its reasoning, weight and cost) and
 ``judge.json`` (sample design, spend, weighted estimates with intervals, golden-set
-agreement, prediction-powered estimates from returned review labels, the shadow/served
+agreement and the per-label verdict of ``judge.trust`` under ``agreement``, warnings for
+experiment primary metrics that are not usable, prediction-powered estimates from returned review labels, the shadow/served
 pairwise comparison) and the day's blind review queue; returns the small summary the run
 publishes. The statistics live in ``judge.sampling``, ``judge.estimates``,
 ``judge.calibration`` and ``judge.pairwise``; the calls in ``judge.calls`` and
@@ -11,6 +12,7 @@ publishes. The statistics live in ``judge.sampling``, ``judge.estimates``,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from modelwatch.config import MonitoringConfig
@@ -20,6 +22,8 @@ from modelwatch.results import JudgeRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import get_bytes, list_objects, put_bytes, put_json, put_table
+
+log = logging.getLogger(__name__)
 
 NAME = "judge"
 NEEDS: tuple[str, ...] = ("validate",)
@@ -54,6 +58,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     from modelwatch.judge.rubric import load_rubric
     from modelwatch.judge.runner import JudgeRunner, JudgmentCache
     from modelwatch.judge.sampling import add_length_band, plan_sample_size, stratified_sample
+    from modelwatch.judge.trust import agreement_table, primary_metric_warnings
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
@@ -74,6 +79,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     golden = _golden_items(settings.rubric)
     golden_run = runner(settings.daily_budget_usd * GOLDEN_BUDGET_SHARE).run([item for item, _ in golden])
     calibration = _golden_agreement(golden_run, golden)
+    judged_golden, human_golden = _golden_frames(golden_run, golden)
     remaining = max(settings.daily_budget_usd - golden_run.spent_usd, 0.0)
     plan = plan_sample_size(remaining, _expected_cost(backend, rubric, rows), settings.max_samples, ci_width=settings.ci_width, population=len(rows))
     sample = stratified_sample(rows, list(settings.stratify_by), plan.n, min_per_stratum=settings.min_per_stratum,
@@ -83,6 +89,11 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     outcomes = pd.DataFrame([{k: v for k, v in o.to_dict().items() if k != "judgment"} | {"reasoning": o.judgment.reasoning if o.judgment else None}
                              for o in result.outcomes]).rename(columns={"item_id": "request_id", "status": "judge_status"})
     judged = sample.rows.join(judgments_frame(result.judgments()), on="request_id").merge(outcomes, on="request_id", how="left")
+    agreement = agreement_table(judged_golden, human_golden, judged, dimensions=list(rubric.dimensions), flags=list(rubric.flags),
+                                min_kappa=settings.min_kappa)
+    agreement_warnings = primary_metric_warnings(model.experiments, agreement, settings.min_kappa)
+    for warning in agreement_warnings:
+        log.warning("%s", warning["message"])
     keep = [c for c in judged.columns if c not in ("prompt", "response", "reference", "metadata")]
     judge_uri = put_table(client, report_uri(cfg, partition, "judge.parquet"), _arrow(judged[keep + ["prompt", "response"]]))
     estimates = estimate_judgments(judged, by=["variant", *[s for s in model.segments if s.startswith("metadata.")]],
@@ -99,7 +110,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
-              "golden_run": golden_run.summary(),
+              "golden_run": golden_run.summary(), "agreement": agreement, "agreement_warnings": agreement_warnings,
               "estimates": [e.to_dict() for e in estimates], "reference_metrics": references, "calibration": calibration, "ppi": ppi,
               "pairwise": pairwise,
               "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
@@ -111,7 +122,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
             by_variant.setdefault(e.domain.split("=", 1)[1], {})[e.metric] = {k: e.to_dict()[k] for k in ("estimate", "ci_low", "ci_high", "n")}
     return {"partition": partition.to_dict(), "outcome": "ok", "judge_json": uri, "judge_uri": judge_uri, "overall": overall, "by_variant": by_variant,
             "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
-            "limited_by": plan.limited_by, "backend": backend.describe(),
+            "limited_by": plan.limited_by, "backend": backend.describe(), "agreement": agreement, "agreement_warnings": agreement_warnings,
             "pairwise": {k: pairwise.get(k) for k in ("label_a", "label_b", "judged", "consistency_rate", "wins", "losses", "ties", "win_rate",
                                                        "win_rate_ci", "sign_test_p")} if pairwise.get("judged") else None}
 
@@ -182,17 +193,26 @@ def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:
              row.to_dict()) for gid, row in golden.iterrows()]
 
 
-def _golden_agreement(result, golden: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
-    """Judge–human agreement on the golden set (Cohen's kappa, flag precision/recall)."""
+def _golden_frames(result, golden: list[tuple[Any, dict[str, Any]]]):
+    """The judge's and the people's labels of the golden set, indexed by item id; (None, None) when the rubric has none."""
     import pandas as pd
 
-    from modelwatch.judge.calibration import LABELS, agreement
+    from modelwatch.judge.calibration import LABELS
     from modelwatch.judge.estimates import judgments_frame
 
     if not golden:
-        return {"reason": "this rubric has no golden set under include/config/golden/"}
-    judged = judgments_frame(result.judgments())
+        return None, None
     human = pd.DataFrame([{"request_id": item.item_id, **{k: labels.get(k) for k in LABELS}} for item, labels in golden]).set_index("request_id")
+    return judgments_frame(result.judgments()), human
+
+
+def _golden_agreement(result, golden: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Judge–human agreement on the golden set (Cohen's kappa, flag precision/recall)."""
+    from modelwatch.judge.calibration import agreement
+
+    judged, human = _golden_frames(result, golden)
+    if judged is None:
+        return {"reason": "this rubric has no golden set under include/config/golden/"}
     return agreement(judged, human)
 
 

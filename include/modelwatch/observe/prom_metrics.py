@@ -20,6 +20,9 @@ modelwatch_judge_score                          model, variant, dimension       
 modelwatch_judge_score_ci_low / _ci_high        model, variant, dimension                    95% interval of the mean judge score
 modelwatch_judge_flag_rate                      model, variant, flag                         judge flag rate (``judge.<flag>_rate``)
 modelwatch_judge_flag_rate_ci_low / _ci_high    model, variant, flag                         95% interval of the flag rate
+modelwatch_judge_agreement_kappa                model, dimension, kind                       golden-set kappa of a dimension or flag (``kind``)
+modelwatch_judge_agreement_kappa_low / _high    model, dimension, kind                       its 95% bootstrap interval (``judge.trust``)
+modelwatch_judge_agreement_verdict              model, dimension, kind, verdict              1 for the verdict (usable/weak/...), 0 others
 modelwatch_judge_requests                       model, state (judged/failed/skipped_budget)  judge calls of the run
 modelwatch_judge_budget_usd                     model                                        the day's judge budget
 modelwatch_drift_severity                       model                                        worst drift severity, 0 none .. 3 high
@@ -78,6 +81,8 @@ TOKEN_STATS: dict[str, str] = {
 COST_STATS: dict[str, str] = {"cost_usd_total": "total", "cost_per_request_usd": "per_request", "cost_per_1k_tokens_usd": "per_1k_tokens"}
 JUDGE_STATES: tuple[str, ...] = ("judged", "failed", "skipped_budget")
 _JUDGE_NAME = re.compile(r"^judge\.([a-z][a-z0-9_]{0,40})$")
+_AGREEMENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")  # a rubric dimension or flag key
+AGREEMENT_VERDICTS: tuple[str, ...] = ("usable", "weak", "does_not_agree", "not_measured")
 
 
 def _num(value: Any) -> float | None:
@@ -175,6 +180,21 @@ def _judge_metrics(g: _Gauges, judge: Mapping[str, Any] | None) -> None:
     for state in JUDGE_STATES:
         g.set("modelwatch_judge_requests", "Judge calls of the run by state.", judge.get(state, 0), state=state)
     g.set("modelwatch_judge_budget_usd", "The day's judge budget in USD.", judge.get("budget_usd"))
+    _judge_agreement(g, judge.get("agreement") or {})
+
+
+def _judge_agreement(g: _Gauges, agreement: Mapping[str, Any]) -> None:
+    """Each dimension's and flag's golden-set kappa, its interval and its verdict (``judge.trust``)."""
+    for name, row in agreement.items():
+        if not isinstance(row, Mapping) or not _AGREEMENT_NAME.match(str(name)):
+            continue
+        labels = {"dimension": str(name), "kind": str(row.get("kind"))}
+        g.set("modelwatch_judge_agreement_kappa", "Judge agreement with people on the golden set (Cohen's kappa).", row.get("kappa"), **labels)
+        g.set("modelwatch_judge_agreement_kappa_low", "Lower bound of the kappa's 95% bootstrap interval.", row.get("kappa_low"), **labels)
+        g.set("modelwatch_judge_agreement_kappa_high", "Upper bound of the kappa's 95% bootstrap interval.", row.get("kappa_high"), **labels)
+        for verdict in AGREEMENT_VERDICTS:
+            g.set("modelwatch_judge_agreement_verdict", "1 for the judge label's agreement verdict, 0 for the others.",
+                  row.get("verdict") == verdict, **labels, verdict=verdict)
 
 
 def _drift_metrics(g: _Gauges, drift: Mapping[str, Any] | None) -> None:
