@@ -87,8 +87,7 @@ def test_the_teams_experiment_with_its_own_arm_names_and_unit(proposed):
     assert exp["split"] == {"ranker_v2": 0.3}
     assert llm["rollback"]["dry_run"] is True and llm["rollback"]["uri"].startswith(DESTINATIONS.routing_uri)
     assert {g["metric"] for g in exp["guardrails"]} == {"latency_p99_ms", "error_rate"}
-    if propose.supports_assignment():
-        assert exp["assignment"] == {"method": "external", "unit": "metadata.traveller_id"}
+    assert exp["assignment"] == {"method": "external", "unit": "metadata.traveller_id"}
     assert any("observed treatment share" in n and "ranker_v2" in n for n in proposal.notes)
 
 
@@ -136,7 +135,7 @@ def test_day_folders_are_copied_whole_and_an_export_is_split_by_timestamp(team_f
 
     labels = by_file["feedback/chargebacks.jsonl"]
     assert labels.rows == 0 and list(uploads(labels, DESTINATIONS.logs_uri)) == []
-    assert labels.not_loaded() == ["feedback/chargebacks.jsonl: 1 rows not loaded, a label row (labelled_at): `try` loads inference logs only (first at line 1)"]
+    assert labels.not_loaded() == ["feedback/chargebacks.jsonl: 1 row not loaded, a label row (labelled_at): `try` loads inference logs only (first at line 1)"]
 
 
 def test_a_mixed_file_in_a_day_folder_is_split_by_model_with_its_lines_as_they_are(tmp_path):
@@ -179,8 +178,8 @@ def test_rows_without_model_or_day_are_named_with_their_first_line(tmp_path):
     with pytest.raises(TryError) as err:
         read_and_propose(tmp_path, None, QUIET)
     text = str(err.value)
-    assert "a.jsonl: 1 rows no 'model_id' (the field naming the model) (first at line 1)" in text
-    assert "b.jsonl: 1 rows timestamp: no UTC offset in '2026-10-05 10:00:00'" in text
+    assert "a.jsonl: 1 row: no 'model_id' (the field naming the model) (first at line 1)" in text
+    assert "b.jsonl: 1 row: timestamp: no UTC offset in '2026-10-05 10:00:00'" in text
 
 
 def test_a_model_that_fits_no_kind_is_left_out_with_the_reason(team_folder, tmp_path):

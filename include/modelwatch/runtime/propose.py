@@ -16,7 +16,9 @@ fields are present and with which JSON types, the values of every ``metadata.*``
   ``control`` (else the most served) is the control. The split is the observed share rounded
   to a multiple of 0.05 (a proposal: the planned split is what the sample-ratio check tests
   against). The unit is the metadata key whose values repeat across requests and stay in one
-  arm (at most ``UNIT_CONFLICT_SHARE`` of them seen in two arms), else ``request_id``. With
+  arm (at most ``UNIT_CONFLICT_SHARE`` of them seen in two arms), else ``request_id``, and the
+  assignment is ``external`` (the logged variant is the truth: a team's router is not held to
+  modelwatch's hash; the split, arm exposure and units in several arms are checked). With
   no primary metric declared, each experiment is a guardrail watch (p99 latency and error
   rate) whose rollback is a dry run;
 - **baseline window**: the model's first days (``baseline_days``; by default the first third
@@ -40,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from modelwatch.config import Experiment, parse_config
+from modelwatch.config import parse_config
 from modelwatch.core.contract import FIELD_BY_NAME, KNOWN_FIELDS, required_fields
 
 TRACKED_VALUES = 64  # distinct values counted per metadata/feature key before it is called high-cardinality
@@ -362,11 +364,6 @@ def unit_field(survey: ExperimentSurvey) -> str:
     return max(sticky)[1] if sticky else "request_id"
 
 
-def supports_assignment() -> bool:
-    """Whether this version's config lets an experiment declare how its units are assigned (``assignment:``)."""
-    return "assignment" in Experiment.model_fields
-
-
 def propose_experiment(model_id: str, experiment_id: str, survey: ExperimentSurvey, notes: list[str]) -> dict[str, Any] | None:
     """An experiment section from its logged arms, or None (with a note) when it has one arm only."""
     if len(survey.arms) < 2:
@@ -378,20 +375,15 @@ def propose_experiment(model_id: str, experiment_id: str, survey: ExperimentSurv
     split = rounded_split(share)
     unit = unit_field(survey)
     section: dict[str, Any] = {"id": experiment_id, "control": control, "treatment": treatment, "split": {treatment: split},
-                               "start": survey.first_day.isoformat()}
-    if supports_assignment():
-        section["assignment"] = {"method": "external", "unit": unit}
+                               "start": survey.first_day.isoformat(), "assignment": {"method": "external", "unit": unit}}
     section["guardrails"] = [{"metric": "latency_p99_ms", "direction": "decrease", "margin": 0.05},
                              {"metric": "error_rate", "direction": "decrease", "margin": 0.001, "absolute": True}]
     notes.append(f"{model_id}: experiment {experiment_id!r}: control {control!r} ({survey.arms[control]:,} requests), treatment "
                  f"{treatment!r} ({survey.arms[treatment]:,}); observed treatment share {share:.3f}, proposed split {split}: set the "
                  "split your router is configured with, since the sample-ratio check tests the logs against it")
     routed = f"units are {unit!r} (each value stays in one arm)" if unit != "request_id" else "no sticky unit field found: units are requests"
-    if supports_assignment():
-        notes.append(f"{model_id}: experiment {experiment_id!r}: assignment external (the logged variant is the truth); {routed}")
-    else:
-        notes.append(f"{model_id}: experiment {experiment_id!r}: {routed}; this version's config has no 'assignment' key, so the "
-                     "experiment health check compares each request's arm with modelwatch's own hash, which a router of your own will not match")
+    notes.append(f"{model_id}: experiment {experiment_id!r}: assignment external (the logged variant is the truth: health checks the split, "
+                 f"arm exposure and units seen in several arms); {routed}; describe your router's hash under assignment to have each request checked")
     notes.append(f"{model_id}: experiment {experiment_id!r} has no primary metric: it is a guardrail watch (p99 latency, error rate) "
                  "until you add primary metrics; its rollback is a dry run")
     extra = [arm for arm in survey.arms if arm not in (control, treatment)]

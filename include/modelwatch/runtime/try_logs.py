@@ -109,11 +109,16 @@ class PlacedFile:
         """What of this file does not reach the pipeline, one line per reason, with the first line it happens on."""
         if self.copied_whole:
             return []
-        lines = [f"{self.file.relative}: {n:,} rows not loaded, {why} (first at line {self.first_unplaced[why]})"
+        lines = [f"{self.file.relative}: {plural(n, 'row')} not loaded, {why} (first at line {self.first_unplaced[why]})"
                  for why, n in self.unplaced.most_common()]
         if self.unreadable:
-            lines.append(f"{self.file.relative}: {self.unreadable:,} lines not loaded, unreadable (not JSON objects, or not UTF-8)")
+            lines.append(f"{self.file.relative}: {plural(self.unreadable, 'line')} not loaded, unreadable (not JSON objects, or not UTF-8)")
         return lines
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,200 rows``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _row_day(record: dict[str, Any]) -> tuple[date | None, str | None]:
@@ -183,9 +188,9 @@ def nothing_usable_message(folder: Path, files: list[LogFile], placed: list[Plac
         lines.append(why)
     for result in placed:
         if result.rows == 0:
-            reasons = [f"{n:,} rows {reason} (first at line {result.first_unplaced[reason]})" for reason, n in result.unplaced.most_common()]
+            reasons = [f"{plural(n, 'row')}: {reason} (first at line {result.first_unplaced[reason]})" for reason, n in result.unplaced.most_common()]
             if result.unreadable:
-                reasons.append(f"{result.unreadable:,} lines unreadable")
+                reasons.append(f"{plural(result.unreadable, 'line')} unreadable")
             if result.problem:
                 reasons.append(result.problem)
             lines.append(f"  {result.file.relative}: " + ("; ".join(reasons) or "no rows"))
