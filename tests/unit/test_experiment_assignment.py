@@ -235,3 +235,30 @@ def test_a_key_in_the_wrong_place_says_where_it_belongs():
     assert any(p.startswith("models[0].mode") and "models[].experiments[].mode" in p for p in problems)
     with pytest.raises(ConfigError, match=r"did you mean 'treatment'"):
         parse_config(_config({"treatmnt": "x"}))
+
+
+# -- the page ------------------------------------------------------------------------------------------------
+
+
+def test_the_page_shows_invalid_guardrail_watch_abstentions_and_the_assignment():
+    from modelwatch.publish.page import PageContext, render_partition_page
+    from test_report import full_summary
+
+    s = full_summary()
+    base = s["experiments"][0]
+    s["experiments"] = [
+        {**base, "experiment_id": "exp-srm", "decision": "invalid", "reasons": ["invalid: sample-ratio mismatch (chi-squared p = 1e-09)"],
+         "assignment": "external assignment by metadata.account.uid (the logged variant is the truth)",
+         "abstained": ["judge.helpfulness abstains: the judge's agreement with people is below the minimum (kappa 0.12 < 0.6)"]},
+        {**base, "experiment_id": "exp-watch", "decision": "guardrail_watch", "primary": [], "days_remaining": None,
+         "reasons": ["guardrail watch: no primary metric"]},
+        {**base, "experiment_id": "exp-done", "decision": "rolled_back", "requests": 23730, "primary": [], "guardrails": [],
+         "reasons": ["rolled back at 2026-10-04"]},
+    ]
+    page = render_partition_page(s, PageContext())
+    section = page[page.index("How are the experiments doing?"):]
+    assert '<span class="badge alert">invalid</span>' in section and "Invalid comparison:" in section
+    assert '<span class="badge continue">guardrail watch</span>' in section and "Guardrail watch:" in section
+    assert "days left" not in section and "Did not decide:" in section and "kappa 0.12 &lt; 0.6" in section
+    assert "Assignment: <bdi>external assignment by metadata.account.uid" in section
+    assert "23,730 requests since the start" in section
