@@ -227,3 +227,15 @@ def test_unit_field_is_the_sticky_repeating_key():
 @pytest.mark.parametrize(("share", "split"), [(0.297, 0.3), (0.512, 0.5), (0.57, 0.55), (0.031, 0.03), (0.004, 0.01), (0.999, 0.99)])
 def test_rounded_split(share, split):
     assert rounded_split(share) == split
+
+
+def test_cli_exits_2_naming_the_folder_when_nothing_is_usable(tmp_path, capsys):
+    from modelwatch.runtime.cli import main
+
+    (tmp_path / "notes.txt").write_text("no logs here\n")
+    assert main(["try", str(tmp_path), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"modelwatch try: {tmp_path}: no log files found") and not (tmp_path / "w").exists()
+    with pytest.raises(SystemExit):
+        main(["try", str(tmp_path), "--baseline-days", "0"])
+    assert "at least 1" in capsys.readouterr().err
