@@ -454,6 +454,52 @@ def coerce_probabilities(values: list[Any], predictions: Callable[[], list[Any]]
     return pa.array(confidence, mask=~valid, type=pa.float64()), class_maps, problems
 
 
+_CLASS_MAP_BLOCK = 16 << 20  # bytes per block of Arrow's JSON reader (each block is parsed on its own thread)
+
+
+def _newline_joined(texts: pa.Array) -> pa.Buffer:
+    """The texts of a string array back to back, each followed by a newline: one JSON-lines buffer, built by Arrow kernels."""
+    lines = pc.binary_join_element_wise(texts, pa.scalar("", texts.type), pa.scalar("\n", texts.type))
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if pa.types.is_large_string(lines.type) else np.int32)
+    start, stop = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    return lines.buffers()[2][start:stop]
+
+
+def read_class_maps(texts: pa.Array | pa.ChunkedArray, classes: Sequence[str] | None = None) -> tuple[pa.Table, np.ndarray] | None:
+    """(one float64 column per class, has-a-map mask) of the canonical ``class_probabilities`` JSON text, parsed by Arrow's JSON reader.
+
+    No text is parsed in Python: the column is joined into one JSON-lines buffer (a missing map
+    becomes ``{}``) and read by ``pyarrow.json`` in C++. ``classes`` given: exactly those columns
+    (a class a map omits is null; other keys are ignored); None: every key any map holds, sorted.
+    None when the text is not what ``core.contract.coerce_probability`` writes — one flat object of
+    numbers per row — so the caller parses it row by row instead.
+    """
+    import pyarrow.json as pj
+
+    array = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        return None
+    n = len(array)
+    has_map = as_numpy(array.is_valid())
+    if n == 0:
+        return pa.table({c: pa.array([], pa.float64()) for c in classes or ()}), has_map
+    if not pc.all(pc.starts_with(pc.fill_null(array, "{"), "{")).as_py() or pc.any(pc.match_substring(array, "\n")).as_py():
+        return None  # not one object per row: the JSON reader would see other rows
+    block = _newline_joined(pc.fill_null(array.cast(pa.large_string()), "{}"))
+    parse = pj.ParseOptions(explicit_schema=pa.schema([(c, pa.float64()) for c in classes]), unexpected_field_behavior="ignore") \
+        if classes is not None else pj.ParseOptions()
+    try:
+        table = pj.read_json(pa.BufferReader(block), read_options=pj.ReadOptions(block_size=max(1 << 20, min(len(block), _CLASS_MAP_BLOCK))),
+                             parse_options=parse)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != n or not all(pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t) for t in table.schema.types):
+        return None
+    if classes is None:
+        table = table.select(sorted(table.column_names))
+    return table.cast(pa.schema([(name, pa.float64()) for name in table.column_names])), has_map
+
+
 def _type_errors(n: int, ordered: list[Problems], row_errors: Problems) -> pa.Array:
     """``_type_errors`` as coerce_record joins it: fields in contract order, probability, then extra."""
     texts: list[str | None] = [None] * n
