@@ -233,3 +233,49 @@ def test_the_agreement_is_exported_as_prometheus_gauges():
     assert value("modelwatch_judge_agreement_verdict", dimension="coherence", kind="dimension", verdict=DOES_NOT_AGREE) == 1.0
     assert value("modelwatch_judge_agreement_verdict", dimension="coherence", kind="dimension", verdict=USABLE) == 0.0
     assert value("modelwatch_judge_agreement_kappa", dimension="toxicity", kind="flag") == pytest.approx(1.0)
+
+
+def test_the_page_shows_the_agreement_table_and_marks_judge_numbers_that_do_not_agree():
+    from html.parser import HTMLParser
+
+    from modelwatch.publish.page import render_partition_page
+    from test_report import full_summary
+
+    judge, human = golden_frames(60, flip=0.3)
+    today = pd.DataFrame({"helpfulness": [4.0, 2.0], "coherence": [5.0, 5.0], "toxicity": [False, True]})
+    summary = full_summary()
+    summary["judge"]["agreement"] = agreement_table(judge, human, today, dimensions=DIMENSIONS, flags=FLAGS)
+    summary["judge"]["agreement_warnings"] = [{"message": "exp-042: primary metric judge.coherence is does_not_agree <script>x</script>"}]
+    summary["judge"]["overall"]["judge.coherence"] = {"estimate": 5.0, "ci_low": 5.0, "ci_high": 5.0, "n": 380}
+    page = render_partition_page(summary)
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows: dict[str, str] = {}
+            self.current: str | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr" and dict(attrs).get("data-label"):
+                self.current = dict(attrs)["data-label"]
+                self.rows[self.current] = ""
+
+        def handle_endtag(self, tag):
+            if tag == "tr":
+                self.current = None
+
+        def handle_data(self, data):
+            if self.current:
+                self.rows[self.current] += data
+
+    parser = Rows()
+    parser.feed(page)
+    assert list(parser.rows) == DIMENSIONS + FLAGS
+    helpfulness, coherence = summary["judge"]["agreement"]["helpfulness"], parser.rows["coherence"]
+    assert f"{helpfulness['kappa']:.4g} [{helpfulness['kappa_low']:.4g}, {helpfulness['kappa_high']:.4g}]" in parser.rows["helpfulness"]
+    assert "usable" in parser.rows["helpfulness"] and "60" in parser.rows["helpfulness"]
+    assert "does not agree with people" in coherence and "no spread today" in coherence
+    quality = page.split("<h2>Quality</h2>", 1)[1]
+    judge_table = quality.split("</table>", 1)[0]
+    assert "judge.coherence</bdi> <span class=\"badge breach\">does not agree with people</span>" in judge_table  # the 5 [5, 5] is marked
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page

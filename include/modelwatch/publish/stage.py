@@ -106,6 +106,8 @@ def _publish(client, cfg: MonitoringConfig, extracted: ExtractRecord, validated:
         # what was judged, not what this run paid (a re-run reads the cache): spend is in judge.json's run block
         "judge": {**{k: judged[k] for k in ("overall", "by_variant", "budget_usd", "sampled", "limited_by", "backend")},
                   "pairwise": judged.get("pairwise"),
+                  # golden-set agreement per dimension and flag (judge.trust): the page's agreement table and the metrics
+                  "agreement": judged.get("agreement") or {}, "agreement_warnings": judged.get("agreement_warnings") or [],
                   "judged": judged["counts"].get("judged", 0) + judged["counts"].get("cached", 0),
                   "failed": judged["counts"].get("failed", 0), "skipped_budget": judged["counts"].get("skipped_budget", 0)} if judged else None,
         "outputs": {
