@@ -6,7 +6,15 @@ from modelwatch.config import load_config
 from modelwatch.core.contract import required_fields
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.readers import assemble, batch_tables, open_file, read_file
-from modelwatch.ingest.validation import SUITES_DIR, ContractViolation, StreamValidator, enforce_invalid_share, load_suite_file, validate_partition
+from modelwatch.ingest.validation import (
+    SUITES_DIR,
+    ContractViolation,
+    StreamValidator,
+    contract_expectations,
+    enforce_invalid_share,
+    load_suite_file,
+    validate_partition,
+)
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, llm_day
 
 CFG = load_config()
@@ -102,11 +110,10 @@ def test_enforce_invalid_share_names_partition_rule_and_examples():
     assert "latency_ms must be within [0, 1]: 6 rows, e.g. -5.0, -1.0" in text and "max_invalid_share" in text
 
 
-def test_suite_files_cover_the_contracts_required_fields():
-    for kind, extra in (("llm", "log_contract_llm.json"), ("classifier", "log_contract_classic.json")):
-        checked = {e["kwargs"]["column"] for name in ("log_contract.json", extra) for e in load_suite_file(name)["expectations"]
-                   if e["type"] == "expect_column_values_to_not_be_null"}
-        assert set(required_fields(kind)) <= checked
+def test_the_contract_expectations_cover_the_contracts_required_fields():
+    for kind in ("llm", "classifier", "regressor"):
+        checked = {e["kwargs"]["column"] for e in contract_expectations(kind) if e["type"] == "expect_column_values_to_not_be_null"}
+        assert checked == set(required_fields(kind))
     with pytest.raises(FileNotFoundError, match="fix validation.suite"):
         load_suite_file("missing.json", SUITES_DIR)
 

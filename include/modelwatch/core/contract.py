@@ -3,7 +3,10 @@
 A serving layer emits one JSON object per request (a JSON line or a Parquet row).
 ``FIELDS`` is the single source of truth; from it come the canonical Arrow schema
 (``ingest.schema.CANONICAL_SCHEMA``), the per-value coercion rules (``coerce_record``) and the
-list of columns the Great Expectations suite checks.
+row rules (``row_rules``): which fields a model kind requires (some only when the status is
+``ok``), the allowed values, the ranges and the lengths. The pipeline's Great Expectations
+suite is built from those rules (``ingest.validation.contract_expectations``) and the serving
+client checks a row against the same rules before sending it (``serving.checks``).
 
 Nested objects (``features``, ``metadata``, ``probability`` as a class map) and
 unknown extra fields are kept losslessly as JSON text in the canonical table, so
@@ -36,34 +39,38 @@ EXTRA = "extra"
 
 @dataclass(frozen=True)
 class Field:
-    """One field of the log contract."""
+    """One field of the log contract, with its row rules: requirement, range, allowed values, length."""
 
     name: str
     kind: Kind
     required: Requirement
     meaning: str
-    minimum: float | None = None
+    minimum: float | None = None  # a present value must be >= minimum and <= maximum
+    maximum: float | None = None
+    allowed: tuple[Any, ...] | None = None  # a present value must be one of these
+    length: tuple[int, int] | None = None  # a present string's length must be within [low, high]
+    only_when_ok: bool = False  # the requirement holds for rows whose status is ok (an error may have no output)
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("request_id", "string", "always", "unique per model and day"),
+    Field("request_id", "string", "always", "unique per model and day", length=(1, 256)),
     Field("timestamp", "timestamp", "always", "ISO-8601 UTC arrival time, inside its partition"),
     Field("model_id", "string", "always", "deployed model (or checkpoint) id"),
     Field("variant", "string", "always", "production, an experiment arm, or shadow"),
     Field("experiment_id", "string", "optional", "set when an experiment routed the request"),
-    Field("status", "string", "always", "ok, error, timeout or refused_by_filter"),
-    Field("latency_ms", "number", "always", "end-to-end latency in milliseconds", minimum=0.0),
+    Field("status", "string", "always", "ok, error, timeout or refused_by_filter", allowed=STATUSES),
+    Field("latency_ms", "number", "always", "end-to-end latency in milliseconds", minimum=0, maximum=86_400_000),
     Field("prompt", "string", "llm", "text in"),
-    Field("response", "string", "optional", "text out; may be null when status is not ok"),
-    Field("prompt_tokens", "integer", "llm", "prompt token count", minimum=0.0),
-    Field("completion_tokens", "integer", "llm", "completion token count", minimum=0.0),
-    Field("cost_usd", "number", "optional", "cost of this request in USD", minimum=0.0),
+    Field("response", "string", "llm", "text out; may be null when status is not ok", only_when_ok=True),
+    Field("prompt_tokens", "integer", "llm", "prompt token count", minimum=0, maximum=10_000_000),
+    Field("completion_tokens", "integer", "llm", "completion token count", minimum=0, maximum=10_000_000),
+    Field("cost_usd", "number", "optional", "cost of this request in USD", minimum=0, maximum=1000),
     Field("reference", "string", "optional", "known good answer (golden-set traffic)"),
     Field("features", "object", "classic", "model inputs: name -> number or string"),
-    Field("prediction", "scalar", "classic", "model output: class label or number"),
-    Field("probability", "probability", "optional", "confidence: number, or class -> number"),
+    Field("prediction", "scalar", "classic", "model output: class label or number; may be null when status is not ok", only_when_ok=True),
+    Field("probability", "probability", "optional", "confidence: number, or class -> number", minimum=0, maximum=1),
     Field("quality_score", "number", "optional", "any online quality signal"),
-    Field("feedback", "feedback", "optional", "-1, 0 or 1 (thumbs down / none / up)"),
+    Field("feedback", "feedback", "optional", "-1, 0 or 1 (thumbs down / none / up)", allowed=(-1, 0, 1)),
     Field("metadata", "object", "optional", "segment keys and anything else"),
 )
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -71,10 +78,47 @@ KNOWN_FIELDS: frozenset[str] = frozenset(FIELD_BY_NAME)
 
 
 
+def _requires(field: Field, model_kind: str) -> bool:
+    return field.required in ("always", "llm" if model_kind == "llm" else "classic")
+
+
 def required_fields(model_kind: str) -> list[str]:
-    """Fields that must be non-null for a model of this kind (``llm``, ``classifier``, ``regressor``)."""
-    wanted = {"always", "llm" if model_kind == "llm" else "classic"}
-    return [f.name for f in FIELDS if f.required in wanted]
+    """Fields a row of a model of this kind (``llm``, ``classifier``, ``regressor``) must carry; some only when its status
+    is ok (``only_when_ok``: ``response`` of an LLM, ``prediction`` of a classic model)."""
+    return [f.name for f in FIELDS if _requires(f, model_kind)]
+
+
+RuleCheck = Literal["required", "allowed", "range", "length"]
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One row-level rule of the contract: what a present (or required) value of ``field`` must satisfy.
+
+    ``status_ok``: the rule applies to rows whose status is ``ok`` only. ``low``/``high`` bound a
+    range (``range``) or a string's length (``length``); ``allowed`` lists the values of ``allowed``.
+    """
+
+    check: RuleCheck
+    field: str
+    status_ok: bool = False
+    low: float | None = None
+    high: float | None = None
+    allowed: tuple[Any, ...] = ()
+
+
+def row_rules(model_kind: str) -> list[RowRule]:
+    """The contract's row rules for a model kind, from ``FIELDS``: required fields, then allowed values, ranges and lengths.
+
+    Rules that need a monitoring run or a deployment (the allowed variants, the model id, the
+    partition's time window, duplicate request ids) are not row rules of the contract.
+    """
+    rules = [RowRule("required", f.name) for f in FIELDS if _requires(f, model_kind) and not f.only_when_ok]
+    rules += [RowRule("required", f.name, status_ok=True) for f in FIELDS if _requires(f, model_kind) and f.only_when_ok]
+    rules += [RowRule("allowed", f.name, allowed=f.allowed) for f in FIELDS if f.allowed is not None]
+    rules += [RowRule("range", f.name, low=f.minimum, high=f.maximum) for f in FIELDS if f.minimum is not None or f.maximum is not None]
+    rules += [RowRule("length", f.name, low=f.length[0], high=f.length[1]) for f in FIELDS if f.length is not None]
+    return rules
 
 
 def _fits_float(value: int | float) -> bool:
@@ -218,5 +262,5 @@ def flatten(objects_json: list[str | None], keys: list[str]) -> dict[str, list[A
 def contract_markdown() -> str:
     """The contract as a Markdown table (used by the docs and `modelwatch contract`)."""
     lines = ["| field | type | required | meaning |", "|---|---|---|---|"]
-    lines += [f"| {f.name} | {f.kind} | {f.required} | {f.meaning} |" for f in FIELDS]
+    lines += [f"| {f.name} | {f.kind} | {f.required}{' (when status is ok)' if f.only_when_ok else ''} | {f.meaning} |" for f in FIELDS]
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Row-level validation of a partition with Great Expectations (GX Core 1.x, ephemeral context).
 
-The contract's expectations live as suite files under ``include/config/gx/`` (common,
-then per model kind, then the model's own suite); the rules that depend on the run
-(allowed variants, the model id, the partition's time window) are added here. GX maps
+The contract's expectations are built from its row rules (``core.contract.row_rules``: the
+same rules the serving client checks before it sends a row), then come the model's own
+suite (``validation.suite``, a GX suite file under ``include/config/gx/``) and the rules that
+depend on the run (allowed variants, the model id, the partition's time window). GX maps
 each failure back to its row through the ``_row_id`` column, so every failing row is
 quarantined with every reason that applies to it.
 
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelwatch.config import CONFIG_DIR, Model
-from modelwatch.core.contract import LINE, ROW_ID, SOURCE, TYPE_ERRORS
+from modelwatch.core.contract import LINE, ROW_ID, SOURCE, TYPE_ERRORS, RowRule, row_rules
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.schema import RAW_LIMIT, REJECT_SCHEMA
 
@@ -79,14 +80,38 @@ def partition_window(partition: Partition) -> tuple[datetime, datetime]:
     return start, start + timedelta(hours=1)
 
 
+STATUS_OK = 'status == "ok"'  # GX row condition (pandas parser) of a rule that holds for ok rows only
+
+
+def rule_expectation(rule: RowRule) -> dict[str, Any]:
+    """One contract row rule (``core.contract.RowRule``) as a GX expectation dict."""
+    kwargs: dict[str, Any] = {"column": rule.field}
+    if rule.check == "required":
+        kind = "expect_column_values_to_not_be_null"
+        if rule.status_ok:
+            kwargs.update(row_condition=STATUS_OK, condition_parser="pandas")
+    elif rule.check == "allowed":
+        kind, kwargs["value_set"] = "expect_column_values_to_be_in_set", list(rule.allowed)
+    elif rule.check == "range":
+        kind = "expect_column_values_to_be_between"
+        kwargs.update(min_value=rule.low, max_value=rule.high)
+    else:
+        kind = "expect_column_value_lengths_to_be_between"
+        kwargs.update(min_value=rule.low, max_value=rule.high)
+    return {"type": kind, "kwargs": kwargs}
+
+
+def contract_expectations(model_kind: str) -> list[dict[str, Any]]:
+    """The log contract's row rules for a model kind as GX expectations, built from ``core.contract`` alone."""
+    return [rule_expectation(rule) for rule in row_rules(model_kind)]
+
+
 def expectations_for(model: Model, partition: Partition, suites_dir: Path = SUITES_DIR) -> list[dict[str, Any]]:
-    """The ordered expectation list for one model and partition, as GX expectation dicts."""
-    files = ["log_contract.json", "log_contract_llm.json" if model.kind == "llm" else "log_contract_classic.json"]
+    """The ordered expectation list for one model and partition, as GX expectation dicts: the contract's row rules,
+    the model's own suite file, then the rules of the run."""
+    expectations = contract_expectations(model.kind)
     if model.validation.suite:
-        files.append(model.validation.suite)
-    expectations: list[dict[str, Any]] = []
-    for name in files:
-        expectations += load_suite_file(name, suites_dir)["expectations"]
+        expectations += load_suite_file(model.validation.suite, suites_dir)["expectations"]
     start, end = partition_window(partition)
     expectations += [
         {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "variant", "value_set": model.allowed_variants()}},
