@@ -344,6 +344,10 @@ def test_estimation_section_renders_estimate_band_realised_and_assumptions(class
     assert "calibration learnt on the reference still holds" in html and "isotonic" in html and 'href="estimation.json"' in html
     acc = next(m for m in block["metrics"] if m["metric"] == "accuracy")
     assert acc["alert"] and f"{100 * acc['estimate']:.1f}%" in html
+    # the thresholds' parts, the dominant one in bold, and the note saying which dominates
+    assert acc["threshold_dominant"] == "day_sampling" and "threshold sd by part (dominant in bold)" in html
+    assert f"<strong>day {acc['threshold_parts']['day_sampling']:.4g}</strong>" in html and "reference size" in html and "reference drift" in html
+    assert "dominates (" in html and "of the variance)" in html
     assert render_estimation_section({"verdict": "stable", "estimation": None}) == "" and render_estimation_section(None) == ""
     missing = render_estimation_section({"estimation": {"outcome": "no_reference", "reason": "rebuild the baseline"}})
     assert "rebuild the baseline" in missing
