@@ -410,7 +410,7 @@ class EstimationSettings(_Strict):
 
     enabled: bool = True  # no effect on LLMs
     method: Literal["isotonic", "platt"] = "isotonic"  # how CBPE calibrates the scores on the baseline's labelled rows
-    chunk_size: int = Field(250, ge=50, le=1_000_000)  # reference rows per chunk: thresholds and sampling error come from chunk-to-chunk variation
+    chunk_size: int = Field(250, ge=50, le=1_000_000)  # reference rows per chunk: the cross-fitted estimation error (thresholds are sized for the day)
     min_segment_count: int = Field(200, ge=20)  # rows a segment value needs before it gets its own estimate
     min_labelled: int = Field(200, ge=1)  # arrived labels a past day needs before its realised metric is set beside the estimate
     reference_rows: int = Field(50_000, ge=100, le=2_000_000)  # labelled baseline rows kept to fit the calibrator / nanny models
