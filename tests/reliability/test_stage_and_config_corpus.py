@@ -157,7 +157,7 @@ def test_experiment_arm_that_never_appears_abstains_with_reasons(staged):
     assert limit["state"] == "abstain" and limit["value"] is None and "no treatment traffic" in limit["reason"]
     result = experiments(client, cfg, validated, profiled)
     exp = next(e for e in result["experiments"] if e["experiment_id"] == "exp-042")
-    assert exp["decision"] == "continue" and exp["health_ok"] is False
+    assert exp["decision"] == "invalid" and exp["health_ok"] is False  # an arm that never appears is a sample-ratio mismatch
     assert any("arms without traffic: ['treatment']" in r for r in exp["reasons"])
     for verdict in exp["primary"] + exp["guardrails"]:
         assert verdict.get("decision", verdict.get("verdict")) == "inconclusive" and verdict["reason"], verdict

@@ -311,7 +311,8 @@ def decide(exp: Experiment, checks: dict[str, Any], primaries: list[dict[str, An
             reasons.append(f"the comparison is invalid besides: {_srm_text(exp, checks)}")
         return {"decision": "roll_back", "reasons": reasons}
     if checks.get("srm", {}).get("flagged"):
-        return {"decision": "invalid", "reasons": [_srm_text(exp, checks), SRM_WHAT_TO_CHECK]}
+        others = [f"health: {p}" for p in checks.get("problems", []) if not p.startswith("sample-ratio mismatch")]
+        return {"decision": "invalid", "reasons": [_srm_text(exp, checks), *others, SRM_WHAT_TO_CHECK]}
     if not exp.primary:
         return guardrail_watch(checks, guardrails)
     worse = [p["metric"] for p in primaries if p.get("decision") == "worse" and p.get("significant_after_correction")]
