@@ -272,7 +272,7 @@ def test_the_page_shows_the_agreement_table_and_marks_judge_numbers_that_do_not_
     parser.feed(page)
     assert list(parser.rows) == DIMENSIONS + FLAGS
     helpfulness, coherence = summary["judge"]["agreement"]["helpfulness"], parser.rows["coherence"]
-    assert f"{helpfulness['kappa']:.4g} [{helpfulness['kappa_low']:.4g}, {helpfulness['kappa_high']:.4g}]" in parser.rows["helpfulness"]
+    assert f"{helpfulness['kappa']:.2f} [{helpfulness['kappa_low']:.2f}, {helpfulness['kappa_high']:.2f}]" in parser.rows["helpfulness"]
     assert "usable" in parser.rows["helpfulness"] and "60" in parser.rows["helpfulness"]
     assert "does not agree with people" in coherence and "no spread today" in coherence
     quality = page.split("<h2>Quality</h2>", 1)[1]

@@ -3,11 +3,12 @@
 Writes ``judge.parquet`` (every judgment with its reasoning, weight and cost) and
 ``judge.json`` (sample design, spend, weighted estimates with intervals, golden-set
 agreement and the per-label verdict of ``judge.trust`` under ``agreement``, warnings for
-experiment primary metrics that are not usable, prediction-powered estimates from returned review labels, the shadow/served
-pairwise comparison) and the day's blind review queue; returns the small summary the run
-publishes. The statistics live in ``judge.sampling``, ``judge.estimates``,
-``judge.calibration`` and ``judge.pairwise``; the calls in ``judge.calls`` and
-``judge.runner``.
+experiment primary metrics that are not usable, prediction-powered estimates from returned
+review labels, the shadow/served pairwise comparison) and the day's blind review queue;
+returns the small summary the run publishes, ``agreement`` included (the experiments stage
+reads it). The statistics live in ``judge.sampling``, ``judge.estimates``,
+``judge.calibration``, ``judge.trust`` and ``judge.pairwise``; the calls in ``judge.calls``,
+``judge.runner`` and ``judge.attempts``.
 """
 
 from __future__ import annotations
