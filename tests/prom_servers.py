@@ -176,7 +176,7 @@ def sample_summary(model_id: str = "support-bot-v3", *, hour: int | None = None,
     variants = {"__all__": 12000, "control": 10800, "treatment": 1200}
 
     def headline(n: int) -> dict[str, float]:
-        return {"requests": n, "error_rate": error_rate, "timeout_rate": 0.001, "refusal_rate": 0.01, "latency_p50_ms": 420.0,
+        return {"requests": n, "error_rate": error_rate, "timeout_rate": 0.001, "filter_refusal_rate": 0.01, "latency_p50_ms": 420.0,
                 "latency_p95_ms": 1850.0, "latency_p99_ms": 3200.0, "latency_mean_ms": 610.0, "prompt_tokens_mean": 310.5,
                 "prompt_tokens_p95": 900.0, "completion_tokens_mean": 180.2, "completion_tokens_p95": 520.0, "tokens_total": n * 490.7,
                 "cost_usd_total": n * 0.0021, "cost_per_request_usd": 0.0021, "cost_per_1k_tokens_usd": 0.0043, "quality_score_mean": 0.81}

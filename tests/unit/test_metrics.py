@@ -39,7 +39,7 @@ def test_overall_metrics_match_numpy_and_pandas(frame, metrics):
     assert value(metrics, "latency_p95_ms") == pytest.approx(np.percentile(lat, 95))
     assert value(metrics, "latency_p99_ms") == pytest.approx(np.percentile(lat, 99))
     assert value(metrics, "error_rate") == pytest.approx((frame.status == "error").sum() / len(frame))
-    assert value(metrics, "refusal_rate") == pytest.approx((frame.status == "refused_by_filter").mean())
+    assert value(metrics, "filter_refusal_rate") == pytest.approx((frame.status == "refused_by_filter").mean())
     assert value(metrics, "cost_usd_total") == pytest.approx(frame.cost_usd.sum())
     tokens = frame.prompt_tokens.sum() + frame.completion_tokens.sum()
     assert value(metrics, "cost_per_1k_tokens_usd") == pytest.approx(frame.cost_usd.sum() / tokens * 1000)

@@ -10,7 +10,7 @@ OPERATIONAL_METRICS: dict[str, tuple[str, str]] = {
     "requests": ("count", "requests in the partition"),
     "error_rate": ("ratio", "share of requests with status error"),
     "timeout_rate": ("ratio", "share of requests with status timeout"),
-    "refusal_rate": ("ratio", "share of requests with status refused_by_filter"),
+    "filter_refusal_rate": ("ratio", "share of requests with status refused_by_filter (the safety filter refused; the judge's refusal flag is judge.refusal_rate)"),
     "latency_p50_ms": ("ms", "median end-to-end latency"),
     "latency_p95_ms": ("ms", "95th percentile latency"),
     "latency_p99_ms": ("ms", "99th percentile latency"),

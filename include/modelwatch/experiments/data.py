@@ -79,7 +79,7 @@ def arm_day_stats(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {
         "error_rate": _moments((status == "error").astype(float)),
         "timeout_rate": _moments((status == "timeout").astype(float)),
-        "refusal_rate": _moments((status == "refused_by_filter").astype(float)),
+        "filter_refusal_rate": _moments((status == "refused_by_filter").astype(float)),
     }
     rated = rows["feedback"].dropna()
     rated = rated[rated != 0]

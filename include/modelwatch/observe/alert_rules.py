@@ -6,7 +6,9 @@ from the config where it has them: the ``max`` of the experiments' hard limits o
 ``judge.helpfulness``; otherwise from ``DEFAULTS``. Classic models with performance estimation
 get two rules per headline metric whose bounds travel with the data (pushed by the run, computed
 from the baseline's reference chunks): the estimate leaving its thresholds, and the realised
-metric of the latest labelled day leaving its estimate's band (concept drift). Each alert is built together with an
+metric of the latest labelled day leaving its estimate's band (concept drift). A daily run that found no traffic
+alerts on its own (``ModelwatchNoTraffic``: the run published, so ``ModelwatchMonitoringSilent`` stays quiet), and
+so does a judge flag rate far above its earlier days' (``ModelwatchJudgeFlagRateFarAbove``). Each alert is built together with an
 input that makes it fire and one that keeps it quiet, so :func:`rules_tests` can prove,
 through ``promtool test rules``, that every generated rule does what it says.
 """
@@ -162,6 +164,7 @@ def _judge_alerts(model: Model) -> list[AlertSpec]:
     fail_limit = DEFAULTS["judge_failure_rate"]
     helpful = _threshold(model, "judge.helpfulness", "min")
     score = {"model": m, "variant": ALL_VARIANT, "dimension": "helpfulness"}
+    flag = {"model": m, "flag": "toxicity"}
     score_sel = f'modelwatch_judge_score{{model="{m}",variant="{ALL_VARIANT}",dimension="helpfulness"}}'
     high_sel = f'modelwatch_judge_score_ci_high{{model="{m}",variant="{ALL_VARIANT}",dimension="helpfulness"}}'
     half = TEST_POINTS // 2
@@ -180,6 +183,12 @@ def _judge_alerts(model: Model) -> list[AlertSpec]:
                   f"{m}: judge helpfulness below {helpful:g}", f"The mean judge helpfulness of {m} is below {helpful:g}.",
                   [Series("modelwatch_judge_score", score, _const(helpful - 1))], [Series("modelwatch_judge_score", score, _const(helpful + 0.5))],
                   [score]),
+        AlertSpec("ModelwatchJudgeFlagRateFarAbove", f'modelwatch_judge_flag_rate_far_above{{model="{m}"}} == 1', "0m", "warning",
+                  f"{m}: a judge flag rate far above its reference",
+                  f"Today's share of judged answers of {m} with a flag (toxicity, hallucination, ...) is far above its rate on the earlier days: "
+                  "a one-sided score test rejects at the page's level and the rise is at least the minimum (publish.flag_rates).",
+                  [Series("modelwatch_judge_flag_rate_far_above", flag, _const(1))], [Series("modelwatch_judge_flag_rate_far_above", flag, _const(0))],
+                  [flag]),
         AlertSpec("ModelwatchQualityDropping", f"{high_sel} < avg_over_time({score_sel}[7d])", "15m", "warning",
                   f"{m}: judge helpfulness dropping",
                   f"The whole 95% interval of today's judge helpfulness of {m} lies below its 7-day average.",
@@ -233,6 +242,16 @@ def _silent(model: Model, cadence: str) -> AlertSpec:
                      [Series("modelwatch_last_success_timestamp_seconds", labels, f"0+60x{TEST_POINTS}")], [labels])
 
 
+def _no_traffic(model: Model) -> AlertSpec:
+    """A daily run that published but found no traffic: the pipeline ran, the logs did not arrive (``ModelwatchMonitoringSilent`` misses it)."""
+    labels = {"model": model.id, "cadence": "daily"}
+    sel = f'modelwatch_no_traffic{{model="{model.id}",cadence="daily"}}'
+    return AlertSpec("ModelwatchNoTraffic", f"{sel} == 1", "0m", "critical", f"{model.id}: no traffic logged for the day",
+                     f"The latest daily run of {model.id} found no log files or no rows for its day: nothing was checked. "
+                     "Check that the serving logs reach logs_uri.",
+                     [Series("modelwatch_no_traffic", labels, _const(1))], [Series("modelwatch_no_traffic", labels, _const(0))], [labels])
+
+
 def alert_specs(model: Model) -> list[AlertSpec]:
     """Every alert of one model, with its test inputs."""
     specs = [_error_rate(model), _latency(model, "latency_p95_ms", "0.95"), _latency(model, "latency_p99_ms", "0.99"),
@@ -244,6 +263,8 @@ def alert_specs(model: Model) -> list[AlertSpec]:
         specs += _judge_alerts(model)
     specs += _estimation_alerts(model)
     specs += [_silent(model, cadence) for cadence in model.cadence]
+    if "daily" in model.cadence:
+        specs.append(_no_traffic(model))
     return specs
 
 

@@ -41,6 +41,7 @@ BASELINE_WINDOWS = ("7d", "14d", "28d")
 REQUESTS = "modelwatch_requests"
 ERROR_RATE = "modelwatch_error_rate"
 TIMEOUT_RATE = "modelwatch_timeout_rate"
+FILTER_REFUSAL_RATE = "modelwatch_filter_refusal_rate"
 LATENCY = "modelwatch_latency_seconds"
 TOKENS = "modelwatch_tokens"
 COST = "modelwatch_cost_usd"
@@ -174,9 +175,12 @@ def health_row() -> Row:
               thresholds=((None, "red"), (DEFAULTS["judge.helpfulness"], "yellow"), (DEFAULTS["judge.helpfulness"] + 0.5, "green")), decimals=2),
         _stat("Breaches", sel(BREACHES), "Hard-limit and guardrail breaches of the latest run; each one starts an automatic rollback.",
               thresholds=((None, "green"), (1, "red"))),
-        _series("Error and timeout rate by variant", (Query(sel(ERROR_RATE, 'variant=~"$variant"'), "errors {{variant}}"),
-                                                      Query(sel(TIMEOUT_RATE, 'variant=~"$variant"'), "timeouts {{variant}}")),
-                "Per partition, by variant (__all__ is the whole traffic).", unit="percentunit"),
+        _series("Error, timeout and filter-refusal rate by variant", (Query(sel(ERROR_RATE, 'variant=~"$variant"'), "errors {{variant}}"),
+                                                                      Query(sel(TIMEOUT_RATE, 'variant=~"$variant"'), "timeouts {{variant}}"),
+                                                                      Query(sel(FILTER_REFUSAL_RATE, 'variant=~"$variant"'),
+                                                                            "filter refusals {{variant}}")),
+                "Per partition, by variant (__all__ is the whole traffic). Filter refusals are requests the safety filter refused "
+                "(status refused_by_filter), not the judge's refusal flag.", unit="percentunit"),
         _series("Latency quantiles", (Query(sel(LATENCY, 'variant=~"$variant"'), "p{{quantile}} {{variant}}"),),
                 "Latency quantiles per partition, by variant.", unit="s"),
         _series("Judge scores (95% interval)", (Query(sel(JUDGE_SCORE, ALL), "{{dimension}}"),

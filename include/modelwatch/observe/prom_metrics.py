@@ -10,6 +10,7 @@ name                                            labels                          
 modelwatch_requests                             model, variant                               requests in the partition
 modelwatch_error_rate                           model, variant                               share of requests with status error
 modelwatch_timeout_rate                         model, variant                               share of requests with status timeout
+modelwatch_filter_refusal_rate                  model, variant                               share of requests with status refused_by_filter
 modelwatch_latency_seconds                      model, variant, quantile (0.5/0.95/0.99)     latency quantiles (from ms)
 modelwatch_tokens                               model, variant, stat                         token statistics (``TOKEN_STATS``)
 modelwatch_cost_usd                             model, variant, stat                         cost: total, per_request, per_1k_tokens
@@ -20,6 +21,8 @@ modelwatch_judge_score                          model, variant, dimension       
 modelwatch_judge_score_ci_low / _ci_high        model, variant, dimension                    95% interval of the mean judge score
 modelwatch_judge_flag_rate                      model, variant, flag                         judge flag rate (``judge.<flag>_rate``)
 modelwatch_judge_flag_rate_ci_low / _ci_high    model, variant, flag                         95% interval of the flag rate
+modelwatch_judge_flag_rate_reference            model, flag                                  the flag's rate pooled over the earlier days
+modelwatch_judge_flag_rate_far_above            model, flag                                  1 when today's rate is far above it (``publish.flag_rates``)
 modelwatch_judge_agreement_kappa                model, dimension, kind                       golden-set kappa of a dimension or flag (``kind``)
 modelwatch_judge_agreement_kappa_low / _high    model, dimension, kind                       its 95% bootstrap interval (``judge.trust``)
 modelwatch_judge_agreement_verdict              model, dimension, kind, verdict              1 for the verdict (usable/weak/...), 0 others
@@ -46,6 +49,7 @@ modelwatch_performance_estimation_gap_limit     model, metric                   
 modelwatch_performance_realised_day_timestamp_seconds model                                  start (UTC) of the day the realised values are for
 modelwatch_breaches                             model                                        hard-limit / guardrail breaches of the run
 modelwatch_rows                                 model, state (read/valid/quarantined)        rows of the partition
+modelwatch_no_traffic                           model                                        1 when the run found no traffic (no files or no rows)
 modelwatch_partition_timestamp_seconds          model                                        start of the partition (UTC)
 modelwatch_last_success_timestamp_seconds       model                                        when this summary was turned into metrics
 =============================================== ============================================ ==========================================
@@ -126,6 +130,8 @@ def _variant_metrics(g: _Gauges, metrics: Mapping[str, Mapping[str, Any]]) -> No
         g.set("modelwatch_requests", "Requests in the partition.", values.get("requests"), variant=variant)
         g.set("modelwatch_error_rate", "Share of requests with status error.", values.get("error_rate"), variant=variant)
         g.set("modelwatch_timeout_rate", "Share of requests with status timeout.", values.get("timeout_rate"), variant=variant)
+        g.set("modelwatch_filter_refusal_rate", "Share of requests with status refused_by_filter (the safety filter refused).",
+              values.get("filter_refusal_rate"), variant=variant)
         for key, quantile in LATENCY_QUANTILES.items():
             ms = _num(values.get(key))
             g.set("modelwatch_latency_seconds", "Latency quantile in seconds.", None if ms is None else ms / 1000.0, variant=variant, quantile=quantile)
@@ -195,6 +201,18 @@ def _judge_agreement(g: _Gauges, agreement: Mapping[str, Any]) -> None:
         for verdict in AGREEMENT_VERDICTS:
             g.set("modelwatch_judge_agreement_verdict", "1 for the judge label's agreement verdict, 0 for the others.",
                   row.get("verdict") == verdict, **labels, verdict=verdict)
+
+
+def _judge_flag_rises(g: _Gauges, rises: Iterable[Mapping[str, Any]]) -> None:
+    """Each tested judge flag: its reference rate and whether today's rate is far above it."""
+    for rise in rises:
+        match = _JUDGE_NAME.match(str(rise.get("flag")))
+        if match and match.group(1).endswith("_rate"):
+            flag = match.group(1).removesuffix("_rate")
+            g.set("modelwatch_judge_flag_rate_reference", "Judge flag rate pooled over the earlier days of the window.", rise.get("reference_rate"),
+                  flag=flag)
+            g.set("modelwatch_judge_flag_rate_far_above", "1 when today's judge flag rate is far above its reference (score test and minimum rise).",
+                  bool(rise.get("alert")), flag=flag)
 
 
 def _drift_metrics(g: _Gauges, drift: Mapping[str, Any] | None) -> None:
@@ -283,12 +301,14 @@ def summary_metrics(summary: Mapping[str, Any], registry: CollectorRegistry, now
     _variant_metrics(g, summary.get("metrics") or {})
     _segment_metrics(g, summary.get("segments") or [])
     _judge_metrics(g, summary.get("judge"))
+    _judge_flag_rises(g, summary.get("judge_flags") or [])
     _drift_metrics(g, summary.get("drift"))
     _experiment_metrics(g, summary.get("experiments") or [])
     _estimation_metrics(g, summary.get("concept"))
     g.set("modelwatch_breaches", "Hard-limit and guardrail breaches of the run.", len(summary.get("breaches") or []))
     for state in ("read", "valid", "quarantined"):
         g.set("modelwatch_rows", "Rows of the partition by state.", (summary.get("rows") or {}).get(state), state=state)
+    g.set("modelwatch_no_traffic", "1 when the run found no traffic for its partition.", summary.get("outcome") == "no_traffic")
     g.set("modelwatch_partition_timestamp_seconds", "Start of the partition (UTC).", partition_timestamp(summary["partition"]))
     g.set("modelwatch_last_success_timestamp_seconds", "When the run's summary was published.", time.time() if now is None else now)
     return registry

@@ -69,7 +69,7 @@ def group_metrics(frame: pd.DataFrame, span_seconds: float) -> dict[str, float]:
     status = frame["status"]
     out["error_rate"] = float((status == "error").mean())
     out["timeout_rate"] = float((status == "timeout").mean())
-    out["refusal_rate"] = float((status == "refused_by_filter").mean())
+    out["filter_refusal_rate"] = float((status == "refused_by_filter").mean())  # the safety filter refused; not the judge's refusal flag
     lat = _quantiles(frame["latency_ms"], [0.5, 0.95, 0.99])
     if lat:
         out["latency_p50_ms"], out["latency_p95_ms"], out["latency_p99_ms"] = lat

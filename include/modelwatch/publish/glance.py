@@ -9,6 +9,10 @@ model with the same answers, so both places say the same thing. Questions 3 and 
 descriptive (how far today's numbers moved); whether a move is statistically real is the
 drift tests' and the experiments' job, answered in questions 2 and 5.
 
+"Healthy now?" is ``breach`` on a hard-limit or guardrail breach, else ``alert`` when the
+estimated performance leaves its reference range or a judge flag rate is far above its
+earlier days' (the summary's ``judge_flags``, tested by ``publish.flag_rates``).
+
 Headlines and details are plain text (the page escapes them); every id, column name or
 segment value in them is cut and bidi-isolated here (``publish.text.isolate``), so a value
 with a right-to-left override reorders only itself, not the numbers after it.
@@ -66,12 +70,23 @@ def health(summary: dict[str, Any]) -> Answer:
         if row.get("metric") == estimation.get("primary_metric") and row.get("estimate") is not None:
             detail.append(f"estimated {row['metric']} {row['estimate']:.3f}" + (" (outside its reference range)" if row.get("alert") else ""))
             state = "alert" if row.get("alert") and state == "ok" else state
+    rises = [r for r in summary.get("judge_flags") or [] if r.get("alert")]
+    if rises:
+        state = "alert" if state == "ok" else state
+        headline += " · " + " · ".join(f"{_flag_name(r['flag'])} {_pct(r['rate'])}" for r in rises)
+        detail[:0] = [f"{_flag_name(r['flag'])} {_pct(r['rate'])} far above its {_pct(r['reference_rate'])} on the {r['reference_days']} earlier "
+                      f"day(s) (score test p {r['p_value']:.2g})" for r in rises]
     judge = (summary.get("judge") or {}).get("overall") or {}
     for metric in ("judge.helpfulness", "judge.toxicity_rate"):
-        if metric in judge:
+        if metric in judge and metric not in {r["flag"] for r in rises}:
             value = judge[metric]["estimate"]
-            detail.append(f"{metric.removeprefix('judge.').replace('_', ' ')} {_pct(value) if metric.endswith('_rate') else f'{value:.2f}'}")
+            detail.append(f"{_flag_name(metric)} {_pct(value) if metric.endswith('_rate') else f'{value:.2f}'}")
     return Answer("healthy now?", state, headline, " · ".join(detail))
+
+
+def _flag_name(metric: str) -> str:
+    """``judge.toxicity_rate`` as a person reads it: ``toxicity rate``."""
+    return metric.removeprefix("judge.").replace("_", " ")
 
 
 def drift(summary: dict[str, Any]) -> Answer:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from markupsafe import Markup
@@ -32,7 +33,7 @@ from modelwatch.publish.svg import Interval, Series, forest_plot, line_chart, pe
 from modelwatch.publish.templating import chart, render
 from modelwatch.publish.text import isolate
 
-_HEADLINE = ["requests", "error_rate", "timeout_rate", "refusal_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+_HEADLINE = ["requests", "error_rate", "timeout_rate", "filter_refusal_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
              "prompt_tokens_mean", "completion_tokens_mean", "throughput_rps", "cost_usd_total", "cost_per_request_usd", "feedback_negative_rate"]
 _WINDOW_METRICS = ["error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_per_request_usd", "requests"]
 
@@ -48,22 +49,34 @@ class PageContext:
     index_href: str | None = None
 
 
-def data_interval(partition: dict[str, Any]) -> str:
-    """The data interval a partition covers, as the page header shows it: the day, or the day and hour (UTC)."""
+def partition_label(partition: dict[str, Any]) -> str:
+    """A partition as the page title names it: the day, or the day and hour (UTC)."""
     return partition["dt"] + ("" if partition.get("hour") is None else f" {int(partition['hour']):02d}:00 UTC")
+
+
+def data_interval(partition: dict[str, Any]) -> str:
+    """The data interval a partition covers, start inclusive and end exclusive (UTC): what the page header shows.
+
+    Airflow names a scheduled run after the end of its interval (the next day), so the header
+    shows the interval, not the run id.
+    """
+    start = datetime.fromisoformat(partition["dt"]).replace(hour=int(partition.get("hour") or 0))
+    end = start + (timedelta(days=1) if partition.get("hour") is None else timedelta(hours=1))
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
 
 
 def render_partition_page(summary: dict[str, Any], context: PageContext | None = None) -> str:
     """The page for one model and partition: the five answers, then one section per question with charts and tables."""
     ctx = context or PageContext()
     history = ctx.history
-    where = data_interval(summary["partition"])
+    where = partition_label(summary["partition"])
     concept = summary.get("concept")
     return render(
         "partition.html",
         title=f"{summary['model_id']} {where}",
         s=summary,
         where=where,
+        interval=data_interval(summary["partition"]),
         run_id=summary.get("run", {}).get("run_id", ""),
         index_href=ctx.index_href,
         history=history,
@@ -198,16 +211,38 @@ def _newest_first(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
     return sorted(entries, key=lambda e: (e.summary["partition"]["dt"], e.summary["partition"].get("hour") or -1), reverse=True)
 
 
+def _has_traffic(entry: IndexEntry) -> bool:
+    return entry.summary["outcome"] != "no_traffic"
+
+
 def latest_entry(entries: Sequence[IndexEntry]) -> IndexEntry:
-    """The partition the index shows as a model's latest state: its newest daily partition, else its newest partition."""
+    """The partition the index shows as a model's latest state: its newest daily partition with traffic.
+
+    A scheduled run that found no files (``no_traffic``) checked nothing, so it is not a state;
+    without a daily partition with traffic, the newest partition with traffic; without any, the newest.
+    """
     ordered = _newest_first(entries)
     daily = [e for e in ordered if e.summary["partition"].get("hour") is None]
+    for candidates in (daily, ordered):
+        with_traffic = [e for e in candidates if _has_traffic(e)]
+        if with_traffic:
+            return with_traffic[0]
     return (daily or ordered)[0]
+
+
+def missing_traffic(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
+    """A model's daily partitions without traffic newer than its latest daily partition with traffic, newest first: the index's alerts."""
+    missing = []
+    for entry in _newest_first([e for e in entries if e.summary["partition"].get("hour") is None]):
+        if _has_traffic(entry):
+            break
+        missing.append(entry)
+    return missing
 
 
 def render_site_index(entries: Sequence[IndexEntry], histories: dict[str, History] | None = None,
                       older: dict[str, list[tuple[str, str]]] | None = None) -> str:
-    """The top-level index: the latest daily state of each model answering the five questions, then each model's days (newest first).
+    """The top-level index: missing-traffic alerts, the latest daily state with traffic of each model answering the five questions, then each model's days (newest first).
 
     ``older`` lists, per model, (label, link) of days shown as links only (beyond the window whose summaries were read).
     """
@@ -221,8 +256,10 @@ def render_site_index(entries: Sequence[IndexEntry], histories: dict[str, Histor
         days = [{"summary": e.summary, "link": e.link, "label": _label(e.summary["partition"]),
                  "decisions": ", ".join(f"{isolate(x['experiment_id'])}: {x['decision']}" for x in e.summary.get("experiments") or [])}
                 for e in _newest_first(by_model[model_id])]
+        missing = [{"link": e.link, "label": _label(e.summary["partition"])} for e in missing_traffic(by_model[model_id])]
         models.append({"model_id": model_id, "latest": latest, "latest_label": _label(latest.summary["partition"]),
-                       "answers": answers(latest.summary, histories.get(model_id)), "days": days, "older": older.get(model_id, [])})
+                       "answers": answers(latest.summary, histories.get(model_id)), "days": days, "older": older.get(model_id, []),
+                       "missing_traffic": missing})
     return render("site_index.html", title="modelwatch reports", models=models)
 
 

@@ -32,10 +32,11 @@ def link_for(partition: dict[str, Any]) -> str:
 
 
 def histories_for(summaries: Sequence[dict[str, Any]], days: int = HISTORY_DAYS) -> dict[str, History]:
-    """Per model, the window ending with its latest daily summary (for the index's comparisons)."""
+    """Per model, the window ending with its latest daily summary with traffic, the state the index shows (for its comparisons)."""
     out = {}
     for model_id in {s["model_id"] for s in summaries}:
         daily = [s for s in summaries if s["model_id"] == model_id and s["partition"].get("hour") is None]
+        daily = [s for s in daily if s["outcome"] != "no_traffic"] or daily
         if daily:
             latest = max(date.fromisoformat(s["partition"]["dt"]) for s in daily)
             out[model_id] = history_from_summaries(daily, model_id, latest, days)
