@@ -44,6 +44,7 @@ scrub it). Nothing here logs request headers.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 import re
@@ -187,9 +188,10 @@ class FakeJudgeServer:
 
     @staticmethod
     def pair_answers(user: str) -> tuple[str, str] | None:
-        """(first shown, second shown) answers of a pairwise user message; None for any other message."""
+        """(first shown, second shown) answers of a pairwise user message, read as a judge reads them (the prompt writes
+        ``<``, ``>``, ``&`` of the texts as entities); None for any other message."""
         found = [pattern.search(user) for pattern in _PAIR_ANSWER.values()]
-        return (found[0].group(1), found[1].group(1)) if found[0] and found[1] else None
+        return (html.unescape(found[0].group(1)), html.unescape(found[1].group(1))) if found[0] and found[1] else None
 
     @staticmethod
     def answer_quality(answer: str) -> int:
