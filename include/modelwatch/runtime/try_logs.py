@@ -262,15 +262,19 @@ def split_model(uri: str) -> str:
 
 def findings(client, reports_uri: str, monitored: dict[str, list[date]]) -> list[str]:
     """One line per model and monitored day: outcome, rows, drift and where, experiment decisions, breaches."""
-    from modelwatch.storage.s3 import S3Error, get_json
+    from modelwatch.storage.s3 import S3Error, error_code, get_json
 
     lines = []
     for model_id, days in monitored.items():
         for day in days:
             try:
                 summary = get_json(client, f"{Partition(model_id, day).path(reports_uri)}/summary.json")
-            except (S3Error, ValueError) as exc:
-                lines.append(f"{model_id:<24} {day}  no summary ({exc})")
+            except S3Error as exc:
+                missing = error_code(exc) in ("NoSuchKey", "404")
+                lines.append(f"{model_id:<24} {day}  no summary" + (": the day's run did not publish it (see its task logs)" if missing else f" ({exc})"))
+                continue
+            except ValueError as exc:
+                lines.append(f"{model_id:<24} {day}  unreadable summary ({exc})")
                 continue
             lines.append(f"{model_id:<24} {day}  {day_line(summary)}")
     return lines
