@@ -135,6 +135,7 @@ class DriftRecord(TypedDict):
     report_uri: NotRequired[str | None]  # Evidently's report.html
     baseline_version: NotRequired[str]
     reason: NotRequired[str]
+    segment_embedding: NotRequired[list[dict[str, Any]]]  # per-segment MMD: {"segment", "column", "n_reference", "n_current", "mmd2", "p_adjusted", ...}
 
 
 class ConceptRecord(TypedDict):
@@ -149,6 +150,7 @@ class ConceptRecord(TypedDict):
     labels_rejected: NotRequired[int]  # label lines that could not be used, and by rule
     labels_rejected_by_rule: NotRequired[dict[str, int]]
     feedback: NotRequired[dict[str, dict[str, Any]] | None]  # LLMs: each feedback signal's rate on the day
+    feedback_lookback: NotRequired[dict[str, dict[str, Any]] | None]  # and over the look-back, as known on the day
 
 
 class JudgeRecord(TypedDict):

@@ -211,3 +211,23 @@ def test_feedback_rates_are_experiment_metrics_with_the_feedback_known_at_the_da
     assert 0 < moments["n"] < expected["treatment_rated"] and moments["sum"] / moments["n"] == pytest.approx(0.3, abs=0.06)
     control = cumulative["stats"]["control"]["feedback.thumbs_down_rate"]
     assert control["sum"] / control["n"] == pytest.approx(0.15, abs=0.05)
+
+
+@pytest.mark.parametrize("payload", ["<script>window.__pwned=1</script>", '"><img src=x onerror=alert(1)>'])
+def test_the_page_shows_feedback_rates_beside_drift_rejected_lines_and_segment_embedding_drift_as_data(payload):
+    from modelwatch.publish.page import PageContext, render_partition_page
+    from test_report import full_summary
+
+    s = full_summary()
+    rate = {"metric": "feedback.thumbs_down_rate", "rate": 0.125, "fired": 25, "base": 200, "base_kind": "rated requests", "ci_low": 0.086, "ci_high": 0.178}
+    s["concept"] = {"verdict": "stable", "reason": "ok", "detections": 0, "evaluated": 200, "estimation": None, "feedback": {"thumbs_down": rate},
+                    "feedback_lookback": {"thumbs_down": {**rate, "rate": 0.1, "fired": 60, "base": 600}}, "labels_rejected": 3,
+                    "labels_rejected_by_rule": {"labelled_at": 2, payload: 1}}
+    s["drift"]["segment_embedding"] = [{"segment": f"metadata.locale={payload}", "column": "prompt", "n_reference": 500, "n_current": 480,
+                                        "mmd2": 0.031, "p_adjusted": 0.002, "drift": True, "reason": None}]
+    page = render_partition_page(s, PageContext(history=None, examples=[], index_href="../../index.html"))
+    drift_part = page.split("Is anything drifting?", 1)[1]
+    assert "Embedding drift per segment" in drift_part and "What users report" in drift_part
+    assert "feedback.thumbs_down_rate" in drift_part and "12.50%" in drift_part and "10.00%" in drift_part and "25 / 200" in drift_part
+    assert "3 label lines could not be used" in drift_part and "labelled_at</bdi> 2" in drift_part
+    assert payload not in page and str(__import__("markupsafe").escape(payload)) in page

@@ -22,12 +22,15 @@ POLICY = DriftPolicy(alpha=0.05)
 MIN_COUNT = 200
 
 
-def booking_day(rng: np.random.Generator, shift_market: str | None = None) -> pd.DataFrame:
-    """One day of a booking assistant's traffic; ``shift_market`` gets longer waits and more refund questions (a real change)."""
+def booking_day(rng: np.random.Generator, shift_market: str | None = None, mix_variation: float | None = None) -> pd.DataFrame:
+    """One day of a booking assistant's traffic; ``shift_market`` gets longer waits and more refund questions (a real change);
+    ``mix_variation`` draws each market's intent mix of the day from a Dirichlet around the usual one (ordinary day-to-day wobble)."""
     parts = []
     for market, rows in MARKETS.items():
         shifted = market == shift_market
         intent_p = np.array([0.3, 0.2, 0.15, 0.1, 0.15, 0.1])
+        if mix_variation:
+            intent_p = rng.dirichlet(mix_variation * intent_p)
         if shifted:
             intent_p = np.array([0.2, 0.15, 0.1, 0.35, 0.1, 0.1])
         parts.append(pd.DataFrame({
@@ -63,25 +66,28 @@ def test_an_aa_day_raises_a_segment_alarm_at_most_about_five_percent_of_the_time
     assert alarms <= 5, f"{alarms} of {days} A/A days raised a segment alarm"
 
 
-def test_without_the_day_family_and_the_floor_the_same_aa_days_alarm_far_more_often():
-    """The check above can fail: per-key BH with small segments deciding by the test alone (the old rule) alarms more."""
-    from modelwatch.drift.families import column_tests
+def previous_rule_alarm(reference: pd.DataFrame, current: pd.DataFrame) -> bool:
+    """The rule before: Benjamini–Hochberg per segment key, a segment of <= 1,000 rows decided by its test alone."""
+    from modelwatch.drift.families import column_tests, segment_slices
     from modelwatch.drift.univariate import decide
 
-    rng = np.random.default_rng(20_261_006)
-    old = 0
-    for _ in range(20):
-        reference, current = booking_day(rng), booking_day(rng)
-        flagged = False
-        for key in COLUMNS.segments:
-            names = [c for c in COLUMNS.tested() if c != key]
-            for value, cur in current.groupby(key):
-                ref = reference[reference[key] == value]
-                if min(len(ref), len(cur)) < MIN_COUNT:
-                    continue
-                flagged |= any(r.drift for r in decide(column_tests(ref, cur, names, COLUMNS.kinds), POLICY))
-        old += flagged
-    assert old / 20 >= 0.15  # a BH family per segment value a day, each at 5%, small ones without the floor
+    for key in COLUMNS.segments:
+        names = [c for c in COLUMNS.tested() if c != key]
+        tests = [t for p in segment_slices(reference, current, key, MIN_COUNT)[0] for t in column_tests(p.reference, p.current, names, COLUMNS.kinds)]
+        if any(r.drift for r in decide(tests, POLICY)):
+            return True
+    return False
+
+
+def test_day_to_day_mix_wobble_below_the_floor_alarmed_small_segments_before_and_rarely_does_now():
+    """The check above can fail: on days whose intent mix wobbles by ~3 points, the previous rule alarms in the small markets
+    most days (its test decides alone up to 1,000 rows); the day family with the floor for every segment cuts that to the days
+    where sampling noise lifts a 300-800-row market's Jensen-Shannon distance over the 0.1 floor."""
+    rng = np.random.default_rng(20_261_007)
+    days = [(booking_day(rng), booking_day(rng, mix_variation=200)) for _ in range(20)]
+    before = sum(previous_rule_alarm(r, c) for r, c in days)
+    now = sum(any_segment_alarm(r, c)[0] for r, c in days)
+    assert before >= 12 and now <= 5, (before, now)  # measured: 15 and 4 of 20
 
 
 def test_a_real_shift_in_one_market_is_found_there_and_nowhere_else():

@@ -86,8 +86,13 @@ def _concept(client, cfg: MonitoringConfig, validated: ValidateRecord) -> Concep
     return {"partition": partition.to_dict(), "outcome": "ok", "verdict": report["verdict"], "reason": report["reason"], "concept_uri": uri,
             "detections": len(report["detections"]), "evaluated": report["counts"]["evaluated"], "estimation": estimation,
             "labels_rejected": read.rejected_lines, "labels_rejected_by_rule": read.rejected_by_rule(),
-            "feedback": {name: {k: r[k] for k in ("metric", "rate", "fired", "base", "base_kind", "ci_low", "ci_high")}
-                         for name, r in feedback["rates"].items()} if feedback else None}
+            "feedback": _rates_record(feedback["rates"]) if feedback else None,
+            "feedback_lookback": _rates_record(feedback["lookback_rates"]) if feedback else None}
+
+
+def _rates_record(rates: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The signals' rates as the stage's record carries them (no per-day detail: that is in concept.json)."""
+    return {name: {k: r[k] for k in ("metric", "rate", "fired", "base", "base_kind", "ci_low", "ci_high")} for name, r in rates.items()}
 
 
 def _rejected_text(read) -> str:

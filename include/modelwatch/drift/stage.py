@@ -123,7 +123,9 @@ def _drift(client, cfg: MonitoringConfig, validated: ValidateRecord) -> DriftRec
     put_json(client, drift_uri, result)
     top = sorted(result["alerts"], key=lambda a: ["none", "low", "medium", "high"].index(a["severity"]), reverse=True)
     return {"partition": partition.to_dict(), "outcome": "ok", "severity": result["severity"], "alerts": top[:50], "alert_count": len(result["alerts"]),
-            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"]}
+            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"],
+            "segment_embedding": [{k: e.get(k) for k in ("segment", "column", "n_reference", "n_current", "mmd2", "p_adjusted", "drift", "reason")}
+                                  for e in result["segment_embedding"]]}
 
 
 def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns) -> dict[str, Any]:
