@@ -7,6 +7,7 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
+from modelwatch.publish.data import History
 from modelwatch.results import (
     Breach,
     ConceptRecord,
@@ -125,8 +126,10 @@ def _publish(client, cfg: MonitoringConfig, extracted: ExtractRecord, validated:
         "run": run,
     }
     summary["baseline_comparison"] = _baseline_comparison(client, cfg, partition, summary)
+    history = _history(client, cfg, partition, summary)
+    summary["judge_flags"] = _judge_flags(summary, history)
     put_json(client, summary["outputs"]["summary"], summary)
-    _publish_pages(client, cfg, partition, summary, judged)
+    _publish_pages(client, cfg, partition, summary, judged, history)
     pushed = push_metrics(cfg, summary)
     drift_state = {"severity": drifted.get("severity"), "alerts": drifted.get("alert_count", 0)} if drifted else None
     return {"summary_uri": summary["outputs"]["summary"], "outcome": outcome, "breaches": found, "rows": summary["rows"], "drift": drift_state,
@@ -166,13 +169,30 @@ def _experiment_thresholds(cfg: MonitoringConfig, model_id: str) -> dict[str, di
     return out
 
 
-def _publish_pages(client, cfg: MonitoringConfig, partition: Partition, summary: dict[str, Any], judged: dict[str, Any] | None) -> None:
+def _history(client, cfg: MonitoringConfig, partition: Partition, summary: dict[str, Any]) -> History | None:
+    """A daily partition's 30-day window of summaries (today's last); None for an hourly partition."""
+    from modelwatch.publish.data import load_history
+
+    return load_history(client, cfg.defaults.reports_uri, partition.model_id, summary) if partition.hour is None else None
+
+
+def _judge_flags(summary: dict[str, Any], history: History | None) -> list[dict[str, Any]]:
+    """Today's judge flag rates against the earlier days of the window (``publish.flag_rates``); empty without a judge or a window."""
+    from modelwatch.publish.flag_rates import flag_rises
+
+    if not summary.get("judge") or history is None:
+        return []
+    earlier = [s for s in history.summaries[:-1] if s is not None]
+    return [rise.to_dict() for rise in flag_rises(summary["judge"], earlier)]
+
+
+def _publish_pages(client, cfg: MonitoringConfig, partition: Partition, summary: dict[str, Any], judged: dict[str, Any] | None,
+                   history: History | None) -> None:
     """The partition's page (daily pages with the 30-day trends read from earlier summaries) and the site index."""
-    from modelwatch.publish.data import load_history, select_examples
+    from modelwatch.publish.data import select_examples
     from modelwatch.publish.page import PageContext, index_href_from, render_partition_page
     from modelwatch.publish.site import publish_site_index
 
-    history = load_history(client, cfg.defaults.reports_uri, partition.model_id, summary) if partition.hour is None else None
     examples = []
     if judged and judged.get("judge_uri"):
         dimensions = [m.removeprefix("judge.") for m in summary["judge"]["overall"] if not m.endswith("_rate")]
