@@ -239,3 +239,16 @@ def test_cli_exits_2_naming_the_folder_when_nothing_is_usable(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["try", str(tmp_path), "--baseline-days", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_day_line_names_the_outcome_rows_drift_and_decisions():
+    from modelwatch.runtime.try_logs import day_line
+
+    summary = {"outcome": "breach", "rows": {"read": 1210, "valid": 1200, "quarantined": 10},
+               "drift": {"severity": "medium", "alerts": [{"column": "prompt_tokens"}, {"segment": "metadata.market", "segment_value": "ja-JP",
+                                                                                        "column": "prompt"}]},
+               "experiments": [{"experiment_id": EXPERIMENT, "decision": "invalid", "reasons": ["sample-ratio mismatch: p = 1e-9"]}],
+               "breaches": [{"metric": "error_rate"}]}
+    assert day_line(summary) == ("breach; 1,200 valid, 10 quarantined; drift medium (metadata.market=ja-JP, prompt_tokens); "
+                                 f"{EXPERIMENT}: invalid (sample-ratio mismatch: p = 1e-9); 1 hard-limit breach")
+    assert day_line({"outcome": "no_traffic", "rows": {}, "drift": None}) == "no_traffic; 0 valid, 0 quarantined; drift -"

@@ -292,7 +292,8 @@ def day_line(summary: dict[str, Any]) -> str:
         reason = (experiment.get("reasons") or [""])[0]
         parts.append(f"{experiment.get('experiment_id')}: {experiment.get('decision')}" + (f" ({reason[:90]})" if reason else ""))
     if summary.get("breaches"):
-        parts.append(f"{len(summary['breaches'])} hard-limit breaches")
+        count = len(summary["breaches"])
+        parts.append(f"{count} hard-limit breach{'' if count == 1 else 'es'}")
     return "; ".join(parts)
 
 
