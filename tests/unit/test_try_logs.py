@@ -232,10 +232,12 @@ def test_rounded_split(share, split):
 def test_cli_exits_2_naming_the_folder_when_nothing_is_usable(tmp_path, capsys):
     from modelwatch.runtime.cli import main
 
-    (tmp_path / "notes.txt").write_text("no logs here\n")
-    assert main(["try", str(tmp_path), "--workdir", str(tmp_path / "w")]) == 2
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "notes.txt").write_text("no logs here\n")
+    assert main(["try", str(logs), "--workdir", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"modelwatch try: {tmp_path}: no log files found") and not (tmp_path / "w").exists()
+    assert err.startswith(f"modelwatch try: {logs}: no log files found") and not (tmp_path / "w").exists()
     with pytest.raises(SystemExit):
         main(["try", str(tmp_path), "--baseline-days", "0"])
     assert "at least 1" in capsys.readouterr().err
@@ -252,3 +254,14 @@ def test_day_line_names_the_outcome_rows_drift_and_decisions():
     assert day_line(summary) == ("breach; 1,200 valid, 10 quarantined; drift medium (metadata.market=ja-JP, prompt_tokens); "
                                  f"{EXPERIMENT}: invalid (sample-ratio mismatch: p = 1e-9); 1 hard-limit breach")
     assert day_line({"outcome": "no_traffic", "rows": {}, "drift": None}) == "no_traffic; 0 valid, 0 quarantined; drift -"
+
+
+def test_a_workdir_inside_the_logs_folder_is_refused(team_folder):
+    from modelwatch.runtime.try_logs import run_try
+
+    root, _ = team_folder
+    with pytest.raises(TryError, match="overlap"):
+        run_try(root, root / "try", say=QUIET)
+    with pytest.raises(TryError, match="overlap"):
+        run_try(root / "planner", root, say=QUIET)
+    assert not (root / "try").exists()

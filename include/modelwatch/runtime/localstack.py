@@ -91,6 +91,12 @@ def listening_sockets(pids: Iterable[int]) -> list[Listener]:
     return found
 
 
+def aws_connection_json(endpoint: str) -> str:
+    """An ``aws`` connection to the S3-compatible server at ``endpoint``, as Airflow reads it from AIRFLOW_CONN_AWS_DEFAULT."""
+    return json.dumps({"conn_type": "aws", "login": "modelwatch", "password": "modelwatch",
+                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+
+
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "ab")
@@ -122,8 +128,7 @@ class LocalS3:
 
     def connection_json(self) -> str:
         """The ``aws_default`` connection as Airflow reads it from AIRFLOW_CONN_AWS_DEFAULT."""
-        return json.dumps({"conn_type": "aws", "login": "modelwatch", "password": "modelwatch",
-                           "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"}})
+        return aws_connection_json(self.endpoint)
 
     def start(self) -> LocalS3:
         self.proc = _spawn([str(BIN / "modelwatch"), "s3-server", "--host", LOOPBACK, "--port", str(self.port)], self.log, dict(os.environ))

@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -340,6 +341,10 @@ def run_try(folder: Path, workdir: Path, config_out: Path | None = None, baselin
     from modelwatch.runtime.localstack import LocalS3
     from modelwatch.storage.s3 import ensure_bucket, make_client
 
+    inside = workdir.resolve().is_relative_to(folder.resolve()) or folder.resolve().is_relative_to(workdir.resolve())
+    if inside:
+        raise TryError(f"--workdir {workdir} and the logs folder {folder} overlap: the runtime and the report site are written to the "
+                       "workdir, so keep it outside the logs (the default is .modelwatch-try in the current folder)")
     proposal, placed = read_and_propose(folder, baseline_days, say)
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = config_out or workdir / "modelwatch.yaml"
@@ -378,16 +383,12 @@ def run_try(folder: Path, workdir: Path, config_out: Path | None = None, baselin
     return result
 
 
-def _connection_json(endpoint: str) -> str:
-    return json.dumps({"conn_type": "aws", "login": "modelwatch", "password": "modelwatch",
-                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
-
-
 def start_airflow(home: Path, config_path: Path, endpoint: str, say: Say):
     """The embedded Airflow reading ``config_path``, with scheduled runs off (only the runs ``try`` triggers run)."""
-    from modelwatch.runtime.localstack import LocalAirflow
+    from modelwatch.runtime.localstack import LocalAirflow, aws_connection_json
 
-    airflow = LocalAirflow(home, extra_env={"MODELWATCH_CONFIG": str(config_path.resolve()), "AIRFLOW_CONN_AWS_DEFAULT": _connection_json(endpoint),
+    shutil.rmtree(home, ignore_errors=True)  # a fresh metadata DB: an earlier try's runs have the same run ids
+    airflow = LocalAirflow(home, extra_env={"MODELWATCH_CONFIG": str(config_path.resolve()), "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(endpoint),
                                             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
     say(f"==> starting Airflow 3 in {home} (API server on {airflow.api_url}, user {airflow.username}, password in {airflow.passwords_file})")
     airflow.migrate()
@@ -453,6 +454,7 @@ def mirror_site(client, dest: Path) -> Path:
     """The report site copied to ``dest``; returns its index."""
     from modelwatch.publish.mirror import mirror_reports
 
+    shutil.rmtree(dest, ignore_errors=True)  # only this run's pages
     return mirror_reports(client, DESTINATIONS.reports_uri, dest)
 
 
