@@ -130,6 +130,7 @@ def test_the_agreement_table_has_one_row_per_dimension_and_flag_in_the_shape_exp
     assert helpfulness["exact_agreement"] == pytest.approx(0.7, abs=0.15) and helpfulness["within_one"] == 1.0
     coherence = table["coherence"]
     assert coherence["verdict"] == DOES_NOT_AGREE and "does not agree with people" in coherence["reason"]
+    assert coherence["kappa"] == 0.0 and "the judge gave every golden item 5" in coherence["reason"]
     assert coherence["day_spread"] is False and "every judged answer today scored 5: the score tells nothing" in coherence["reason"]
     assert table["toxicity"]["kind"] == "flag" and table["toxicity"]["within_one"] is None and table["toxicity"]["verdict"] == USABLE
     assert table["toxicity"]["day_spread"] is False and "tells nothing" not in table["toxicity"]["reason"]  # no toxic answer is news

@@ -163,6 +163,10 @@ def _no_spread_note(kind: str, values: pd.Series | None) -> str:
     return f"; every judged answer today scored {present.iloc[0]:g}: the score tells nothing about the day"
 
 
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool | np.bool_) else f"{float(value):g}"
+
+
 def _label_agreement(name: str, kind: Literal["dimension", "flag"], human: pd.Series, judge: pd.Series, today: pd.Series | None,
                      min_kappa: float) -> Agreement:
     spread = day_spread(today)
@@ -185,6 +189,8 @@ def _label_agreement(name: str, kind: Literal["dimension", "flag"], human: pd.Se
         reason = "kappa undefined on the golden set: the judge and the people each gave every item one and the same label"
     else:
         reason = _verdict_reason(name, decided, interval, min_kappa)
+        if pairs["judge"].nunique() == 1:  # kappa is 0 by construction and every resample says the same
+            reason += f"; the judge gave every golden item {_shown(pairs['judge'].iloc[0])}, so the narrow interval is no comfort"
     return Agreement(kind, n, interval.kappa, interval.low, interval.high, exact, within, bias, decided, reason + note, spread)
 
 
