@@ -25,7 +25,7 @@ from modelwatch.estimation.reference import (
 
 # per metric of the reference, in estimation.json: the chunks' spread and estimation error, the pooled value, its variance and drift
 REFERENCE_KEYS = ("mean", "sd", "chunks", "gap_mean", "gap_sd", "reason", "value", "rows", "unit_variance", "variance_method", "drift_sd",
-                  "drift_reason", "periods")
+                  "drift_measured_sd", "drift_p", "drift_reason", "periods")
 
 # --------------------------------------------------------------------------- the day's estimate and the closed loop
 

@@ -29,8 +29,12 @@ reference, the two differ by three independent parts, each a variance:
    campaigns). Its variance ``tau**2`` is the between-period variance of the realised metric over
    the reference's UTC days, by the DerSimonian & Laird (1986) method of moments ("Meta-analysis
    in clinical trials", Controlled Clinical Trials 7:177–188) with within-day variances
-   ``u / n_d``. It needs ``MIN_PERIODS`` days with the metric defined; with fewer it is not
-   measured and the thresholds are sampling-only, saying that a longer baseline window fixes it.
+   ``u / n_d``. The estimate is truncated at zero, so on a stable reference it is positive half the
+   time by chance; it counts only when Cochran's Q test (Cochran 1954, "The combination of
+   estimates from different experiments", Biometrics 10:101–129) rejects at ``DRIFT_ALPHA`` that the
+   days differ by sampling alone, else the drift part is 0 (the measured value stays in the
+   record). It needs ``MIN_PERIODS`` days with the metric defined; with fewer it is not measured
+   and the thresholds are sampling-only, saying that a longer baseline window fixes it.
 
 The band is ``centre ± 3 sqrt(u / n + u / N + tau**2)``: the three parts add as independent
 variances (in quadrature); the record names the largest as the one that dominates. This
@@ -49,6 +53,7 @@ import numpy as np
 
 SIGMAS = 3.0
 MIN_PERIODS = 3  # reference days needed before their between-day variance is worth estimating
+DRIFT_ALPHA = 0.05  # Cochran's Q test level below which the reference days count as drifting
 DAY, REFERENCE, DRIFT = "day_sampling", "reference_sampling", "reference_drift"
 PART_NAMES = {DAY: "sampling at the day's row count", REFERENCE: "the reference's own size", DRIFT: "drift between reference days"}
 VARIANCE_METHODS = {
@@ -177,16 +182,29 @@ def regressor_unit_variances(target: np.ndarray, prediction: np.ndarray) -> dict
 # --------------------------------------------------------------------------- drift between reference periods
 
 
-def between_period_variance(values: Sequence[float], variances: Sequence[float]) -> float:
-    """DerSimonian–Laird method-of-moments between-period variance ``tau**2`` of per-period values with known within-period variances."""
+def _cochran_q(values: Sequence[float], variances: Sequence[float]) -> tuple[float, np.ndarray]:
+    """Cochran's Q (the inverse-variance weighted squared deviations from the weighted mean) and the weights."""
     m, v = np.asarray(values, dtype=float), np.asarray(variances, dtype=float)
     if len(m) < 2:
         raise ValueError("the between-period variance needs at least two periods")
     w = 1.0 / np.maximum(v, 1e-300)
     centre = float(np.sum(w * m) / np.sum(w))
-    q = float(np.sum(w * (m - centre) ** 2))
+    return float(np.sum(w * (m - centre) ** 2)), w
+
+
+def between_period_variance(values: Sequence[float], variances: Sequence[float]) -> float:
+    """DerSimonian–Laird method-of-moments between-period variance ``tau**2`` of per-period values with known within-period variances."""
+    q, w = _cochran_q(values, variances)
     scale = float(np.sum(w) - np.sum(w**2) / np.sum(w))
-    return max(0.0, (q - (len(m) - 1)) / scale) if scale > 0 else 0.0
+    return max(0.0, (q - (len(w) - 1)) / scale) if scale > 0 else 0.0
+
+
+def heterogeneity_p(values: Sequence[float], variances: Sequence[float]) -> float:
+    """p-value of Cochran's Q test that the periods differ only by sampling (Q ~ chi-squared with k - 1 degrees of freedom)."""
+    from scipy.stats import chi2
+
+    q, w = _cochran_q(values, variances)
+    return float(chi2.sf(q, len(w) - 1))
 
 
 def period_statistics(periods: Sequence[tuple[str, np.ndarray]], metric_of: Callable[[np.ndarray], dict[str, float | None]],
@@ -207,8 +225,11 @@ def period_statistics(periods: Sequence[tuple[str, np.ndarray]], metric_of: Call
             entry["drift_reason"] = (f"the reference spans {len(defined)} day(s) with a defined {metric} (< {MIN_PERIODS}): drift between "
                                      "reference days is not measured; a longer baseline window would measure it")
         else:
-            tau2 = between_period_variance([r["value"] for r in defined], [unit / r["rows"] for r in defined])
-            entry["drift_sd"] = math.sqrt(tau2)
+            values, variances = [r["value"] for r in defined], [unit / r["rows"] for r in defined]
+            p = heterogeneity_p(values, variances)
+            measured = math.sqrt(between_period_variance(values, variances))
+            # a stable reference's estimate is positive half the time by chance: count it only when the days really differ
+            entry.update(drift_sd=measured if p < DRIFT_ALPHA else 0.0, drift_measured_sd=measured, drift_p=p)
         out[metric] = entry
     return out
 
