@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
+from modelwatch.config_errors import describe_errors, key_path  # noqa: F401  (key_path: the rubric's errors use it too)
+from modelwatch.core.assignment import MODELWATCH, HashScheme, describe_assignment
 from modelwatch.core.metric_names import OPERATIONAL_METRICS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"  # include/config, beside the package
@@ -239,24 +241,22 @@ _HASH_FIELDS = ("algorithm", "salt", "bits", "buckets")
 
 
 class Assignment(_Strict):
-    """How an experiment's units reach its arms (``core.assignment``); what the experiments stage checks in the logs.
+    """How an experiment's units reach its arms, which the experiments stage checks (``core.assignment``).
 
-    ``modelwatch``: modelwatch's own router (SHA-256 of ``experiment_id:unit``, 10,000 buckets),
-    checked per request. ``hash``: a team's router described (algorithm, hash-input format,
-    leading bits read, buckets, the arms' order along the buckets), checked per request.
-    ``external``: the logged ``variant`` is the truth (a feature-flag product, a router that
-    cannot be reproduced): the health checks are the split against the plan (SRM), arm
-    exposure and units seen in several arms, never per-request hashes. ``unit`` is the field the
-    router assigns by: ``request_id`` or a dotted path into the log row (``metadata.user_id``).
+    ``modelwatch``: modelwatch's own router, checked per request. ``hash``: a team's router
+    described, checked per request. ``external``: the logged variant is the truth (SRM, arm
+    exposure and units in several arms are checked, not hashes). ``unit``: the field the router
+    assigns by, ``request_id`` or a dotted path into the log row (``metadata.user_id``).
     """
 
     method: Literal["modelwatch", "hash", "external"] = "modelwatch"
     unit: str = "request_id"
-    algorithm: Literal["md5", "sha1", "sha256", "sha512"] | None = None
+    algorithm: Literal["md5", "sha1", "sha256", "sha512", "murmur3"] | None = None
     salt: str | None = None  # the text hashed, with {experiment_id} and {unit}: e.g. "{experiment_id}-{unit}"
     bits: int | None = Field(None, ge=1, le=512)  # leading bits of the digest, read as an unsigned big-endian integer
     buckets: int | None = Field(None, ge=2)  # that integer modulo buckets, cut by the arms' weights
     order: list[str] | None = None  # the arms along the buckets (hash only; default: control, treatment)
+    seed: int | None = Field(None, ge=0, lt=2**32)  # MurmurHash3's seed (murmur3 only; default 0)
 
     @field_validator("unit")
     @classmethod
@@ -267,39 +267,25 @@ class Assignment(_Strict):
 
     @model_validator(mode="after")
     def _hash_described(self) -> Assignment:
-        from modelwatch.core.assignment import ALGORITHMS, salt_problem
-
-        given = [f for f in _HASH_FIELDS if getattr(self, f) is not None] + (["order"] if self.order is not None else [])
-        if self.method != "hash":
-            if given:
-                raise ValueError(f"{', '.join(given)} describe a hash: only for method: hash (method is {self.method})")
-            return self
+        given = [f for f in (*_HASH_FIELDS, "order", "seed") if getattr(self, f) is not None]
         missing = [f for f in _HASH_FIELDS if getattr(self, f) is None]
-        if missing:
+        if self.method != "hash" and given:
+            raise ValueError(f"{', '.join(given)} describe a hash: only for method: hash (method is {self.method})")
+        if self.method == "hash" and missing:
             raise ValueError(f"method: hash needs {', '.join(missing)} (e.g. algorithm: md5, salt: '{{experiment_id}}:{{unit}}', bits: 32, "
                              "buckets: 100)")
-        problem = salt_problem(self.salt)
-        if problem:
-            raise ValueError(problem)
-        if self.bits > ALGORITHMS[self.algorithm]:
-            raise ValueError(f"bits {self.bits} is more than {self.algorithm}'s {ALGORITHMS[self.algorithm]}")
+        self.scheme()  # HashScheme checks the salt's placeholders, the bits the algorithm has and the seed
         return self
 
     def describe(self) -> str:
         """The declaration in words, for health messages."""
-        if self.method == "external":
-            return f"external assignment by {self.unit} (the logged variant is the truth)"
-        if self.method == "modelwatch":
-            return f"modelwatch's assignment (sha256, 10,000 buckets) by {self.unit}"
-        return f"declared hash by {self.unit}: {self.scheme().describe()}, arms in order {self.order or '[control, treatment]'}"
+        return describe_assignment(self.method, self.unit, self.scheme(), self.order)
 
-    def scheme(self):
-        """The ``core.assignment.HashScheme`` to check requests against; None for external assignment."""
-        from modelwatch.core.assignment import MODELWATCH, HashScheme
-
+    def scheme(self) -> HashScheme | None:
+        """The hash to check requests against; None for external assignment."""
         if self.method == "external":
             return None
-        return MODELWATCH if self.method == "modelwatch" else HashScheme(self.algorithm, self.salt, self.bits, self.buckets)
+        return MODELWATCH if self.method == "modelwatch" else HashScheme(self.algorithm, self.salt, self.bits, self.buckets, self.seed or 0)
 
 
 class Experiment(_Strict):
@@ -483,89 +469,6 @@ class MonitoringConfig(_Strict):
         return self.defaults.max_invalid_share if own is None else own
 
 
-def key_path(loc: tuple) -> str:
-    """A pydantic error location as a key path: ``models[0].experiments[1].split``."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif str(part).startswith(("function-", "model-")):
-            continue
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(top level)"
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    """Field names valid at the parent of ``loc``, to suggest a fix for a typo."""
-    model: type[BaseModel] | None = MonitoringConfig
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", (annotation,))
-        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    return list(model.model_fields) if model else []
-
-
-def _submodel(annotation: object) -> tuple[type[BaseModel] | None, bool]:
-    """The config model a field holds (directly, optionally, in a list or as dict values) and whether it is a collection."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    origin = getattr(annotation, "__origin__", None)
-    for arg in getattr(annotation, "__args__", ()):
-        model, many = _submodel(arg)
-        if model is not None:
-            return model, many or origin in (list, dict)
-    return None, False
-
-
-def _key_homes(model: type[BaseModel] | None = None, prefix: str = "", seen: frozenset[type[BaseModel]] = frozenset()) -> dict[str, list[str]]:
-    """Every key of the config, derived from the models, with the generic paths where it is valid (``models[].rollback``)."""
-    model = model or MonitoringConfig
-    homes: dict[str, list[str]] = {}
-    for name, field in model.model_fields.items():
-        path = f"{prefix}.{name}" if prefix else name
-        homes.setdefault(name, []).append(path)
-        inner, many = _submodel(field.annotation)
-        if inner is not None and inner not in seen:
-            for key, paths in _key_homes(inner, path + ("[]" if many else ""), seen | {model}).items():
-                homes.setdefault(key, []).extend(paths)
-    return homes
-
-
-def _generic(loc: tuple) -> str:
-    """A location without its indexes: ``models[0].experiments[1]`` -> ``models[].experiments[]``."""
-    return re.sub(r"\[\d+\]", "[]", key_path(loc)) if loc else "the top level"
-
-
-def _misplaced_hint(loc: tuple) -> str:
-    """Where a key that is valid elsewhere in the config belongs, or an empty string."""
-    key = str(loc[-1])
-    homes = _key_homes().get(key, [])
-    if not homes:
-        return ""
-    return f"; `{key}` belongs under {' or '.join(homes)}, not {_generic(loc[:-1])}"
-
-
-def _describe_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        where = key_path(err["loc"])
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            close = difflib.get_close_matches(key, _known_keys(err["loc"]), n=1)
-            hint = _misplaced_hint(err["loc"]) or (f"; did you mean {close[0]!r}?" if close else "")
-            problems.append(f"{where}: unknown key{hint}")
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}")
-    return problems
-
-
 def parse_config(data: object, source: str = "<config>") -> MonitoringConfig:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
     if not isinstance(data, dict):
@@ -573,7 +476,7 @@ def parse_config(data: object, source: str = "<config>") -> MonitoringConfig:
     try:
         return MonitoringConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _describe_errors(exc)) from None
+        raise ConfigError(source, describe_errors(exc, MonitoringConfig)) from None
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:

@@ -70,6 +70,24 @@ def test_a_described_hash_reproduces_the_team_router():
         HashScheme("md5", "{unit}", 129, 100)
 
 
+def test_a_murmur3_router_is_declared_with_its_seed():
+    """A feature-flag router on MurmurHash3 x86 32-bit (Unleash's normalisation: hash("<group>:<user>", seed) % 100)."""
+    import mmh3
+
+    scheme = HashScheme("murmur3", "{experiment_id}:{unit}", 32, 100, seed=86028157)
+    for k in range(500):
+        expected = mmh3.hash(f"exp-rt:user-{k}", 86028157, signed=False) % 100
+        assert scheme.bucket(f"user-{k}", "exp-rt") == expected
+    assert HashScheme("murmur3", "{unit}", 32, 100).bucket("x", "e") == mmh3.hash("x", 0, signed=False) % 100
+    with pytest.raises(ValueError, match="takes none"):
+        HashScheme("md5", "{unit}", 32, 100, seed=1)
+    cfg = parse_config(_config({"assignment": {"method": "hash", "algorithm": "murmur3", "salt": "{experiment_id}:{unit}", "bits": 32,
+                                               "buckets": 100, "seed": 86028157, "unit": "metadata.user_id"}}))
+    assert cfg.models[0].experiments[0].assignment.scheme() == scheme
+    with pytest.raises(ConfigError, match="seed is MurmurHash3's"):
+        parse_config(_config({"assignment": {"method": "hash", "algorithm": "md5", "salt": "{unit}", "bits": 32, "buckets": 100, "seed": 3}}))
+
+
 def test_the_unit_is_read_from_a_dotted_path_of_the_log_row():
     rows = team_day(START, TeamRouter("exp-rt"), accounts=20)
     uids = unit_ids(rows, "metadata.account.uid")

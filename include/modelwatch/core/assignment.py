@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 BUCKETS = 10_000
-ALGORITHMS: dict[str, int] = {"md5": 128, "sha1": 160, "sha256": 256, "sha512": 512}  # hashlib name -> digest bits
+# digest bits per algorithm: hashlib's, and MurmurHash3 x86 32-bit (mmh3, as feature-flag routers such as Unleash use it)
+ALGORITHMS: dict[str, int] = {"md5": 128, "sha1": 160, "sha256": 256, "sha512": 512, "murmur3": 32}
 PLACEHOLDERS = frozenset({"experiment_id", "unit"})
 
 
@@ -40,12 +41,16 @@ def salt_problem(salt: str) -> str | None:
 
 @dataclass(frozen=True)
 class HashScheme:
-    """A hash-based assignment: ``int(first bits of algorithm(salt.format(...)))`` modulo ``buckets``, cut by weight."""
+    """A hash-based assignment: ``int(first bits of algorithm(salt.format(...)))`` modulo ``buckets``, cut by weight.
+
+    ``seed`` is MurmurHash3's seed (0 unless the router sets one); the other algorithms take none.
+    """
 
     algorithm: str = "sha256"
     salt: str = "{experiment_id}:{unit}"
     bits: int = 64
     buckets: int = BUCKETS
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -57,14 +62,25 @@ class HashScheme:
             raise ValueError(f"bits must lie in 1..{ALGORITHMS[self.algorithm]} for {self.algorithm}, got {self.bits}")
         if self.buckets < 2:
             raise ValueError(f"buckets must be at least 2, got {self.buckets}")
+        if self.seed and self.algorithm != "murmur3":
+            raise ValueError(f"a seed is MurmurHash3's; {self.algorithm} takes none")
 
     def describe(self) -> str:
-        return f"{self.algorithm} of {self.salt!r}, first {self.bits} bits mod {self.buckets}"
+        seeded = f" (seed {self.seed})" if self.seed else ""
+        return f"{self.algorithm}{seeded} of {self.salt!r}, first {self.bits} bits mod {self.buckets}"
+
+    def digest(self, text: str) -> bytes:
+        """The digest of ``text`` (UTF-8): hashlib's, or MurmurHash3 x86 32-bit as an unsigned big-endian integer (mmh3)."""
+        if self.algorithm == "murmur3":
+            import mmh3  # only a murmur3 declaration needs it (the pipeline installs it; the serving client never does)
+
+            return mmh3.hash(text.encode(), self.seed, signed=False).to_bytes(4, "big")
+        return hashlib.new(self.algorithm, text.encode()).digest()
 
     def bucket(self, unit_id: str, experiment_id: str) -> int:
         """The unit's bucket in [0, buckets)."""
         text = self.salt.format(experiment_id=experiment_id, unit=unit_id)
-        digest = hashlib.new(self.algorithm, text.encode()).digest()
+        digest = self.digest(text)
         value = int.from_bytes(digest, "big") >> (8 * len(digest) - self.bits)
         return value % self.buckets
 
@@ -88,6 +104,15 @@ def arm_of_bucket(point: int, buckets: int, weights: Mapping[str, float]) -> str
         if point < round(edge):
             return arm
     return arms[-1][0]
+
+
+def describe_assignment(method: str, unit: str, scheme: HashScheme | None, order: list[str] | None = None) -> str:
+    """An assignment declaration in words (``config.Assignment``), as health messages name it."""
+    if scheme is None:
+        return f"external assignment by {unit} (the logged variant is the truth)"
+    if method == "modelwatch":
+        return f"modelwatch's assignment (sha256, 10,000 buckets) by {unit}"
+    return f"declared hash by {unit}: {scheme.describe()}, arms in order {order or '[control, treatment]'}"
 
 
 def bucket(unit_id: str, salt: str) -> int:
