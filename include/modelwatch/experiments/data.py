@@ -241,14 +241,15 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
     return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
             "assignment_mismatches": mismatches, "units_missing": units_missing, "mismatch_examples": examples[:3], "stats": stats,
             "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")},
-            **_unit_exposure(latency)}
+            **_unit_exposure(latency if all("unit" in day_table for day_table in latencies) else latency.drop(columns="unit", errors="ignore"))}
 
 
 def _unit_exposure(requests: pd.DataFrame) -> dict[str, Any]:
     """Distinct units per arm over every stored day, and units seen in more than one arm on any days (None: days without units).
 
     A router that assigns units (accounts, users) splits units, not requests: the sample-ratio
-    check counts units, since one unit's requests are not independent draws.
+    check counts units, since one unit's requests are not independent draws. Days stored before
+    units were kept leave the unit counts unknown (the check then counts requests).
     """
     if "unit" not in requests or requests["unit"].isna().all():
         return {"unit_counts": None, "units_across_arms": None}
