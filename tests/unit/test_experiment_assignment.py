@@ -280,3 +280,14 @@ def test_the_page_shows_invalid_guardrail_watch_abstentions_and_the_assignment()
     assert "days left" not in section and "Did not decide:" in section and "kappa 0.12 &lt; 0.6" in section
     assert "Assignment: <bdi>external assignment by metadata.account.uid" in section
     assert "23,730 requests since the start" in section
+
+
+def test_days_stored_without_units_make_the_srm_count_requests(s3, prefix):
+    exp = _experiment({"method": "external", "unit": "metadata.account.uid"})
+    router = TeamRouter(exp.id)
+    for k in range(2):
+        record, requests = day_record(team_day(START + timedelta(days=k), router, accounts=300, external=True, seed=13), exp)
+        store_day(s3, prefix + "-old", START + timedelta(days=k), record, requests.drop(columns="unit") if k == 0 else requests)
+    cumulative = load_cumulative(s3, prefix + "-old", START, START + timedelta(days=1))
+    assert cumulative["unit_counts"] is None
+    assert analyze_experiment(exp, cumulative, START + timedelta(days=1), 1000)["health"]["srm_counts"] == "requests"
