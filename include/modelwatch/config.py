@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from modelwatch.config_errors import describe_errors, key_path  # noqa: F401  (key_path: the rubric's errors use it too)
 from modelwatch.core.assignment import MODELWATCH, HashScheme, describe_assignment
-from modelwatch.core.metric_names import OPERATIONAL_METRICS
+from modelwatch.core.metric_names import OPERATIONAL_METRICS, feedback_signal
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"  # include/config, beside the package
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "modelwatch.yaml"
@@ -194,7 +194,7 @@ def _check_metric(name: str) -> str:
     if name.startswith(("judge.", "quality.")):
         return name
     if name.startswith("feedback."):  # a feedback signal's rate; the model's feedback.signals name them
-        if not (name.endswith("_rate") and _SIGNAL_NAME.match(name.removeprefix("feedback.").removesuffix("_rate"))):
+        if feedback_signal(name) is None:
             raise ValueError(f"unknown metric {name!r}: a feedback metric is feedback.<signal>_rate")
         return name
     if name not in OPERATIONAL_METRICS:

@@ -89,6 +89,11 @@ def test_indicators_rates_and_arm_moments_follow_the_signal_bases():
 
 def test_feedback_metric_names_are_checked_in_the_config():
     from modelwatch.config import Experiment
+    from modelwatch.core.metric_names import feedback_metric, feedback_signal
+    from modelwatch.experiments.data import metric_kind
+
+    assert feedback_signal(feedback_metric("user_correction")) == "user_correction" and feedback_signal("feedback.Bad_rate") is None
+    assert metric_kind("feedback.escalation_rate") == "proportion" and metric_kind("feedback.escalation") is None
 
     Experiment(id="e", primary=[{"metric": "feedback.escalation_rate", "direction": "decrease", "mde": 0.1}])
     with pytest.raises(ValueError, match="feedback.<signal>_rate"):

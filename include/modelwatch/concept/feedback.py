@@ -25,17 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from modelwatch.core.metric_names import feedback_metric
 from modelwatch.ingest.labels import signal_value
 
 if TYPE_CHECKING:
     from modelwatch.config import FeedbackSignal
 
 CONFIDENCE = 0.95
-
-
-def metric_name(signal: str) -> str:
-    """The experiment metric of a signal: ``feedback.<signal>_rate``."""
-    return f"feedback.{signal}_rate"
 
 
 def _label_signals(frame: pd.DataFrame) -> list[dict[str, int]]:
@@ -83,7 +79,7 @@ def rate(indicator: pd.Series) -> dict[str, Any]:
 
 def signal_rates(indicators: pd.DataFrame, signals: Mapping[str, FeedbackSignal]) -> dict[str, dict[str, Any]]:
     """Each signal's rate over the rows of ``indicators``, keyed by signal, with its metric name and base."""
-    return {name: {"metric": metric_name(name), "base_kind": "rated requests" if signals[name].negative else "requests",
+    return {name: {"metric": feedback_metric(name), "base_kind": "rated requests" if signals[name].negative else "requests",
                    **rate(indicators[name])} for name in indicators.columns}
 
 
@@ -121,5 +117,5 @@ def arm_moments(frame: pd.DataFrame, indicators: pd.DataFrame, arms: list[str]) 
         out[arm] = {}
         for name in indicators.columns:
             values = rows[name].dropna().to_numpy(dtype=float)
-            out[arm][metric_name(name)] = {"n": int(values.size), "sum": float(values.sum()), "sum_sq": float(np.square(values).sum())}
+            out[arm][feedback_metric(name)] = {"n": int(values.size), "sum": float(values.sum()), "sum_sq": float(np.square(values).sum())}
     return out

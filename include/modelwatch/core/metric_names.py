@@ -5,6 +5,8 @@ Kept apart from ``metrics`` (which needs pandas) so that configuration checks st
 
 from __future__ import annotations
 
+import re
+
 # name -> (unit, meaning)
 OPERATIONAL_METRICS: dict[str, tuple[str, str]] = {
     "requests": ("count", "requests in the partition"),
@@ -42,3 +44,18 @@ PERFORMANCE_METRICS: dict[str, tuple[str, str]] = {
     "mae": ("target units", "mean absolute error"),
     "rmse": ("target units", "root mean squared error"),
 }
+
+# Delayed-feedback rates of LLMs: one metric per configured signal (``feedback.signals``), named ``feedback.<signal>_rate``.
+# Experiments test them as proportions; the concept stage computes them from the label files (``concept.feedback``).
+_FEEDBACK_METRIC = re.compile(r"^feedback\.([a-z][a-z0-9_]{0,63})_rate$")
+
+
+def feedback_metric(signal: str) -> str:
+    """The metric name of a feedback signal: ``feedback.<signal>_rate``."""
+    return f"feedback.{signal}_rate"
+
+
+def feedback_signal(metric: str) -> str | None:
+    """The signal a ``feedback.<signal>_rate`` metric names, or None for any other name."""
+    match = _FEEDBACK_METRIC.match(metric)
+    return match.group(1) if match else None

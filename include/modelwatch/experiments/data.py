@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from modelwatch.config import Experiment
+from modelwatch.core.metric_names import feedback_signal
 from modelwatch.storage.s3 import exists, get_json, get_table, put_json, put_table
 
 # metric -> (kind, what it is computed from)
@@ -44,7 +45,7 @@ def metric_kind(metric: str) -> str | None:
     if metric.startswith("judge."):
         name = metric.removeprefix("judge.")
         return "mean" if name in JUDGE_DIMENSIONS else "proportion" if name.removesuffix("_rate") in JUDGE_FLAGS else None
-    if metric.startswith("feedback.") and metric.endswith("_rate"):  # a feedback signal's rate, joined by the concept stage
+    if feedback_signal(metric) is not None:  # a feedback signal's rate, joined by the concept stage
         return "proportion"
     if metric in RATES:
         return "proportion"
