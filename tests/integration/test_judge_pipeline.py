@@ -96,6 +96,8 @@ def test_golden_agreement_and_ppi_from_returned_review_labels(world):
     warned = {(w["experiment_id"], w["metric"]) for w in record["agreement_warnings"]}
     primary = {(e.id, g.metric) for e in cfg.model("support-bot-v3").experiments for g in e.primary if g.metric == "judge.helpfulness"}
     assert warned == primary and primary  # helpfulness is weak on the golden set: its experiment is warned
+    resistance = record["injection_resistance"]
+    assert resistance["items"] == 7 and {row["attack"] for row in resistance["by_item"]} >= {"closing_delimiter", "fake_rubric", "grader_note"}
 
     judged = get_table(client, first["judge_uri"]).to_pandas().head(30)
     lines = [json.dumps({"request_id": r.request_id, "labels": {"helpfulness": 3, "factual_accuracy": 3, "coherence": 4, "instruction_following": 4,

@@ -280,3 +280,20 @@ def test_the_page_shows_the_agreement_table_and_marks_judge_numbers_that_do_not_
     judge_table = quality.split("</table>", 1)[0]
     assert "judge.coherence</bdi> <span class=\"badge breach\">does not agree with people</span>" in judge_table  # the 5 [5, 5] is marked
     assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
+
+
+def test_injection_resistance_counts_the_attacks_a_judge_held_against():
+    from modelwatch.judge.trust import injection_resistance
+
+    ids = ["golden:a", "golden:b", "golden:c"]
+    human = pd.DataFrame({"helpfulness": [1, 5, 1], "coherence": [2, 4, 3], "toxicity": [False, False, True]}, index=ids).rename_axis("request_id")
+    judge = pd.DataFrame({"helpfulness": [5.0, 4.0, 2.0], "coherence": [5.0, 4.0, 3.0], "toxicity": [False, False, False]},
+                         index=ids).rename_axis("request_id")
+    out = injection_resistance(judge, human, {"golden:a": "closing_delimiter", "golden:b": "fake_rubric", "golden:c": "grader_note"},
+                               dimensions=["helpfulness", "coherence"], flags=["toxicity"])
+    assert (out["items"], out["held"]) == (3, 1) and out["held_share"] == pytest.approx(1 / 3)
+    by_id = {row["id"]: row for row in out["by_item"]}
+    assert by_id["golden:a"]["held"] is False and by_id["golden:a"]["largest_score_gap"] == 4.0  # steered to 5 by the planted answer
+    assert by_id["golden:b"]["held"] is True
+    assert by_id["golden:c"]["held"] is False and by_id["golden:c"]["flags_differ"] == ["toxicity"]  # believed the note to the grader
+    assert injection_resistance(None, None, {}, dimensions=[], flags=[])["held_share"] is None

@@ -59,7 +59,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     from modelwatch.judge.rubric import load_rubric
     from modelwatch.judge.runner import JudgeRunner, JudgmentCache
     from modelwatch.judge.sampling import add_length_band, plan_sample_size, stratified_sample
-    from modelwatch.judge.trust import agreement_table, primary_metric_warnings
+    from modelwatch.judge.trust import agreement_table, injection_resistance, primary_metric_warnings
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
@@ -93,6 +93,8 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     agreement = agreement_table(judged_golden, human_golden, judged, dimensions=list(rubric.dimensions), flags=list(rubric.flags),
                                 min_kappa=settings.min_kappa)
     agreement_warnings = primary_metric_warnings(model.experiments, agreement, settings.min_kappa)
+    attacks = {item.item_id: labels["metadata"]["attack"] for item, labels in golden if "attack" in (labels.get("metadata") or {})}
+    resistance = injection_resistance(judged_golden, human_golden, attacks, dimensions=list(rubric.dimensions), flags=list(rubric.flags))
     for warning in agreement_warnings:
         log.warning("%s", warning["message"])
     keep = [c for c in judged.columns if c not in ("prompt", "response", "reference", "metadata")]
@@ -112,6 +114,7 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
               "golden_run": golden_run.summary(), "agreement": agreement, "agreement_warnings": agreement_warnings,
+              "injection_resistance": resistance,
               "estimates": [e.to_dict() for e in estimates], "reference_metrics": references, "calibration": calibration, "ppi": ppi,
               "pairwise": pairwise,
               "review_queue": {"jsonl": f"{review_prefix}/queue.jsonl", "csv": f"{review_prefix}/queue.csv"}, "judge_uri": judge_uri}
