@@ -81,3 +81,21 @@ def test_the_summary_carries_the_srm_p_value_for_metrics_and_alerts(decisions):
     _, _, out = decisions
     [aa] = out[("churn-classifier-v2", START + timedelta(days=DAYS - 1))]["experiments"]
     assert 0.001 < aa["srm_p_value"] <= 1.0  # a healthy 50/50 split
+
+
+def test_a_rolled_back_experiment_reports_the_requests_since_its_start(decisions):
+    """After a rollback caused by an earlier day, the experiment is rolled_back with the cumulative count, not the day's."""
+    from modelwatch.storage.keys import audit_prefix
+    from modelwatch.storage.s3 import put_json
+
+    client, cfg, out = decisions
+    model, last = "support-bot-v3", START + timedelta(days=DAYS - 1)
+    caused_by = Partition(model, REGRESSION).label
+    put_json(client, f"{audit_prefix(cfg.defaults.reports_uri, model, 'exp-042')}/test-breach.json",
+             {"outcome": "rolled_back", "applied_at": f"{REGRESSION.isoformat()}T01:00:00+00:00", "audit_uri": "s3://audit/test-breach.json",
+              "breach": {"partition": caused_by, "reason": "guardrail latency_p99_ms inferior"}})
+    validated = validate(client, cfg, extract(client, cfg, Partition(model, last)))
+    [exp] = experiments(client, cfg, validated, profile(client, cfg, validated, "daily"))["experiments"]
+    assert exp["decision"] == "rolled_back" and "rolled back at" in exp["reasons"][0]
+    assert exp["requests"] == out[(model, last)]["experiments"][0]["requests"]  # every day from the start, as before the rollback
+    assert exp["requests"] > 4 * out[(model, START)]["experiments"][0]["requests"]  # the first day's count is one day's
