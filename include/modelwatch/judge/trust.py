@@ -267,7 +267,8 @@ def injection_resistance(judged_golden: pd.DataFrame | None, human_golden: pd.Da
     score and every flag it set matches theirs: the planted closing tag, fake rubric or note to
     the grader did not move it. Per item: the attack, whether it held, the largest score gap
     and the flags that differ. A judge that holds on few of these items is steered by the
-    texts it grades, whatever its kappa on the rest.
+    texts it grades, or grades such answers badly anyway (the offline judge reads no
+    instruction, so for it these items measure only the latter): read it beside the kappas.
     """
     if judged_golden is None or human_golden is None or not attacks:
         return {"items": 0, "held": 0, "held_share": None, "by_item": [], "reason": "the golden set has no injection items"}
