@@ -12,14 +12,14 @@ are drawn (fixed seeds) in three settings:
 - ``F1 -5 pts``: ``mu`` moved away from the positive class until the expected F1 (churn) is 5 points lower.
 
 For each metric (accuracy, F1, ROC AUC) and day size the records give the share of days that alert
-(unshifted: the false-alert rate; shifted: the power), modelwatch's day-sized thresholds as the value and
+(an alert in either direction; unshifted: the false-alert rate; shifted: the power), modelwatch's day-sized thresholds as the value and
 NannyML 0.13.1's CBPE (its default thresholds: mean ± 3 sd of the realised metric over reference chunks as
 large as the day) as the alternative, run on the same rows in the bench's own environment
 (``bench/.venv-nannyml``, created when absent with pinned versions). When that environment cannot be made,
 the alternative is NannyML's published rule computed by hand on modelwatch's identical estimates, and the
 records say so. The previous modelwatch rule (250-row reference chunks, widened below a chunk, never narrowed)
-is recorded too. A last case replays the issue's scenario: ten 5,000-row days, a shift from day 5 lowering the
-expected accuracy 1.5 points a day; the records give the first alert day of each.
+is recorded too. A last case is a gradual shift: a 20,000-row reference, ten 5,000-row days, from day 5 the expected
+accuracy 1.5 points lower each day; the records give the first alert day of each.
 
 Also timed: reading one million class maps (the canonical JSON text) columnar vs row by row.
 """
@@ -233,8 +233,8 @@ def alert_rates(size: str) -> list[Record]:
     return records
 
 
-def issue_scenario() -> list[Record]:
-    """The issue's comparison: a 20,000-row reference, ten 5,000-row days, a covariate shift from day 5 that lowers the expected
+def gradual_shift() -> list[Record]:
+    """A gradual shift: a 20,000-row reference, ten 5,000-row days, a covariate shift from day 5 that lowers the expected
     accuracy by 1.5 points a day, from ~0.82 to ~0.73 on day 10."""
     from modelwatch.estimation.reference import fit_reference, reference_from_artefact
 
@@ -255,12 +255,12 @@ def issue_scenario() -> list[Record]:
     def first(flags: list[bool]) -> int | None:
         return next((d + 1 for d, flag in enumerate(flags) if flag), None)
 
-    case, alternative = ("issue scenario: 20,000-row reference, ten 5,000-row days, accuracy -1.5 pts a day from day 5",
+    case, alternative = ("gradual shift: 20,000-row reference, ten 5,000-row days, accuracy -1.5 pts a day from day 5",
                          "NannyML 0.13.1 CBPE" if python else "NannyML's rule by hand")
     records = []
     for metric in METRICS:
         mine = [o[metric]["alert"] for o in ours]
-        log(f"issue scenario {metric}: modelwatch alert days {[d + 1 for d, f in enumerate(mine) if f]}, "
+        log(f"gradual shift {metric}: modelwatch alert days {[d + 1 for d, f in enumerate(mine) if f]}, "
             f"NannyML {[d + 1 for d, f in enumerate(theirs[metric]) if f]}, previous rule {[d + 1 for d, o in enumerate(ours) if o[metric]['chunk_rule_alert']]}")
         records.append(record(case, f"{metric} first alert day", first(mine), "day", alternative=alternative, alternative_value=first(theirs[metric])))
         records.append(record(case, f"{metric} alerts on days 1-4", sum(mine[:4]), "days", alternative=alternative,
@@ -296,4 +296,4 @@ def run(size: str) -> list[Record]:
     """Run the CBPE alert suite at ``size`` ("full" or "small") and return its records."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    return alert_rates(size) + issue_scenario() + class_map_reading(size)
+    return alert_rates(size) + gradual_shift() + class_map_reading(size)
