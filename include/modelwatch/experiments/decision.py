@@ -38,7 +38,8 @@ A primary metric's decision and its p-value are on one estimand: the relative li
 relative MDE (delta method, Deng et al. 2018), the difference for an absolute one, so the
 corrected p-value is below alpha exactly when that interval excludes 0. A judge metric
 whose agreement with people on the golden set is below the judge's minimum abstains
-(:func:`judge_trust`): it does not decide, and the decision says which metric and why.
+(:func:`judge_standing`): it does not decide, and the decision says which metric and why
+(``abstained``); one that may decide says so too (``judge_decides``).
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def judge_label(metric: str) -> str | None:
     return metric.removeprefix("judge.").removesuffix("_rate")
 
 
-def judge_abstention(metric: str, trust: Mapping[str, Any]) -> str | None:
-    """Why a judge metric may not decide (its agreement with people is below the minimum), or None when it may.
+def judge_standing(metric: str, trust: Mapping[str, Any]) -> tuple[bool, str] | None:
+    """Whether a judge metric may decide and why, from its agreement with people; None when the record says nothing of it.
 
     With a configured minimum the golden-set kappa must reach it; without one, the judge's own
     verdict must be ``usable``. A label the record does not mention (no agreement measured by
@@ -146,12 +147,12 @@ def judge_abstention(metric: str, trust: Mapping[str, Any]) -> str | None:
     measured = f"kappa {kappa:.2f}{interval} on {entry.get('n')} golden-set items" if isinstance(kappa, (int, float)) else "no kappa measured"
     if minimum is not None and isinstance(kappa, (int, float)):
         if kappa >= minimum:
-            return None
-        return f"{metric} abstains: the judge's agreement with people is below the minimum ({measured} < {minimum:g})"
+            return True, f"{metric} may decide: the judge agrees with people ({measured} >= the minimum {minimum:g})"
+        return False, f"{metric} abstains: the judge's agreement with people is below the minimum ({measured} < {minimum:g})"
+    state = str(verdict or "not_measured").replace("_", " ")
     if verdict == "usable":
-        return None
-    why = entry.get("reason") or str(verdict or "not measured").replace("_", " ")
-    return f"{metric} abstains: the judge's agreement with people is {str(verdict or 'not_measured').replace('_', ' ')} ({measured}; {why})"
+        return True, f"{metric} may decide: the judge's agreement with people is usable ({measured})"
+    return False, f"{metric} abstains: the judge's agreement with people is {state} ({measured}; {entry.get('reason') or state})"
 
 
 def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any], n_tuning: int,
@@ -162,10 +163,10 @@ def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]
     for a relative MDE (the default), the difference for ``absolute: true`` or when the lift is
     undefined (a control mean of 0). A judge metric below its agreement minimum abstains.
     """
-    distrust = judge_abstention(goal.metric, trust or {})
-    if distrust:
-        return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": distrust, "decision": "inconclusive",
-                "judge_agreement": True}
+    standing = judge_standing(goal.metric, trust or {})
+    if standing is not None and not standing[0]:
+        return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": standing[1], "decision": "inconclusive",
+                "judge_agreement": standing[1]}
     missing = _unavailable(goal.metric, cumulative)
     if missing or metric_kind(goal.metric) == "quantile":
         reason = missing or f"{goal.metric}: quantile metrics are guardrails, not primary metrics"
@@ -180,6 +181,8 @@ def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]
     out = {**result.to_dict(), "direction": goal.direction, "mde": goal.mde, "decision": decision, "estimand": estimand,
            "p_value_decision": p_value}
     out["futile"] = _futile(result, goal)
+    if standing is not None:
+        out["judge_agreement"] = standing[1]
     return out
 
 
@@ -389,7 +392,8 @@ def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, d
         "mode": exp.mode,
         "arms": {"control": exp.control, "treatment": exp.treatment, "weights": exp.weights()},
         "assignment": checks["assignment"],
-        "abstained": [p["reason"] for p in primaries if p.get("judge_agreement")],
+        "abstained": [p["judge_agreement"] for p in primaries if p.get("judge_agreement") and p.get("abstained")],
+        "judge_decides": [p["judge_agreement"] for p in primaries if p.get("judge_agreement") and not p.get("abstained")],
         "planned_total": n_tuning,
         "power_analysis": power,
         "requests": total,

@@ -67,7 +67,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
                                "reasons": result["reasons"]})
     shadow = shadow_comparison(valid)
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
-    summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining", "assignment", "abstained")},
+    summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining", "assignment", "abstained", "judge_decides")},
                 "health_ok": r.get("health", {}).get("ok"),
                 "srm_p_value": r.get("health", {}).get("srm", {}).get("p_value"),
                 "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason")}
