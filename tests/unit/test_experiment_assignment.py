@@ -216,6 +216,8 @@ def test_a_judge_metric_that_does_not_agree_with_people_abstains_and_says_why():
     usable = {"helpfulness": {**agreement["helpfulness"], "kappa": 0.74, "verdict": "usable"}}
     decides = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust({"agreement": usable}, 0.6))
     assert decides["decision"] == "promote", decides["reasons"]
+    assert decides["abstained"] == [] and decides["judge_decides"] == [decides["primary"][0]["judge_agreement"]]
+    assert "judge.helpfulness may decide" in decides["judge_decides"][0] and "0.74" in decides["judge_decides"][0]
     no_record = analyze_experiment(exp, cumulative, START, 5000, judge_trust=judge_trust(None))
     assert no_record["decision"] == "promote" and no_record["abstained"] == []
     weak_no_minimum = {"helpfulness": {**agreement["helpfulness"], "kappa": 0.5, "verdict": "weak"}}
@@ -267,7 +269,8 @@ def test_the_page_shows_invalid_guardrail_watch_abstentions_and_the_assignment()
     s["experiments"] = [
         {**base, "experiment_id": "exp-srm", "decision": "invalid", "reasons": ["invalid: sample-ratio mismatch (chi-squared p = 1e-09)"],
          "assignment": "external assignment by metadata.account.uid (the logged variant is the truth)",
-         "abstained": ["judge.helpfulness abstains: the judge's agreement with people is below the minimum (kappa 0.12 < 0.6)"]},
+         "abstained": ["judge.helpfulness abstains: the judge's agreement with people is below the minimum (kappa 0.12 < 0.6)"],
+         "judge_decides": ["judge.factual_accuracy may decide: the judge agrees with people (kappa 0.74 >= the minimum 0.6)"]},
         {**base, "experiment_id": "exp-watch", "decision": "guardrail_watch", "primary": [], "days_remaining": None,
          "reasons": ["guardrail watch: no primary metric"]},
         {**base, "experiment_id": "exp-done", "decision": "rolled_back", "requests": 23730, "primary": [], "guardrails": [],
@@ -279,6 +282,7 @@ def test_the_page_shows_invalid_guardrail_watch_abstentions_and_the_assignment()
     assert '<span class="badge continue">guardrail watch</span>' in section and "Guardrail watch:" in section
     assert "days left" not in section and "Did not decide:" in section and "kappa 0.12 &lt; 0.6" in section
     assert "Assignment: <bdi>external assignment by metadata.account.uid" in section
+    assert "judge.factual_accuracy may decide: the judge agrees with people (kappa 0.74 &gt;= the minimum 0.6)" in section
     assert "23,730 requests since the start" in section
 
 
