@@ -7,15 +7,16 @@ import sys
 import types
 from datetime import date
 from pathlib import Path
+from typing import NotRequired
 
 import pytest
 from modelwatch import runner, stages
-from pydantic import TypeAdapter
 from modelwatch.core.partition import Partition
 from modelwatch.results import PartitionRecord, SkippedRecord
 from modelwatch.runner import RecordMismatch, check_record
 from modelwatch.stages import STAGES, Stage, StageContext, StageResult, for_cadence
-from typing_extensions import NotRequired, TypedDict
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 PARTITION = Partition("m", date(2026, 11, 5))
