@@ -486,7 +486,8 @@ def segment_day(rng: np.random.Generator, drift: bool = False, mix_variation: fl
     """One support assistant's day by locale and topic (both segment keys); with ``drift`` the de-DE locale gets a new
     topic ('visa', 12% of its traffic) whose prompts are 60% longer (the locale drift of the documented scenario).
     ``mix_variation`` draws each locale's topic mix of the day from a Dirichlet around the usual one: the ordinary day-to-day
-    wobble of a real service, significant in a small segment's test, below the effect floor (Jensen-Shannon ~0.05)."""
+    wobble of a real service, significant in a small segment's test; its Jensen-Shannon distance is ~0.05, but sampling noise
+    lifts a 250-900-row locale's observed distance over the 0.1 floor on some days."""
     parts = []
     for locale, rows in LOCALES.items():
         shifted = drift and locale == DRIFT_LOCALE
@@ -563,7 +564,7 @@ def segments(aa_days: int, power_days: int) -> list[Record]:
     return [
         record(f"A/A days, {aa_days}, {frame}: any segment alarm (one Holm family a day, effect floor always; {ci(new_aa, aa_days)})",
                "segment_false_alarm_rate", new_aa / aa_days, "share", previous, old_aa / aa_days, "<= 0.05"),
-        record(f"A/A days, {aa_days}, same, each locale's topic mix of the day ~ Dirichlet({MIX_VARIATION:g} x usual shares), below the floor:"
+        record(f"A/A days, {aa_days}, same, each locale's topic mix of the day ~ Dirichlet({MIX_VARIATION:g} x usual shares) (~3-point wobble):"
                f" any segment alarm ({ci(new_mix, aa_days)})", "segment_false_alarm_rate", new_mix / aa_days, "share", previous, old_mix / aa_days,
                "<= 0.05"),
         record(f"{power_days} days with a new topic in {DRIFT_LOCALE} (1,600 rows): {DRIFT_LOCALE} flagged ({ci(found, power_days)})",
