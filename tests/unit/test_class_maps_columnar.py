@@ -93,3 +93,61 @@ def test_scores_from_either_log_format_equal_the_row_by_row_parse(source):
     np.testing.assert_array_equal(raw, _row_by_row(texts, ("churn", "stay")))
     np.testing.assert_array_equal(raw[:, 0], [r["probability"]["churn"] for r in rows])
     assert usable.all() and (predicted == np.where(raw[:, 0] >= 0.5, 0, 1)).all()
+
+
+# --------------------------------------------------------------------------- Parquet logs: a struct probability column by Arrow kernels
+
+
+def _per_row(table: pa.Table) -> pa.Table:
+    from modelwatch.core.contract import coerce_record
+    from modelwatch.ingest.columnar import SCHEMA
+
+    return pa.Table.from_pylist([coerce_record(r) for r in table.to_pylist()], schema=SCHEMA)
+
+
+def _assert_same_probabilities(table: pa.Table) -> None:
+    got, want = coerce_arrow(table), _per_row(table)
+    assert got is not None
+    g, w = got.column("probability").to_numpy(zero_copy_only=False), want.column("probability").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(np.signbit(g), np.signbit(w))  # the sign of zero too
+    np.testing.assert_array_equal(g, w)
+    for name in ("class_probabilities", "_type_errors"):
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+
+
+def test_struct_probabilities_equal_the_per_row_contract_on_every_edge():
+    nan = float("nan")
+    probability = pa.array([
+        {"churn": 0.7, "stay": 0.3}, None, {"churn": None, "stay": 0.4}, {"churn": nan, "stay": 0.2}, {"churn": 0.0, "stay": -0.0},
+        {"churn": -0.0, "stay": 0.0}, {"churn": 1e-300, "stay": 5e-324}, {"churn": float("inf"), "stay": 0.1}, {"churn": 0.25, "stay": 0.75},
+        {"churn": 0.1, "stay": nan},
+    ], pa.struct([("stay", pa.float64()), ("churn", pa.float64())]))  # field order is not key order: the text sorts its keys
+    prediction = pa.array(["churn", "stay", "stay", "churn", "other", "other", None, "stay", "None", "other"])
+    _assert_same_probabilities(pa.table({"request_id": [str(i) for i in range(10)], "prediction": prediction, "probability": probability}))
+    ints = pa.array([{"a": 1, "b": 0}, {"a": 2**53 + 1, "b": -3}], pa.struct([("a", pa.int64()), ("b", pa.int32())]))
+    _assert_same_probabilities(pa.table({"prediction": pa.array(["b", None]), "probability": ints}))
+    small = pa.array([{"x": 0.1, "y": 0.9}], pa.struct([("x", pa.float32()), ("y", pa.float32())]))
+    _assert_same_probabilities(pa.table({"prediction": pa.array(["y"]), "probability": small}))
+
+
+def test_struct_probabilities_of_other_shapes_keep_the_per_row_path():
+    from modelwatch.ingest.columnar_arrow import _struct_probabilities
+
+    flags = pa.array([{"a": True}], pa.struct([("a", pa.bool_())]))
+    assert _struct_probabilities(flags, pa.array(["a"])) is None
+    _assert_same_probabilities(pa.table({"prediction": pa.array(["a"]), "probability": flags}))  # a problem row, as per row
+    numbered = pa.array([{"a": 0.5}], pa.struct([("a", pa.float64())]))
+    assert _struct_probabilities(numbered, pa.array([1])) is None  # a prediction that is not text
+    _assert_same_probabilities(pa.table({"prediction": pa.array([1]), "probability": numbered}))
+
+
+def test_generator_parquet_classifier_logs_read_their_class_maps_by_arrow_kernels(monkeypatch):
+    import modelwatch.ingest.columnar_arrow as columnar_arrow
+
+    table = pa.Table.from_pylist(_classifier_rows(3000))
+    assert pa.types.is_struct(table.schema.field("probability").type)
+    calls = []
+    real = columnar_arrow.coerce_probabilities
+    monkeypatch.setattr(columnar_arrow, "coerce_probabilities", lambda values, predictions: calls.append(len(values)) or real(values, predictions))
+    _assert_same_probabilities(table)
+    assert calls == []  # no row went through Python's per-value rules

@@ -15,6 +15,7 @@ from modelwatch.core.contract import (
     Field,
 )
 from modelwatch.ingest.columnar import (
+    _MAX_CLASSES,
     MAX_US,
     MIN_US,
     NULL_TEXT,
@@ -24,6 +25,7 @@ from modelwatch.ingest.columnar import (
     US_PER_DAY,
     Fallback,
     Problems,
+    _float_text,
     arrow_value_texts,
     as_numpy,
     assemble_table,
@@ -109,6 +111,71 @@ def _struct_texts(array: pa.StructArray) -> pa.Array | None:
     return to_array(full, pa.string())
 
 
+def _float_texts(values: pa.Array) -> pa.Array:
+    """The JSON encoder's text of each float (``repr``; NaN, Infinity, -Infinity), "null" for null, with one C-level map."""
+    x = as_numpy(pc.fill_null(values, 0.0))
+    texts = list(map(float.__repr__, x.tolist()))
+    for i in np.flatnonzero(~np.isfinite(x)).tolist():
+        texts[i] = _float_text(float(x[i]))
+    return pc.if_else(values.is_null(), "null", pa.array(texts, pa.string()))
+
+
+def _struct_probabilities(array: pa.StructArray, prediction: pa.Array | None) -> tuple[pa.Array, pa.Array, Problems] | None:
+    """(probability, class_probabilities, problems) of a struct probability column (a class map per row), by Arrow kernels.
+
+    A row is done here when the struct is present and every class value is a number: its class
+    map text is ``object_texts`` of the values as floats (what ``json.dumps(probs, sort_keys=True)``
+    writes) and its confidence the predicted class's value, else the maximum — taken here only
+    where no value is NaN and the maximum is not zero, where Python's ``max`` in field order and
+    the order-free maximum agree bit for bit (as ``columnar._class_maps``). Other rows go through
+    ``coerce_probabilities``. None when the column's shape rules this out (duplicate or too many
+    fields, a field that is not a number, a prediction column that is not text).
+    """
+    type_ = array.type
+    names = [type_.field(i).name for i in range(type_.num_fields)]
+    if not names or len(set(names)) != len(names) or len(names) > _MAX_CLASSES:
+        return None
+    if prediction is not None and not (prediction.type in STRING_TYPES or pa.types.is_null(prediction.type)):
+        return None
+    children = array.flatten()  # the struct's nulls merged into each child
+    if not all(pa.types.is_floating(c.type) or c.type in _INTS for c in children):
+        return None
+    n = len(array)
+    predicted = pc.fill_null(prediction.cast(pa.string()), "None") if prediction is not None else pa.array(["None"] * n, pa.string())
+    floats = [c.cast(pa.float64(), safe=False) for c in children]
+    present = as_numpy(array.is_valid())
+    complete = present.copy()
+    has_nan, hit = np.zeros(n, bool), np.zeros(n, bool)
+    best, chosen = np.full(n, -np.inf), np.zeros(n)
+    for name, values in zip(names, floats):
+        valid = as_numpy(values.is_valid())
+        complete &= valid
+        x = as_numpy(pc.fill_null(values, -np.inf))
+        has_nan |= valid & np.isnan(x)
+        best = np.where(valid & (x > best), x, best)
+        here = valid & as_numpy(pc.equal(predicted, name))
+        chosen, hit = np.where(here, x, chosen), hit | here
+    done = complete & (hit | (~has_nan & (best != 0)))
+    texts = object_texts(n, {name: _float_texts(values) for name, values in zip(names, floats)})
+    texts = pc.if_else(pa.array(done), texts, NULL_TEXT)
+    confidence, valid = np.where(hit, chosen, best), done.copy()
+    problems: Problems = {}
+    slow = np.flatnonzero(present & ~done).tolist()
+    if slow:
+        slow_values = array.take(slow).to_pylist()
+        slow_predictions = prediction.take(slow).to_pylist() if prediction is not None else [None] * len(slow)
+        slow_conf, slow_texts, slow_problems = coerce_probabilities(slow_values, lambda: slow_predictions)
+        text_list = texts.to_pylist()
+        for j, i in enumerate(slow):
+            value = slow_conf[j].as_py()
+            confidence[i], valid[i] = (value, True) if value is not None else (0.0, False)
+            text_list[i] = slow_texts[j].as_py()
+            if j in slow_problems:
+                problems[i] = slow_problems[j]
+        texts = to_array(text_list, pa.string())
+    return pa.array(np.where(valid, confidence, 0.0), mask=~valid, type=pa.float64()), texts, problems
+
+
 def _coerce_table(table: pa.Table) -> pa.Table:
     names = table.column_names
     if len(set(names)) != len(names):
@@ -127,8 +194,12 @@ def _coerce_table(table: pa.Table) -> pa.Table:
     for field in FIELDS:
         native = _native(field, arrays[field.name]) if field.name in arrays else pa.nulls(n, SCHEMA.field(field.name).type)
         if field.kind == "probability":
+            struct = _struct_probabilities(arrays["probability"], arrays.get("prediction")) \
+                if native is None and "probability" in arrays and pa.types.is_struct(arrays["probability"].type) else None
             if native is not None:
                 columns["probability"], columns["class_probabilities"], problems = native, pa.nulls(n, pa.string()), {}
+            elif struct is not None:
+                columns["probability"], columns["class_probabilities"], problems = struct
             else:
                 columns["probability"], columns["class_probabilities"], problems = coerce_probabilities(values("probability"), lambda: values("prediction"))
             probability_problems = problems
