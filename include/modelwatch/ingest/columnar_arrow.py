@@ -225,7 +225,8 @@ def coerce_arrow(table: pa.Table) -> pa.Table | None:
 
     Equal to ``pa.Table.from_pylist([coerce_record(r) for r in table.to_pylist()], schema=SCHEMA)``
     whenever it returns a table. Columns whose Arrow type already fits are cast, struct columns
-    written as JSON text from their children; other columns go through their Python values and
+    written as JSON text from their children, a struct probability column (class maps) coerced by
+    Arrow kernels (``_struct_probabilities``); other columns go through their Python values and
     the contract's rules.
     """
     try:
