@@ -53,18 +53,22 @@ class ValidSpill:
     def write(self, valid: pa.Table) -> None:
         import pyarrow.parquet as pq
 
+        if self.rows and self._writer is None:
+            raise RuntimeError(f"{self.path}: the spill was read back; write a day's rows before reading them")
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, valid.schema, compression="lz4")
         self._writer.write_table(valid)
         self.rows += valid.num_rows
 
     def batches(self, batch_rows: int) -> Iterator[pa.Table]:
-        """The spilled rows in the order written, ``batch_rows`` at a time (none when nothing was written)."""
+        """The spilled rows in the order written, ``batch_rows`` at a time (none when nothing was written); ends the writing."""
         import pyarrow.parquet as pq
 
-        if self._writer is None:
+        if not self.rows:
             return
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         for batch in pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows):
             yield pa.Table.from_batches([batch])
 
