@@ -80,6 +80,11 @@ def test_clean_day_raises_no_alarm_and_drift_day_is_caught_in_its_segment(world)
     for check in clean_report["embedding"]:  # a day like the baseline: the MMD permutation test ran and did not fire
         assert check["p_value"] is not None and not check["drift"], check
     assert report["report"]["uri"].endswith("report.html") and report["report"]["rows"]["current"] > 0
+    # embedding drift per segment: the new topic's prompts are named in their locale, and a clean day flags no segment
+    prompts = {e["segment"]: e for e in report["segment_embedding"] if e["column"] == "prompt"}
+    assert prompts["metadata.locale=de-DE"]["drift"] and prompts["metadata.locale=de-DE"]["p_adjusted"] < 0.05, prompts
+    assert any(a["family"] == "segment embedding" and a["segment"] == "metadata.locale=de-DE" for a in report["alerts"])
+    assert clean_report["segment_embedding"] and not [e for e in clean_report["segment_embedding"] if e["drift"]]
 
 
 def test_concept_drift_counts_only_labels_that_had_arrived(world):

@@ -134,11 +134,19 @@ def embedding_permutations(family_size: int, alpha: float, configured: int) -> i
     return max(configured, math.ceil(1.5 * family_size / alpha))
 
 
+def embedding_choice(per_key: list[list[SegmentSlice]], cap: int) -> list[SegmentSlice]:
+    """Up to ``cap`` segment values for embedding drift: each key's values largest first, the keys taken in turn
+    (locale's largest, topic's largest, locale's second, ...), so every key is covered before any key's small values."""
+    ranked = [sorted(slices, key=lambda p: (-p.size, p.value)) for slices in per_key]
+    turns = [piece for rank in range(max(map(len, ranked), default=0)) for slices in ranked if rank < len(slices) for piece in [slices[rank]]]
+    return turns[:cap]
+
+
 def segment_families(reference: pd.DataFrame, current: pd.DataFrame, columns: DriftColumns, policy: DriftPolicy, min_count: int,
                      embedding_test: EmbeddingTest | None = None, embedding_segments: int = 0,
                      embedding_permutations_configured: int = 1000) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every segment key's values tested on every column, and the largest ``embedding_segments`` values on each text column
-    (MMD through ``embedding_test``); one Holm family per day over all of these segment × column tests.
+    """Every segment key's values tested on every column, and up to ``embedding_segments`` values (``embedding_choice``) on each
+    text column (MMD through ``embedding_test``); one Holm family per day over all of these segment × column tests.
 
     Holm, not Benjamini–Hochberg: the target is the probability that a day without drift raises *any*
     segment alarm (a family-wise rate), and Holm bounds it at ``alpha`` under any dependence, while the
@@ -151,7 +159,7 @@ def segment_families(reference: pd.DataFrame, current: pd.DataFrame, columns: Dr
         names = [c for c in columns.tested() if c != key]
         for piece in slices:
             tests += [_tagged(t, piece.value, key) for t in column_tests(piece.reference, piece.current, names, columns.kinds)]
-    chosen = sorted((p for slices, _ in per_key.values() for p in slices), key=lambda p: (-p.size, p.label))[:embedding_segments]
+    chosen = embedding_choice([slices for slices, _ in per_key.values()], embedding_segments)
     planned = len(chosen) * len(columns.text) if embedding_test is not None else 0
     tested = [t for t in tests if t.p_value is not None]
     family_size = len(tested) + planned
