@@ -351,3 +351,21 @@ def test_estimation_section_renders_estimate_band_realised_and_assumptions(class
     assert render_estimation_section({"verdict": "stable", "estimation": None}) == "" and render_estimation_section(None) == ""
     missing = render_estimation_section({"estimation": {"outcome": "no_reference", "reason": "rebuild the baseline"}})
     assert "rebuild the baseline" in missing
+
+
+def test_a_baseline_built_before_the_analytic_variances_still_gets_day_sized_thresholds(classifier_reference):
+    new_keys = ("value", "unit_variance", "rows", "variance_method", "periods", "drift_sd", "drift_measured_sd", "drift_p", "drift_reason",
+                "threshold_reason")
+    legacy = {m: {k: v for k, v in s.items() if k not in new_keys} for m, s in classifier_reference.statistics.items()}
+    reference = type(classifier_reference)(classifier_reference.kind, classifier_reference.chunk_size, legacy, classifier_reference.info,
+                                           calibrator=classifier_reference.calibrator, positive_class=classifier_reference.positive_class)
+    stats = legacy["accuracy"]
+    assert reference.unit_variance("accuracy") == pytest.approx(stats["sd"] ** 2 * classifier_reference.chunk_size)  # NannyML's chunk estimate
+    rows = {n: next(m for m in metric_rows(reference, {"metrics": {"accuracy": stats["mean"]}}, n) if m["metric"] == "accuracy")
+            for n in (1_000, 100_000)}
+    assert rows[100_000]["threshold_upper"] - rows[100_000]["threshold_lower"] < rows[1_000]["threshold_upper"] - rows[1_000]["threshold_lower"]
+    assert "rebuild it to measure drift" in rows[1_000]["threshold_note"] and not rows[1_000]["alert"]
+    too_few = {m: {**s, "mean": None, "sd": None, "reason": "2 reference chunks (< 6)"} for m, s in legacy.items()}
+    reference.statistics = too_few
+    row = next(m for m in metric_rows(reference, {"metrics": {"accuracy": 0.8}}, 1000) if m["metric"] == "accuracy")
+    assert row["threshold_lower"] is None and not row["alert"] and row["reason"] == "2 reference chunks (< 6)"

@@ -311,7 +311,9 @@ def metric_rows(reference: EstimationReference, estimate: dict[str, Any], n: int
             outside = value is not None and low is not None and high is not None and not low <= value <= high
             worse = outside and ((value < low) == HIGHER_IS_BETTER[metric])
             row.update(alert=bool(outside), direction=("worse" if worse else "better") if outside else None)
-        reason = estimate.get("reasons", {}).get(metric) or (reference.statistics.get(metric) or {}).get("threshold_reason")
+        # a baseline built before the analytic variances abstains for its chunks' reason
+        legacy = stats.get("reason") if "unit_variance" not in stats and reference.unit_variance(metric) is None else None
+        reason = estimate.get("reasons", {}).get(metric) or stats.get("threshold_reason") or legacy
         if reason:
             row["reason"] = reason
         out.append(row)
