@@ -181,7 +181,7 @@ def test_feedback_joins_with_date_only_labelled_at_and_rejected_lines_are_counte
     client, cfg, results, _ = world
     concepted, _ = results[DAYS - 1]
     assert concepted["labels_rejected"] == DAYS and concepted["labels_rejected_by_rule"] == {"rating": DAYS}
-    assert "label line(s) rejected (rating: 3)" in concepted["reason"]
+    assert "label line(s) rejected (rating: 3)" in concepted["reason"] and "rows with thumbs down feedback" in concepted["reason"]
     doc = get_json(client, concepted["concept_uri"])
     read = doc["labels"]["read"]
     assert read["rejected"] == {"rating": DAYS} and read["problems"][0]["rule"] == "rating" and "'meh'" in read["problems"][0]["reason"]

@@ -301,8 +301,9 @@ class ConceptReport:
         }
 
 
-def _verdict(kind: str, evaluated: int, min_labels: int, detections: list[Detection], detector: dict[str, Any], loss: str, mean_loss: float | None) -> tuple[Verdict, str]:
-    what = "rows with thumbs up/down feedback" if kind == "llm" else "labelled predictions"
+def _verdict(kind: str, evaluated: int, min_labels: int, detections: list[Detection], detector: dict[str, Any], loss: str, mean_loss: float | None,
+             feedback_name: str = "thumbs up/down") -> tuple[Verdict, str]:
+    what = f"rows with {feedback_name} feedback" if kind == "llm" else "labelled predictions"
     if evaluated < min_labels:
         hint = "" if kind == "llm" else "; labels arrive late, so recent days may not have them yet"
         return "insufficient_labels", f"{evaluated} {what} (< min_labels {min_labels}){hint}"
@@ -327,6 +328,7 @@ def analyze_concept_drift(
     min_labels: int = 100,
     n_bins: int = 10,
     by_variant: bool = False,
+    feedback_name: str = "thumbs up/down",
 ) -> ConceptReport:
     """Windowed performance, change detection over the per-row loss, and calibration.
 
@@ -337,7 +339,8 @@ def analyze_concept_drift(
     ±1 (llm). ``detector`` is ``adwin`` (``delta``) or ``page_hinkley`` (``threshold``). With
     fewer than ``min_labels`` evaluated rows the verdict is ``insufficient_labels``; otherwise
     ``drift`` if the detector fired (in either direction: see each detection's ``direction``),
-    else ``stable``. ``by_variant`` adds the same analysis per ``variant`` value.
+    else ``stable``. ``by_variant`` adds the same analysis per ``variant`` value. ``feedback_name`` names the
+    LLM's loss signal in the reason (the concept stage passes ``feedback.primary``).
     """
     prepared, missing_ts = prepare(frame, kind, positive_class)
     mode, size = parse_window(window)
@@ -367,7 +370,7 @@ def analyze_concept_drift(
     }
     cal = frame_calibration(ev, positive_class, n_bins) if kind == "classifier" else None
     loss = LOSS_NAMES[kind]
-    verdict, reason = _verdict(kind, evaluated, min_labels, detections, detector_info, loss, counts["mean_loss"])
+    verdict, reason = _verdict(kind, evaluated, min_labels, detections, detector_info, loss, counts["mean_loss"], feedback_name)
     report = ConceptReport(
         kind=kind,
         positive_class=positive_class,
@@ -387,6 +390,6 @@ def analyze_concept_drift(
         for name in sorted(variants.unique(), key=str):
             report.variants[str(name)] = analyze_concept_drift(
                 frame[variants == name], kind, positive_class=positive_class, window=window, detector=detector,
-                delta=delta, threshold=threshold, min_labels=min_labels, n_bins=n_bins, by_variant=False,
+                delta=delta, threshold=threshold, min_labels=min_labels, n_bins=n_bins, by_variant=False, feedback_name=feedback_name,
             )
     return report

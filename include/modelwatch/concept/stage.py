@@ -77,7 +77,8 @@ def _concept(client, cfg: MonitoringConfig, validated: ValidateRecord) -> Concep
         frame = _primary_as_feedback(frame, signals, model.feedback.primary)
     else:
         estimation = estimate_stage(client, cfg, model, partition.dt, tables, arrived, report_uri(cfg, partition, "estimation.json"))
-    report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False).to_dict()
+    report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False,
+                                   feedback_name=model.feedback.primary.replace("_", " ")).to_dict()
     if read.problems:
         report["reason"] += f"; {_rejected_text(read)}"
     result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report, "feedback": feedback,
