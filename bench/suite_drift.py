@@ -75,7 +75,7 @@ SUITE = "drift"
 log, record = suite_helpers(SUITE)
 SEED = 20_240_601
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"rows": 1_000_000, "aa_trials": 1_000, "power_trials": 500, "segment_aa_days": 1_000, "segment_power_days": 300},
+    "full": {"rows": 1_000_000, "aa_trials": 1_000, "power_trials": 500, "segment_aa_days": 300, "segment_power_days": 150},
     "small": {"rows": 100_000, "aa_trials": 100, "power_trials": 100, "segment_aa_days": 100, "segment_power_days": 50},
 }
 CALIBRATION_ROWS = 2_000
