@@ -56,7 +56,7 @@ def _run(client, cfg, run_id: str) -> dict:
 
 
 RANDOM_IDS = re.compile(rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sha256-[A-Za-z0-9+/]{43}=")
-RUN_LINE = re.compile(rb" \xc2\xb7 run [^<]*</p>")
+RUN_LINE = re.compile(rb'<span class="run-id">[^<]*</span>')
 
 
 def _outputs(client, cfg) -> dict[str, bytes]:
@@ -76,7 +76,7 @@ def _outputs(client, cfg) -> dict[str, bytes]:
             doc.pop("run")
             out[uri] = json.dumps(doc, sort_keys=True).encode()
         elif name == "index.html":
-            out[uri] = RUN_LINE.sub(b"</p>", out[uri])
+            out[uri] = RUN_LINE.sub(b'<span class="run-id"></span>', out[uri])
         elif name in ("report.html", "evidently_snapshot.json"):
             out[uri] = RANDOM_IDS.sub(b"<id>", out[uri])
     return out
