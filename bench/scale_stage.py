@@ -53,7 +53,7 @@ STAGE_IMPORTS = {
 # Patched on the module (or class) the stage looks them up in at call time; the library is not changed.
 TIMED_PARTS: dict[str, list[tuple[str, str]]] = {
     "plan_shards": [],
-    "check_shard": [("modelwatch.ingest.read", "get_bytes"), ("modelwatch.ingest.readers", "batch_tables"), ("modelwatch.ingest.columnar", "coerce_batch"),
+    "check_shard": [("modelwatch.ingest.read", "get_bytes"), ("modelwatch.ingest.readers", "batch_tables"), ("modelwatch.ingest.columnar_json", "coerce_batch"),
                     ("modelwatch.ingest.columnar_arrow", "coerce_arrow"), ("modelwatch.ingest.validation", "StreamValidator.check"),
                     ("modelwatch.ingest.validation", "GxRunner.run"), ("modelwatch.storage.s3", "ParquetSink.close")],
     "extract": [],

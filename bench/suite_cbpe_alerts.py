@@ -299,8 +299,8 @@ def class_map_reading(size: str) -> list[Record]:
 def parquet_class_maps(n: int) -> dict[str, float]:
     """Seconds per million rows to coerce a Parquet log's struct probability column: Arrow kernels vs its Python values."""
     import pyarrow as pa
-    from modelwatch.ingest.columnar import coerce_probabilities
     from modelwatch.ingest.columnar_arrow import _struct_probabilities
+    from modelwatch.ingest.probabilities import coerce_probabilities
 
     score = np.random.default_rng(6).uniform(size=n).round(5)
     probability = pa.StructArray.from_arrays([pa.array(score), pa.array((1 - score).round(5))], names=["churn", "stay"])

@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from modelwatch.core.contract import coerce_probability
-from modelwatch.estimation.reference import _class_maps_row_by_row, class_map_scores, class_scores, estimation_frame
-from modelwatch.ingest.columnar import coerce_batch, read_class_maps
+from modelwatch.estimation.rows import _class_maps_row_by_row, class_map_scores, class_scores, estimation_frame
 from modelwatch.ingest.columnar_arrow import coerce_arrow
+from modelwatch.ingest.columnar_json import coerce_batch
+from modelwatch.ingest.probabilities import read_class_maps
 from modelwatch.runtime.generate import Scenario, classifier_day
 
 CLASSES = ("cancel", "downgrade", "stay", "upgrade")

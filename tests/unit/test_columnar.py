@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from modelwatch.core.contract import FIELDS, coerce_record
-from modelwatch.ingest.columnar import SCHEMA, _iso_micros, coerce_batch
+from modelwatch.ingest.columnar import SCHEMA, _iso_micros
 from modelwatch.ingest.columnar_arrow import coerce_arrow
+from modelwatch.ingest.columnar_json import coerce_batch
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, broken_rows, classifier_day, jsonl_bytes, llm_day
 
 DAY = date(2026, 11, 1)

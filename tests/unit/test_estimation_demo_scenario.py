@@ -11,7 +11,7 @@ import pytest
 from modelwatch.baseline.store import incumbent_variants
 from modelwatch.config import load_config
 from modelwatch.estimation.reference import HIGHER_IS_BETTER, LABEL, estimation_frame, fit_reference, metric_rows, reference_from_artefact
-from modelwatch.ingest.columnar import coerce_batch
+from modelwatch.ingest.columnar_json import coerce_batch
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, classifier_day
 
 START = date(2026, 11, 1)  # scripts/demo.py: START, DAYS and the scenario below

@@ -16,12 +16,12 @@ from modelwatch.estimation.reference import (
     EstimationReferenceMissing,
     Scored,
     estimate_band,
-    estimation_frame,
     has_label,
     labels_of,
     load_reference,
     metric_rows,
 )
+from modelwatch.estimation.rows import estimation_frame
 
 # per metric of the reference, in estimation.json: the chunks' spread and estimation error, the pooled value, its variance and drift
 REFERENCE_KEYS = ("mean", "sd", "chunks", "gap_mean", "gap_sd", "reason", "value", "rows", "unit_variance", "variance_method", "drift_sd",

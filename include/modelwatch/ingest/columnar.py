@@ -1,19 +1,18 @@
 """The log contract's coercion applied column by column: a fast path for large batches.
 
 ``core.contract.coerce_record`` maps one record at a time (about twenty Python calls a row).
-``coerce_batch`` computes the same canonical columns for a whole batch of parsed JSON
-values: each field is gathered into one Python list, its value types are checked in one
-pass, and a clean column goes to Arrow in one call. Timestamps are matched and parsed with
-``pyarrow.compute``; objects are written by one reused C JSON encoder; class-map confidences
-are computed with NumPy. Only the values of a column that are not clean go through the
-contract's per-value rules (``core.contract.coerce_value``, ``core.contract.coerce_probability``), so values and
-``_type_errors`` are those of the per-row path. ``coerce_arrow`` does the same for a Parquet
-file read as an Arrow table, casting columns whose Arrow type already fits and writing struct
-columns as JSON text from their children with Arrow string kernels.
+The batch paths compute the same canonical columns for a whole batch: ``columnar_json.coerce_batch``
+for parsed JSON records, ``columnar_arrow.coerce_arrow`` for a Parquet file read as an Arrow
+table, and ``probabilities`` for the probability column of both. This module holds what they
+share: each field's values are checked in one pass and a clean column goes to Arrow in one call
+(``coerce_column``); timestamps are matched and parsed with ``pyarrow.compute``; objects are
+written by one reused C JSON encoder. Only the values of a column that are not clean go through
+the contract's per-value rules (``core.contract.coerce_value``), so values and ``_type_errors``
+are those of the per-row path.
 
-Both return None when equality with the per-row path cannot be guaranteed cheaply (a value
-Arrow cannot hold, a dict subclass, objects nested close to the recursion limit, whose
-outcome depends on the caller's stack depth); the caller then uses the per-row path.
+The batch paths return None when equality with the per-row path cannot be guaranteed cheaply
+(a value Arrow cannot hold, a dict subclass, objects nested close to the recursion limit, whose
+outcome depends on the caller's stack depth: ``Fallback``); the caller then uses the per-row path.
 """
 
 from __future__ import annotations
@@ -32,33 +31,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelwatch.core.contract import (
-    EXTRA,
-    FIELDS,
     INT64_MAX,
     INT64_MIN,
-    KNOWN_FIELDS,
     LINE,
     ROW_ID,
     SOURCE,
     TYPE_ERRORS,
     Field,
-    coerce_probability,
     coerce_value,
-    describe_value,
 )
 from modelwatch.ingest.schema import CANONICAL_SCHEMA
 
 #: The canonical columns without the lineage columns the reader adds.
 SCHEMA: pa.Schema = pa.schema([f for f in CANONICAL_SCHEMA if f.name not in (ROW_ID, SOURCE, LINE)])
 TIMESTAMP = pa.timestamp("us", tz="UTC")
-_NONE = type(None)
+NONE_TYPE = type(None)
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 NULL_TEXT = pa.scalar(None, pa.string())
 # json.dumps(v, sort_keys=True, default=str) builds exactly this C encoder on every call (with a fresh dict of
 # markers to detect cycles; without one a cycle ends in RecursionError, which answers None here as well).
 _C_ENCODER = c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", True, False, True) if c_make_encoder else None
 _ENCODER = json.JSONEncoder(sort_keys=True, default=str)
-_MAX_CLASSES = 64  # class maps with more distinct classes in a batch go through contract.coerce_probability row by row
 
 # Strings that datetime.fromisoformat(value.replace("Z", "+00:00")) parses as written here (RE2 syntax):
 # year 0001-9999, real month/hour/minute/second ranges, 1-6 fraction digits, Z or a +-HH:MM offset.
@@ -103,7 +96,7 @@ def _nesting(value: Any, stop: int) -> int:
     return deepest
 
 
-def _require_shallow(value: Any) -> None:
+def require_shallow(value: Any) -> None:
     if isinstance(value, _CONTAINERS) and _nesting(value, _safe_depth()) >= _safe_depth() - 1:
         raise Fallback
 
@@ -121,7 +114,7 @@ def encode_json(values: list[Any]) -> list[str]:
     if texts and max(map(len, texts)) >= limit:
         for value, text in zip(values, texts):
             if len(text) >= limit and text.count("{") + text.count("[") >= _safe_depth() - 1:
-                _require_shallow(value)
+                require_shallow(value)
     return texts
 
 
@@ -139,7 +132,7 @@ def as_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 # --------------------------------------------------------------------------- JSON text of flat objects, key by key
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
     """The JSON encoder's float: repr, or NaN / Infinity / -Infinity (allow_nan)."""
     if math.isfinite(value):
         return float.__repr__(value)
@@ -154,7 +147,7 @@ def _string_texts(strings: pa.Array) -> pa.Array:
 
 def _value_texts(values: list[Any]) -> pa.Array:
     """JSON text of each of one key's Python values; str, int, bool and float columns without Python calls per value."""
-    types = set(map(type, values)) - {_NONE}
+    types = set(map(type, values)) - {NONE_TYPE}
     try:
         if types <= {str}:
             return _string_texts(pa.array(values, pa.string()))
@@ -167,7 +160,7 @@ def _value_texts(values: list[Any]) -> pa.Array:
     except (pa.ArrowException, UnicodeError, OverflowError):  # an unpaired surrogate, an int beyond 64 bits
         pass
     if types == {float}:
-        return pa.array(["null" if v is None else _float_text(v) for v in values], pa.string())
+        return pa.array(["null" if v is None else float_text(v) for v in values], pa.string())
     return to_array(encode_json(values), pa.string())
 
 
@@ -205,15 +198,15 @@ def fill_texts(texts: pa.Array, objects: Callable[[list[int]], list[Any]]) -> pa
     return to_array(full, pa.string())
 
 
-def _dict_texts(dicts: list[Any]) -> pa.Array:
+def dict_texts(dicts: list[Any]) -> pa.Array:
     """``json.dumps(d, sort_keys=True, default=str)`` of each dict, null for None."""
     rows = [i for i, d in enumerate(dicts) if d is not None]
     if len(rows) == len(dicts):
         return to_array(encode_json(dicts), pa.string())
-    return _scatter(len(dicts), rows, to_array(encode_json([dicts[i] for i in rows]), pa.string()))
+    return scatter(len(dicts), rows, to_array(encode_json([dicts[i] for i in rows]), pa.string()))
 
 
-def _scatter(n: int, rows: list[int], values: pa.Array) -> pa.Array:
+def scatter(n: int, rows: list[int], values: pa.Array) -> pa.Array:
     """A column of ``n`` nulls holding ``values`` at ``rows``."""
     if len(rows) == n and all(map(operator.lt, rows, rows[1:])):
         return values
@@ -225,7 +218,7 @@ def _scatter(n: int, rows: list[int], values: pa.Array) -> pa.Array:
 # --------------------------------------------------------------------------- per-value repair of unclean values
 
 
-def _bad_indices(values: list[Any], clean: tuple[type, ...]) -> list[int]:
+def bad_indices(values: list[Any], clean: tuple[type, ...]) -> list[int]:
     """Rows whose value is not exactly of a clean type (one C-level pass decides whether to look)."""
     if set(map(type, values)).issubset(clean):
         return []
@@ -243,7 +236,7 @@ def _repair(values: list[Any], bad: list[int], rule: Callable[[Any], tuple[Any, 
         except Exception as exc:  # RecursionError depends on the stack; anything else raises in coerce_record too
             raise Fallback from exc
         if problem:
-            _require_shallow(values[i])  # the problem text holds repr(value), which may recurse
+            require_shallow(values[i])  # the problem text holds repr(value), which may recurse
             problems[i] = problem
     return fixed, problems
 
@@ -257,19 +250,19 @@ def _field_rule(field: Field) -> Callable[[Any], tuple[Any, str | None]]:
 
 def _strings(field: Field, values: list[Any]) -> tuple[pa.Array, Problems]:
     """string and scalar kinds: str as is; scalar numbers and bools become repr(value)."""
-    fixed, problems = _repair(values, _bad_indices(values, (str, _NONE)), _field_rule(field))
+    fixed, problems = _repair(values, bad_indices(values, (str, NONE_TYPE)), _field_rule(field))
     return to_array(fixed, pa.string()), problems
 
 
 def _numbers(field: Field, values: list[Any]) -> tuple[pa.Array, Problems]:
     """number kind: floats as is (NaN and infinities kept); ints within 64 bits become float(value)."""
-    fixed, problems = _repair(values, _bad_indices(values, (float, _NONE)), _field_rule(field))
+    fixed, problems = _repair(values, bad_indices(values, (float, NONE_TYPE)), _field_rule(field))
     return to_array(fixed, pa.float64()), problems
 
 
 def _integers(field: Field, values: list[Any], type_: pa.DataType, low: int, high: int) -> tuple[pa.Array, Problems]:
     """integer and feedback kinds: ints within [low, high] as is; integral floats become int(value)."""
-    bad = _bad_indices(values, (int, _NONE))
+    bad = bad_indices(values, (int, NONE_TYPE))
     fixed, problems = _repair(values, bad, _field_rule(field))
     try:
         return pa.array(fixed, type=type_), problems
@@ -284,8 +277,8 @@ def _integers(field: Field, values: list[Any], type_: pa.DataType, low: int, hig
 
 def _objects(field: Field, values: list[Any]) -> tuple[pa.Array, Problems]:
     """object kind: dicts as sorted JSON text."""
-    fixed, problems = _repair(values, _bad_indices(values, (dict, _NONE)), _field_rule(field))
-    return _dict_texts(fixed), problems
+    fixed, problems = _repair(values, bad_indices(values, (dict, NONE_TYPE)), _field_rule(field))
+    return dict_texts(fixed), problems
 
 
 def _iso_fields(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +329,7 @@ def _iso_micros(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _timestamps(field: Field, values: list[Any]) -> tuple[pa.Array, Problems]:
     """timestamp kind: ISO-8601 strings with an offset, in UTC microseconds."""
     strings = values
-    wrong_type = _bad_indices(values, (str, _NONE))
+    wrong_type = bad_indices(values, (str, NONE_TYPE))
     if wrong_type:
         strings = list(values)
         for i in wrong_type:
@@ -370,136 +363,6 @@ def coerce_column(field: Field, values: list[Any]) -> tuple[pa.Array, Problems]:
     raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover
 
 
-# --------------------------------------------------------------------------- probability
-
-
-def _class_maps(maps: list[dict[Any, Any]], predictions: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(confidence, done?) of dict probabilities as ``core.contract.coerce_probability`` computes them.
-
-    A row is done here when every value is a float and its prediction a str or None; its
-    confidence is the value of the predicted class, else the maximum, taken here only where
-    no value is NaN and the maximum is not zero: there Python's ``max`` in insertion order
-    and the order-free maximum agree bit for bit. Other rows go through ``_probability``.
-    """
-    keys = set().union(*maps)
-    if len(keys) > _MAX_CLASSES or any(type(k) is not str for k in keys):
-        return None
-    m = len(maps)
-    predicted_ok = np.array([type(p) is str or p is None for p in predictions], dtype=bool)
-    try:
-        predicted = pa.array(["None" if p is None else p if type(p) is str else None for p in predictions], pa.string())
-    except (pa.ArrowException, UnicodeError):
-        return None
-    done, nonempty, has_nan, hit = (np.ones(m, bool), np.zeros(m, bool), np.zeros(m, bool), np.zeros(m, bool))
-    best, chosen = np.full(m, -np.inf), np.zeros(m)
-    for key in keys:
-        has = np.array(list(map(dict.__contains__, maps, repeat(key))), dtype=bool)
-        values = list(map(dict.get, maps, repeat(key)))
-        if not set(map(type, values)) <= {float, _NONE}:
-            floats = np.array([type(v) is float for v in values], dtype=bool)
-            done &= ~has | floats
-            values = [v if type(v) is float else None for v in values]
-        array = pa.array(values, pa.float64())
-        valid = has & as_numpy(array.is_valid())
-        done &= ~has | valid  # a class with a null value is a problem row
-        x = as_numpy(pc.fill_null(array, -np.inf))
-        has_nan |= valid & np.isnan(x)
-        best = np.where(valid & (x > best), x, best)
-        here = valid & as_numpy(pc.fill_null(pc.equal(predicted, key), False))
-        chosen, hit = np.where(here, x, chosen), hit | here
-        nonempty |= has
-    done &= nonempty & predicted_ok & (hit | (~has_nan & (best != 0)))
-    return np.where(hit, chosen, best), done
-
-
-def coerce_probabilities(values: list[Any], predictions: Callable[[], list[Any]]) -> tuple[pa.Array, pa.Array, Problems]:
-    """(probability, class_probabilities, problems): floats as is, class maps vectorised, the rest by ``_probability``."""
-    n = len(values)
-    bad = _bad_indices(values, (float, _NONE))
-    if not bad:
-        return to_array(values, pa.float64()), pa.nulls(n, pa.string()), {}
-    prediction = predictions()
-    plain = list(values)
-    for i in bad:
-        plain[i] = None
-    confidence, valid = as_numpy(pc.fill_null(to_array(plain, pa.float64()), 0.0)), np.array([v is not None for v in plain], dtype=bool)
-    class_rows, class_texts = [], pa.array([], pa.string())
-    slow = bad
-    maps = [i for i in bad if type(values[i]) is dict]
-    if maps:
-        vectorised = _class_maps([values[i] for i in maps], [prediction[i] for i in maps])
-        if vectorised is not None:
-            conf, done = vectorised
-            class_rows = [i for i, ok in zip(maps, done.tolist()) if ok]
-            confidence[class_rows], valid[class_rows] = conf[done], True
-            # str keys and float values only: json.dumps({str(k): float(v)}, sort_keys=True) is the dict's own text
-            class_texts = to_array(encode_json([values[i] for i in class_rows]), pa.string())
-            finished = set(class_rows)
-            slow = [i for i in bad if i not in finished]
-    slow_texts, problems = [], {}
-    for i in slow:
-        if isinstance(values[i], dict):
-            _require_shallow(prediction[i])  # str(prediction) of a class map may recurse
-        try:
-            value, text, problem = coerce_probability(values[i], prediction[i])
-        except Exception as exc:
-            raise Fallback from exc
-        if problem:
-            _require_shallow(values[i])
-            problems[i] = problem
-        confidence[i], valid[i] = (value, True) if value is not None else (0.0, False)
-        slow_texts.append(text)
-    rows = class_rows + slow
-    class_maps = _scatter(n, rows, pa.concat_arrays([class_texts, to_array(slow_texts, pa.string())])) if rows else pa.nulls(n, pa.string())
-    return pa.array(confidence, mask=~valid, type=pa.float64()), class_maps, problems
-
-
-_CLASS_MAP_BLOCK = 16 << 20  # bytes per block of Arrow's JSON reader (each block is parsed on its own thread)
-
-
-def _newline_joined(texts: pa.Array) -> pa.Buffer:
-    """The texts of a string array back to back, each followed by a newline: one JSON-lines buffer, built by Arrow kernels."""
-    lines = pc.binary_join_element_wise(texts, pa.scalar("", texts.type), pa.scalar("\n", texts.type))
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if pa.types.is_large_string(lines.type) else np.int32)
-    start, stop = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
-    return lines.buffers()[2][start:stop]
-
-
-def read_class_maps(texts: pa.Array | pa.ChunkedArray, classes: Sequence[str] | None = None) -> tuple[pa.Table, np.ndarray] | None:
-    """(one float64 column per class, has-a-map mask) of the canonical ``class_probabilities`` JSON text, parsed by Arrow's JSON reader.
-
-    No text is parsed in Python: the column is joined into one JSON-lines buffer (a missing map
-    becomes ``{}``) and read by ``pyarrow.json`` in C++. ``classes`` given: exactly those columns
-    (a class a map omits is null; other keys are ignored); None: every key any map holds, sorted.
-    None when the text is not what ``core.contract.coerce_probability`` writes — one flat object of
-    numbers per row — so the caller parses it row by row instead.
-    """
-    import pyarrow.json as pj
-
-    array = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
-        return None
-    n = len(array)
-    has_map = as_numpy(array.is_valid())
-    if n == 0:
-        return pa.table({c: pa.array([], pa.float64()) for c in classes or ()}), has_map
-    if not pc.all(pc.starts_with(pc.fill_null(array, "{"), "{")).as_py() or pc.any(pc.match_substring(array, "\n")).as_py():
-        return None  # not one object per row: the JSON reader would see other rows
-    block = _newline_joined(pc.fill_null(array.cast(pa.large_string()), "{}"))
-    parse = pj.ParseOptions(explicit_schema=pa.schema([(c, pa.float64()) for c in classes]), unexpected_field_behavior="ignore") \
-        if classes is not None else pj.ParseOptions()
-    try:
-        table = pj.read_json(pa.BufferReader(block), read_options=pj.ReadOptions(block_size=max(1 << 20, min(len(block), _CLASS_MAP_BLOCK))),
-                             parse_options=parse)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if table.num_rows != n or not all(pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t) for t in table.schema.types):
-        return None
-    if classes is None:
-        table = table.select(sorted(table.column_names))
-    return table.cast(pa.schema([(name, pa.float64()) for name in table.column_names])), has_map
-
-
 def _type_errors(n: int, ordered: list[Problems], row_errors: Problems) -> pa.Array:
     """``_type_errors`` as coerce_record joins it: fields in contract order, probability, then extra."""
     texts: list[str | None] = [None] * n
@@ -517,57 +380,4 @@ def assemble_table(n: int, columns: dict[str, pa.Array], ordered: list[Problems]
 
 # --------------------------------------------------------------------------- JSON records
 
-_GATHER_CHUNK = 1024  # records per gathering pass: their dicts stay in the CPU cache across the fields
-
-
-def _gather(records: list[dict[str, Any]]) -> tuple[dict[str, list[Any]], list[int]]:
-    """(values of every contract field, rows holding keys the contract does not know), as ``record.get`` gives them."""
-    raw: dict[str, list[Any]] = {field.name: [] for field in FIELDS}
-    known: list[bool] = []
-    for start in range(0, len(records), _GATHER_CHUNK):
-        chunk = records[start : start + _GATHER_CHUNK]
-        for name, values in raw.items():
-            values.extend(map(dict.get, chunk, repeat(name, len(chunk))))
-        known.extend(map(KNOWN_FIELDS.issuperset, chunk))
-    return raw, [i for i, ok in enumerate(known) if not ok] if not all(known) else []
-
-
-def _coerce_records(records: list[Any]) -> pa.Table:
-    n = len(records)
-    types = set(map(type, records))
-    row_errors: Problems = {}
-    if types - {dict}:
-        if any(issubclass(t, dict) for t in types - {dict}):
-            raise Fallback  # a dict subclass may answer .get and .items differently from its keys
-        for i, record in enumerate(records):
-            if type(record) is not dict:
-                _require_shallow(record)
-                row_errors[i] = f"row: expected a JSON object, got {describe_value(record)}"
-        records = [r if type(r) is dict else {} for r in records]
-    raw, extra_rows = _gather(records)
-    columns: dict[str, pa.Array] = {}
-    ordered: list[Problems] = []
-    for field in FIELDS:
-        if field.kind != "probability":
-            columns[field.name], problems = coerce_column(field, raw[field.name])
-            ordered.append(problems)
-    columns["probability"], columns["class_probabilities"], problems = coerce_probabilities(raw["probability"], lambda: raw["prediction"])
-    ordered.append(problems)
-    extras = [{k: v for k, v in records[i].items() if k not in KNOWN_FIELDS} for i in extra_rows]
-    columns[EXTRA] = _scatter(n, extra_rows, _dict_texts(extras)) if extra_rows else pa.nulls(n, pa.string())
-    ordered.append({})
-    return assemble_table(n, columns, ordered, row_errors)
-
-
-def coerce_batch(records: Sequence[Any]) -> pa.Table | None:
-    """The canonical columns (``SCHEMA``) of a batch of parsed JSON values, or None.
-
-    Equal to ``pa.Table.from_pylist([coerce_record(r) for r in records], schema=SCHEMA)``
-    whenever it returns a table; None when that equality cannot be guaranteed cheaply
-    (including every input for which the per-row table cannot be built at all).
-    """
-    try:
-        return _coerce_records(list(records))
-    except Fallback:
-        return None
 STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())

@@ -15,7 +15,6 @@ from modelwatch.core.contract import (
     Field,
 )
 from modelwatch.ingest.columnar import (
-    _MAX_CLASSES,
     MAX_US,
     MIN_US,
     NULL_TEXT,
@@ -25,17 +24,17 @@ from modelwatch.ingest.columnar import (
     US_PER_DAY,
     Fallback,
     Problems,
-    _float_text,
     arrow_value_texts,
     as_numpy,
     assemble_table,
     coerce_column,
-    coerce_probabilities,
     encode_json,
     fill_texts,
+    float_text,
     object_texts,
     to_array,
 )
+from modelwatch.ingest.probabilities import MAX_CLASSES, coerce_probabilities
 
 # --------------------------------------------------------------------------- Arrow tables (Parquet)
 
@@ -116,7 +115,7 @@ def _float_texts(values: pa.Array) -> pa.Array:
     x = as_numpy(pc.fill_null(values, 0.0))
     texts = list(map(float.__repr__, x.tolist()))
     for i in np.flatnonzero(~np.isfinite(x)).tolist():
-        texts[i] = _float_text(float(x[i]))
+        texts[i] = float_text(float(x[i]))
     return pc.if_else(values.is_null(), "null", pa.array(texts, pa.string()))
 
 
@@ -127,13 +126,13 @@ def _struct_probabilities(array: pa.StructArray, prediction: pa.Array | None) ->
     map text is ``object_texts`` of the values as floats (what ``json.dumps(probs, sort_keys=True)``
     writes) and its confidence the predicted class's value, else the maximum — taken here only
     where no value is NaN and the maximum is not zero, where Python's ``max`` in field order and
-    the order-free maximum agree bit for bit (as ``columnar._class_maps``). Other rows go through
+    the order-free maximum agree bit for bit (as ``probabilities._class_maps``). Other rows go through
     ``coerce_probabilities``. None when the column's shape rules this out (duplicate or too many
     fields, a field that is not a number, a prediction column that is not text).
     """
     type_ = array.type
     names = [type_.field(i).name for i in range(type_.num_fields)]
-    if not names or len(set(names)) != len(names) or len(names) > _MAX_CLASSES:
+    if not names or len(set(names)) != len(names) or len(names) > MAX_CLASSES:
         return None
     if prediction is not None and not (prediction.type in STRING_TYPES or pa.types.is_null(prediction.type)):
         return None

@@ -321,8 +321,8 @@ def batch_tables(batch: RawBatch, first_row_id: int) -> tuple[pa.Table, pa.Table
     Columns are coerced together (``columnar``) when that gives the row-by-row result;
     otherwise (a value Arrow cannot hold) row by row, as ``read_file`` does.
     """
-    from modelwatch.ingest.columnar import coerce_batch
     from modelwatch.ingest.columnar_arrow import coerce_arrow
+    from modelwatch.ingest.columnar_json import coerce_batch
 
     n = batch.rows
     columns = coerce_batch(batch.records) if batch.arrow is None else coerce_arrow(batch.arrow)
