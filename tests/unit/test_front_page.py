@@ -158,3 +158,19 @@ def test_the_window_behind_the_index_ends_with_the_latest_day_with_traffic():
     days = [date(2026, 11, 4) + timedelta(days=i) for i in range(3)]
     history = histories_for([_day(days[0]), _day(days[1]), _day(days[2], "no_traffic")])["support-bot-v3"]
     assert isinstance(history, History) and history.days[-1] == days[1]
+
+
+def test_the_experiments_answer_leads_with_the_most_urgent_decision():
+    from modelwatch.publish.glance import experiments
+
+    summary = {"experiments": [
+        {"experiment_id": "exp-aa", "decision": "guardrail_watch", "health_ok": True},
+        {"experiment_id": "exp-ok", "decision": "continue", "days_remaining": 4, "health_ok": True},
+        {"experiment_id": "exp-srm", "decision": "invalid", "health_ok": False},
+    ]}
+    answer = experiments(summary)
+    assert answer.state == "invalid"
+    assert answer.headline.index("invalid") < answer.headline.index("continue (4 days left)") < answer.headline.index("guardrail watch")
+    assert "health check failed" in answer.detail and "exp-srm" in answer.detail
+    summary["experiments"].append({"experiment_id": "exp-p99", "decision": "roll_back", "health_ok": True})
+    assert experiments(summary).state == "roll_back"

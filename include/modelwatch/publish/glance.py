@@ -28,7 +28,7 @@ from modelwatch.publish.text import isolate
 
 NOTABLE_CHANGE = 0.2  # a quantile or cost per request this far (relative) from its reference is called "changed"
 NOTABLE_SHARE_SHIFT = 0.1  # a segment's share of traffic this far (absolute) from the baseline's is called "changed"
-_DECISION_ORDER = ["roll_back", "stop", "continue", "promote", "rolled_back", "not_started"]
+_DECISION_ORDER = ["roll_back", "invalid", "stop", "continue", "guardrail_watch", "promote", "rolled_back", "not_started"]  # most urgent first
 
 
 @dataclass(frozen=True)
