@@ -133,6 +133,7 @@ class DriftRecord(TypedDict):
     drift_uri: str
     alert_count: NotRequired[int]
     report_uri: NotRequired[str | None]  # Evidently's report.html
+    evidently_ui_url: NotRequired[str | None]  # the day's snapshot in the Evidently UI (defaults.evidently_ui_url set and a workspace written)
     baseline_version: NotRequired[str]
     reason: NotRequired[str]
     segment_embedding: NotRequired[list[dict[str, Any]]]  # per-segment MMD: {"segment", "column", "n_reference", "n_current", "mmd2", "p_adjusted", ...}
@@ -169,6 +170,8 @@ class JudgeRecord(TypedDict):
     pairwise: dict[str, Any] | None
     agreement: NotRequired[dict[str, dict[str, Any]]]  # dimension/flag -> agreement with the golden set's human labels
     agreement_warnings: NotRequired[list[Any]]
+    # variant -> judge.<label> -> prediction-powered sums from today's human review labels (judge.estimates.ppi_moments)
+    ppi_by_arm: NotRequired[dict[str, dict[str, dict[str, float]]]]
 
 
 # -- experiments and publish -------------------------------------------------------------------------------

@@ -39,7 +39,12 @@ relative MDE (delta method, Deng et al. 2018), the difference for an absolute on
 corrected p-value is below alpha exactly when that interval excludes 0. A judge metric
 whose agreement with people on the golden set is below the judge's minimum abstains
 (:func:`judge_standing`): it does not decide, and the decision says which metric and why
-(``abstained``); one that may decide says so too (``judge_decides``).
+(``abstained``); one that may decide says so too (``judge_decides``). Unless people
+reviewed enough of each arm's judged answers (``judge.min_review_labels`` per arm, counted
+from the experiment's start): then the metric is tested on the arms' prediction-powered
+means (:class:`~modelwatch.experiments.stats.PPIStats`, Angelopoulos et al. 2023), which
+remove each arm's own judge bias with the human labels, in the same sequential or
+fixed-horizon test (``"via": "human review (PPI)"``).
 """
 
 from __future__ import annotations
@@ -55,11 +60,28 @@ from modelwatch.experiments.data import QUANTILES, RATIOS, metric_kind
 from modelwatch.experiments.design import PowerResult, adjust_pvalues, days_remaining, power_analysis, srm_test
 from modelwatch.experiments.inference import difference_test, mean_test, non_inferiority, proportion_test
 from modelwatch.experiments.quantiles import quantile_difference
-from modelwatch.experiments.stats import DEFAULT_TUNING_N, SPENDING_FLAT_LOOKS, RatioStats, SampleStats, TestResult, alpha_spent, look_alpha
+from modelwatch.experiments.stats import (
+    DEFAULT_TUNING_N,
+    SPENDING_FLAT_LOOKS,
+    PPIStats,
+    RatioStats,
+    SampleStats,
+    TestResult,
+    alpha_spent,
+    look_alpha,
+)
 
 # A confidence sequence needs more rows than a fixed-horizon test for the same power: at 1.75x the
 # fixed-horizon n it reached 80% power over 14 daily looks (bench/suite_experiments.py).
 SEQUENTIAL_INFLATION = 1.75
+# human review labels per arm before a judge metric below its agreement minimum is decided from them (judge.min_review_labels)
+DEFAULT_MIN_REVIEW_LABELS = 30
+VIA_REVIEW = "human review (PPI)"
+
+
+def ppi_key(metric: str) -> str:
+    """Where an arm's prediction-powered moments of a judge metric are stored among its day statistics."""
+    return f"ppi:{metric}"
 
 
 def sample_stats(moments: dict[str, float] | None) -> SampleStats:
@@ -111,17 +133,21 @@ def _power_for(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]) ->
                              split=split, kind=kind)
 
 
-def judge_trust(judged: Mapping[str, Any] | None, minimum: float | None = None) -> dict[str, Any]:
-    """The judge's agreement with people from the judge stage's record: ``{"minimum": float | None, "labels": {name: entry}}``.
+def judge_trust(judged: Mapping[str, Any] | None, minimum: float | None = None,
+                min_review_labels: int = DEFAULT_MIN_REVIEW_LABELS) -> dict[str, Any]:
+    """The judge's agreement with people from the judge stage's record: ``{"minimum", "labels": {name: entry}, "min_review_labels"}``.
 
     The record's ``agreement`` maps each dimension and flag to its golden-set agreement
     (``kind``, ``n``, ``kappa`` with ``kappa_low``/``kappa_high``, ``verdict``, ``reason``, ...;
     ``judge.trust``); ``minimum`` is the configured ``judge.min_kappa``. The record may have no
     ``agreement`` (a judge stage that did not measure, an older record): then nothing abstains.
+    ``min_review_labels`` (``judge.min_review_labels``) is how many human-labelled rows each
+    arm needs before a metric below the minimum is decided from human review instead.
     """
     record = judged or {}
     labels = record.get("agreement") if isinstance(record.get("agreement"), Mapping) else {}
-    return {"minimum": float(minimum) if isinstance(minimum, (int, float)) else None, "labels": dict(labels)}
+    return {"minimum": float(minimum) if isinstance(minimum, (int, float)) else None, "labels": dict(labels),
+            "min_review_labels": int(min_review_labels)}
 
 
 def judge_label(metric: str) -> str | None:
@@ -165,14 +191,46 @@ def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]
     """
     standing = judge_standing(goal.metric, trust or {})
     if standing is not None and not standing[0]:
-        return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": standing[1], "decision": "inconclusive",
-                "judge_agreement": standing[1]}
+        reviewed = reviewed_arms(exp, cumulative, goal.metric, int((trust or {}).get("min_review_labels") or DEFAULT_MIN_REVIEW_LABELS))
+        if isinstance(reviewed, str):
+            reason = f"{standing[1]}; {reviewed}"
+            return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": reason, "decision": "inconclusive",
+                    "judge_agreement": reason}
+        tested = _tested(goal, exp, *reviewed, n_tuning)
+        alone = standing[1].removeprefix(f"{goal.metric} abstains: ")
+        said = (f"{standing[1]}; its human-review (PPI) test abstains too: {tested.get('reason')}" if tested.get("abstained") else
+                f"{goal.metric} decides from {VIA_REVIEW}: {reviewed[0].n_labelled} {exp.control} and {reviewed[1].n_labelled} {exp.treatment} "
+                f"answers labelled by people correct each arm's judge bias (alone, {alone})")
+        return {**tested, "via": VIA_REVIEW, "judge_agreement": said,
+                "judge_rectifier": {exp.control: reviewed[0].rectifier, exp.treatment: reviewed[1].rectifier}}
     missing = _unavailable(goal.metric, cumulative)
     if missing or metric_kind(goal.metric) == "quantile":
         reason = missing or f"{goal.metric}: quantile metrics are guardrails, not primary metrics"
         return {"metric": goal.metric, "direction": goal.direction, "abstained": True, "reason": reason, "decision": "inconclusive"}
+    out = _tested(goal, exp, _arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric), n_tuning)
+    if standing is not None:
+        out["judge_agreement"] = standing[1]
+    return out
+
+
+def reviewed_arms(exp: Experiment, cumulative: Mapping[str, Any], metric: str, min_labels: int) -> tuple[PPIStats, PPIStats] | str:
+    """Both arms' prediction-powered statistics of a judge metric, or why human review cannot decide it yet.
+
+    Each arm needs at least ``min_labels`` human-labelled judged rows since the experiment's
+    start (and two judged rows without a label) for its corrected mean to be used.
+    """
+    stats = cumulative.get("stats") or {}
+    arms = [PPIStats.from_moments((stats.get(arm) or {}).get(ppi_key(metric))) for arm in (exp.control, exp.treatment)]
+    if any(a.n_labelled < min_labels or a.n_unlabelled < 2 for a in arms):
+        return (f"human review cannot decide it yet: each arm needs {min_labels} answers labelled by people "
+                f"(judge.min_review_labels), labelled so far: {', '.join(f'{arm} {a.n_labelled}' for arm, a in zip((exp.control, exp.treatment), arms))}")
+    return arms[0], arms[1]
+
+
+def _tested(goal: MetricGoal, exp: Experiment, control: SampleStats | RatioStats | PPIStats, treatment: SampleStats | RatioStats | PPIStats,
+            n_tuning: int) -> dict[str, Any]:
+    """The primary metric's test in the experiment's mode, its decision on the goal's estimand, and futility."""
     kind = metric_kind(goal.metric)
-    control, treatment = _arm_stats(cumulative, exp.control, goal.metric), _arm_stats(cumulative, exp.treatment, goal.metric)
     result = difference_test(control, treatment, kind="mean" if kind == "ratio" else kind, alpha=exp.alpha,
                                 sequential=exp.mode == "sequential", tuning_n=n_tuning, metric=goal.metric)
     relative = not goal.absolute and result.lift_p_value is not None
@@ -181,8 +239,6 @@ def primary_result(goal: MetricGoal, exp: Experiment, cumulative: dict[str, Any]
     out = {**result.to_dict(), "direction": goal.direction, "mde": goal.mde, "decision": decision, "estimand": estimand,
            "p_value_decision": p_value}
     out["futile"] = _futile(result, goal)
-    if standing is not None:
-        out["judge_agreement"] = standing[1]
     return out
 
 

@@ -14,6 +14,7 @@ from modelwatch.experiments.stats import (
     DEFAULT_TUNING_N,
     Direction,
     Kind,
+    PPIStats,
     RatioStats,
     SampleStats,
     TestResult,
@@ -33,10 +34,14 @@ class _Arm:
     unit_var: float | None
 
 
-def _arm(stats: SampleStats | RatioStats, kind: Kind, label: str) -> _Arm | str:
+def _arm(stats: SampleStats | RatioStats | PPIStats, kind: Kind, label: str) -> _Arm | str:
     """The arm's estimate, or the reason it cannot be tested."""
     if stats.n == 0:
         return f"{label} arm is empty"
+    if isinstance(stats, PPIStats):
+        if stats.mean is None:
+            return f"{label} arm has {stats.n_labelled} human-labelled and {stats.n_unlabelled} other judged rows; PPI needs at least 2 of each"
+        return _Arm(stats.mean, stats.mean_variance, stats.n, None)
     if isinstance(stats, RatioStats):
         if stats.n < 2:
             return f"{label} arm has one row"
@@ -53,9 +58,9 @@ def _arm(stats: SampleStats | RatioStats, kind: Kind, label: str) -> _Arm | str:
     return _Arm(stats.mean, stats.variance / stats.n, stats.n, stats.variance)
 
 
-def _arms(control: SampleStats | RatioStats, treatment: SampleStats | RatioStats, kind: Kind) -> tuple[_Arm, _Arm] | str:
-    if isinstance(control, RatioStats) != isinstance(treatment, RatioStats):
-        raise TypeError("control and treatment must both be SampleStats or both RatioStats")
+def _arms(control: SampleStats | RatioStats | PPIStats, treatment: SampleStats | RatioStats | PPIStats, kind: Kind) -> tuple[_Arm, _Arm] | str:
+    if type(control) is not type(treatment):
+        raise TypeError(f"control and treatment must be statistics of one type, got {type(control).__name__} and {type(treatment).__name__}")
     c, t = _arm(control, kind, "control"), _arm(treatment, kind, "treatment")
     reasons = [r for r in (c, t) if isinstance(r, str)]
     if reasons:
@@ -213,6 +218,26 @@ def ratio_test(control: RatioStats, treatment: RatioStats, alpha: float = DEFAUL
                       p_value=_z_two_sided_p(effect / se), statistic=effect / se, **_with_lift(c, t, z))
 
 
+def ppi_difference_test(control: PPIStats, treatment: PPIStats, alpha: float = DEFAULT_ALPHA, *, kind: Kind = "mean", metric: str = "") -> TestResult:
+    """Fixed-horizon z-test of the difference of two arms' prediction-powered means (Angelopoulos et al. 2023, *Science*).
+
+    Each arm's mean is ``mean_U(f) + mean_L(Y - f)`` with variance ``var_U(f)/N + var_L(Y - f)/n``
+    (:class:`PPIStats`); the arms are independent, so the difference has the sum of their
+    variances and the paper's CLT (normal) interval; the relative lift uses the delta method
+    (Deng et al. 2018). ``kind`` labels the result (a flag's rate is a mean of 0/1 labels).
+    """
+    check_alpha(alpha)
+    method = "prediction-powered means (Angelopoulos et al. 2023), z-test (fixed horizon)"
+    arms = _arms(control, treatment, kind)
+    if isinstance(arms, str):
+        return _abstain(metric, kind, method, alpha, False, control, treatment, arms)
+    c, t = arms
+    effect, se = t.value - c.value, math.sqrt(c.var + t.var)
+    z = z_quantile(1 - alpha / 2)
+    return TestResult(metric, kind, method, alpha, False, c.n, t.n, c.value, t.value, effect, effect - z * se, effect + z * se,
+                      p_value=_z_two_sided_p(effect / se), statistic=effect / se, **_with_lift(c, t, z))
+
+
 # -- anytime-valid confidence sequences ----------------------------------------------------------------------
 
 
@@ -309,20 +334,24 @@ def sequential_difference(control: SampleStats | RatioStats, treatment: SampleSt
         lift_half = sequential_halfwidth(lift[1], n_total, alpha, tuning_n)
         lift_p = always_valid_p_value(lift[0], lift[1], n_total, alpha, tuning_n) if lift[1] > 0 else None
         extra = {"relative_lift": lift[0], "lift_ci_low": lift[0] - lift_half, "lift_ci_high": lift[0] + lift_half, "lift_p_value": lift_p}
-    d = cohens_d(control, treatment) if kind == "mean" else None
+    d = cohens_d(control, treatment) if kind == "mean" and isinstance(control, SampleStats) else None
     return TestResult(metric, kind, method, alpha, True, c.n, t.n, c.value, t.value, effect, effect - half, effect + half,
                       p_value=always_valid_p_value(effect, se, n_total, alpha, tuning_n), statistic=effect / se, cohens_d=d, **extra)
 
 
-def difference_test(control: SampleStats | RatioStats, treatment: SampleStats | RatioStats, *, kind: Kind = "mean",
+def difference_test(control: SampleStats | RatioStats | PPIStats, treatment: SampleStats | RatioStats | PPIStats, *, kind: Kind = "mean",
                     alpha: float = DEFAULT_ALPHA, sequential: bool = True, tuning_n: float = DEFAULT_TUNING_N, metric: str = "") -> TestResult:
     """The default comparison: :func:`sequential_difference` (valid under daily looks) unless ``sequential=False``.
 
     ``sequential=False`` is the fixed-horizon mode: :func:`mean_test`, :func:`proportion_test`
-    or :func:`ratio_test`, for one analysis at the planned sample size.
+    or :func:`ratio_test`, for one analysis at the planned sample size; prediction-powered
+    arms (:class:`PPIStats`) take :func:`ppi_difference_test`, the same comparison on their
+    corrected means and variances.
     """
     if sequential:
         return sequential_difference(control, treatment, alpha, tuning_n, kind=kind, metric=metric)
+    if isinstance(control, PPIStats):
+        return ppi_difference_test(control, treatment, alpha, kind=kind, metric=metric)
     if isinstance(control, RatioStats):
         return ratio_test(control, treatment, alpha, metric)
     if kind == "proportion":

@@ -28,14 +28,14 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
                  judged: JudgeRecord | None = None) -> ExperimentsRecord:
     """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
     from modelwatch.experiments.data import cumulative_counts, day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
-    from modelwatch.experiments.decision import analyze_experiment, judge_trust, shadow_comparison
+    from modelwatch.experiments.decision import DEFAULT_MIN_REVIEW_LABELS, analyze_experiment, judge_trust, ppi_key, shadow_comparison
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     valid = read_valid(client, cfg, partition, valid_columns(_unread_columns(model))).to_pandas()
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
     judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
-    trust = judge_trust(judged, getattr(model.judge, "min_kappa", None))
+    trust = judge_trust(judged, getattr(model.judge, "min_kappa", None), getattr(model.judge, "min_review_labels", DEFAULT_MIN_REVIEW_LABELS))
     results, found, promotions = [], [], []
     for exp in model.experiments:
         prefix = experiment_prefix(cfg.defaults.reports_uri, model.id, exp.id)
@@ -47,6 +47,8 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
         if judge_table is not None:
             for arm, stats in judge_arm_stats(judge_table, [exp.control, exp.treatment]).items():
                 record["stats"][arm].update(stats)
+            for arm in (exp.control, exp.treatment):  # human review sums, added up from the start like the judge moments
+                record["stats"][arm].update({ppi_key(m): v for m, v in ((judged or {}).get("ppi_by_arm") or {}).get(arm, {}).items()})
         store_day(client, prefix, partition.dt, record, latency)
         done = _rollback_record(client, cfg, model.id, exp.id, partition)
         if done is not None:  # terminal: the experiment was rolled back; do not signal again
@@ -70,7 +72,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
     summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining", "assignment", "abstained", "judge_decides")},
                 "health_ok": r.get("health", {}).get("ok"),
                 "srm_p_value": r.get("health", {}).get("srm", {}).get("p_value"),
-                "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason")}
+                "primary": [{k: p.get(k) for k in ("metric", "decision", "relative_lift", "lift_ci_low", "lift_ci_high", "p_adjusted", "reason", "via")}
                             for p in r.get("primary", [])],
                 "guardrails": [{k: g.get(k) for k in ("metric", "verdict", "scale", "estimate", "lower", "upper", "margin", "reason")}
                                for g in r.get("guardrails", [])]} for r in results]

@@ -8,7 +8,8 @@ experiment to date):
   0/1 rates (where ``sum_sq == sum``);
 - :class:`RatioStats` ``(n, sum_x, sum_y, sum_x2, sum_y2, sum_xy)`` for ratio metrics
   ``sum(x) / sum(y)`` (cost per 1k tokens, tokens per second);
-- :class:`CovariateStats` for CUPED: the metric, a pre-period covariate and their cross moment.
+- :class:`CovariateStats` for CUPED: the metric, a pre-period covariate and their cross moment;
+- :class:`PPIStats` for a judge metric corrected by human review labels (prediction-powered inference).
 
 Tests (each names its method and source in its docstring):
 
@@ -291,6 +292,85 @@ class CovariateStats(Serialisable):
     def metric(self) -> SampleStats:
         """The metric's own statistics (what the test uses without CUPED)."""
         return SampleStats(self.n, self.sum_y, self.sum_y2)
+
+
+@dataclass(frozen=True)
+class PPIStats(Serialisable):
+    """Sufficient statistics of one arm's prediction-powered mean of a judge metric; merge days with ``+``.
+
+    Prediction-powered inference (Angelopoulos, Bates, Fannjiang, Jordan & Zrnic 2023,
+    "Prediction-powered inference", *Science* 382:669–674, mean estimation): the judge's
+    values ``f`` on the arm's ``n_unlabelled`` judged rows without a human label, and the
+    residuals ``Y - f`` (human label minus judge) on its ``n_labelled`` rows with both::
+
+        theta = mean_U(f) + mean_L(Y - f)          (the rectifier mean_L(Y - f) removes the judge's bias)
+        Var   = var_U(f) / N + var_L(Y - f) / n    (the two sets are disjoint, so independent)
+
+    This is plain PPI (lambda = 1), unweighted like the experiments' judge moments: it is
+    unbiased for the arm's mean human label whenever the labelled rows are a random subset
+    of the arm's judged rows, however differently the judge errs in each arm.
+    """
+
+    n_unlabelled: int
+    judge_sum: float
+    judge_sum_sq: float
+    n_labelled: int
+    residual_sum: float
+    residual_sum_sq: float
+
+    def __post_init__(self) -> None:
+        for name in ("n_unlabelled", "n_labelled"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("judge_sum", "judge_sum_sq", "residual_sum", "residual_sum_sq"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"PPIStats.{name} is not finite: {value}")
+            object.__setattr__(self, name, value)
+        if self.n_unlabelled < 0 or self.n_labelled < 0 or self.judge_sum_sq < 0 or self.residual_sum_sq < 0:
+            raise ValueError(f"invalid PPIStats: {self}")
+
+    @classmethod
+    def from_moments(cls, moments: dict[str, float] | None) -> PPIStats:
+        """From the stored day moments (the judge stage's ``ppi_by_arm`` entry); missing keys count as 0."""
+        m = moments or {}
+        return cls(*(m.get(name, 0) for name in ("n_unlabelled", "judge_sum", "judge_sum_sq", "n_labelled", "residual_sum", "residual_sum_sq")))
+
+    def __add__(self, other: PPIStats) -> PPIStats:
+        if not isinstance(other, PPIStats):
+            return NotImplemented
+        return PPIStats(self.n_unlabelled + other.n_unlabelled, self.judge_sum + other.judge_sum, self.judge_sum_sq + other.judge_sum_sq,
+                        self.n_labelled + other.n_labelled, self.residual_sum + other.residual_sum, self.residual_sum_sq + other.residual_sum_sq)
+
+    @property
+    def n(self) -> int:
+        """Judged rows of the arm, labelled or not."""
+        return self.n_unlabelled + self.n_labelled
+
+    @property
+    def mean(self) -> float | None:
+        """The prediction-powered mean; None without two rows in each set."""
+        if self.n_unlabelled < 2 or self.n_labelled < 2:
+            return None
+        return self.judge_sum / self.n_unlabelled + self.residual_sum / self.n_labelled
+
+    @property
+    def judge_mean(self) -> float | None:
+        """The judge's own mean on the unlabelled rows (what the test would use without human review)."""
+        return self.judge_sum / self.n_unlabelled if self.n_unlabelled else None
+
+    @property
+    def rectifier(self) -> float | None:
+        """``mean_L(Y - f)``: how far people score above the judge on the labelled rows."""
+        return self.residual_sum / self.n_labelled if self.n_labelled else None
+
+    @property
+    def mean_variance(self) -> float | None:
+        """``var_U(f) / N + var_L(Y - f) / n`` (sample variances, ddof=1); None without two rows in each set."""
+        if self.n_unlabelled < 2 or self.n_labelled < 2:
+            return None
+        judge = central_moment(self.n_unlabelled, self.judge_sum, self.judge_sum_sq) / (self.n_unlabelled - 1)
+        residual = central_moment(self.n_labelled, self.residual_sum, self.residual_sum_sq) / (self.n_labelled - 1)
+        return judge / self.n_unlabelled + residual / self.n_labelled
 
 
 # -- results -------------------------------------------------------------------------------------------------

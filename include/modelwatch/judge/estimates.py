@@ -55,6 +55,12 @@ so a useless judge costs (asymptotically) nothing. Optional survey ``weights`` r
 means with Hájek means and the variances with their linearised with-replacement
 approximation ``sum_i w_i^2 (x_i - xbar)^2 / (sum w)^2 * n / (n - 1)``; unweighted, these are
 the usual ``s^2 / n``. Written from the papers, not with ppi-python.
+
+Per experiment arm (:func:`ppi_by_arm`), the judge stage keeps the sums of plain PPI
+(``lambda = 1``) rather than a day's estimate: the judge's moments on the arm's unlabelled
+judged rows and the moments of the residuals ``Y - f`` on its labelled ones
+(:func:`ppi_moments`). They add up across days, so the experiments stage can correct the
+judge's bias in each arm separately over the experiment to date.
 """
 
 from __future__ import annotations
@@ -408,3 +414,41 @@ def ppi_from_frame(frame: pd.DataFrame, judge_column: str, human_column: str, *,
     return ppi_mean(judge[unlabelled], judge[labelled], human[labelled], alpha=alpha, power_tuning=power_tuning,
                     weights_unlabelled=None if weights is None else weights[unlabelled],
                     weights_labelled=None if weights is None else weights[labelled], metric=metric or metric_name(judge_column))
+
+
+def ppi_moments(judge_values: Any, human_values: Any) -> dict[str, float]:
+    """Sufficient statistics of a prediction-powered mean (Angelopoulos et al. 2023) that add up across days.
+
+    ``judge_values`` and ``human_values`` are aligned (NaN where missing). Rows with a judge
+    value and no human label give ``n_unlabelled``, ``judge_sum`` and ``judge_sum_sq``; rows
+    with both give ``n_labelled`` and the residuals ``Y - f`` (human minus judge) as
+    ``residual_sum`` and ``residual_sum_sq``. The mean is ``judge_sum / n_unlabelled +
+    residual_sum / n_labelled`` (:class:`modelwatch.experiments.stats.PPIStats`).
+    """
+    judge, human = np.asarray(judge_values, dtype=float), np.asarray(human_values, dtype=float)
+    if judge.shape != human.shape:
+        raise ValueError(f"judge and human values differ in length: {judge.size} and {human.size}")
+    has_judge, has_human = ~np.isnan(judge), ~np.isnan(human)
+    unlabelled, residual = judge[has_judge & ~has_human], (human - judge)[has_judge & has_human]
+    return {"n_unlabelled": int(unlabelled.size), "judge_sum": float(unlabelled.sum()), "judge_sum_sq": float(unlabelled @ unlabelled),
+            "n_labelled": int(residual.size), "residual_sum": float(residual.sum()), "residual_sum_sq": float(residual @ residual)}
+
+
+def ppi_by_arm(frame: pd.DataFrame, *, arm_column: str = "variant", human_prefix: str = "human_") -> dict[str, dict[str, dict[str, float]]]:
+    """Per arm (``arm_column`` value), :func:`ppi_moments` of each judge metric that people labelled on some of the arm's rows.
+
+    ``frame`` is the judged sample joined with review labels as ``{human_prefix}<label>``
+    columns; keys are metric names (``judge.helpfulness``, ``judge.toxicity_rate``). Booleans
+    (flags) count as 0/1. An arm whose rows have no human label for a metric has no entry for it.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for column in DIMENSIONS + FLAGS:
+        human_column = f"{human_prefix}{column}"
+        if column not in frame or human_column not in frame:
+            continue
+        judge, human = _values(frame, column, "mean"), _values(frame, human_column, "mean")
+        for arm, rows in frame.groupby(arm_column, sort=True).groups.items():
+            moments = ppi_moments(judge.loc[rows], human.loc[rows])
+            if moments["n_labelled"]:
+                out.setdefault(str(arm), {})[metric_name(column)] = moments
+    return out

@@ -128,7 +128,8 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
             "counts": result.counts, "spent_usd": result.spent_usd, "budget_usd": settings.daily_budget_usd, "sampled": sample.sampled,
             "limited_by": plan.limited_by, "backend": backend.describe(), "agreement": agreement, "agreement_warnings": agreement_warnings,
             "pairwise": {k: pairwise.get(k) for k in ("label_a", "label_b", "judged", "consistency_rate", "wins", "losses", "ties", "win_rate",
-                                                       "win_rate_ci", "sign_test_p")} if pairwise.get("judged") else None}
+                                                       "win_rate_ci", "sign_test_p")} if pairwise.get("judged") else None,
+            "ppi_by_arm": ppi.get("by_arm") or {}}
 
 
 MAX_REFERENCE_ROWS = 1000  # reference metrics per day: the mean of 1,000 rows has a standard error under 1/30 of the score's sd
@@ -224,10 +225,12 @@ def _ppi_with_review_labels(client, cfg: MonitoringConfig, model_id: str, judged
     """Prediction-powered estimates (Angelopoulos et al. 2023) where people labelled part of today's judged rows.
 
     Filled-in review files go under ``{labels_uri}/model_id=M/review/*.jsonl``; labels are
-    matched to today's judged rows by request_id.
+    matched to today's judged rows by request_id. ``estimates`` are the day's overall
+    estimates; ``by_arm`` the per-variant sums the experiments stage adds up from an
+    experiment's start (:func:`modelwatch.judge.estimates.ppi_by_arm`), kept from one label on.
     """
     from modelwatch.judge.calibration import DIMENSIONS, FLAGS, read_review_labels
-    from modelwatch.judge.estimates import ppi_from_frame
+    from modelwatch.judge.estimates import ppi_by_arm, ppi_from_frame
 
     frames, problems = [], []
     for uri, _ in list_objects(client, f"{cfg.defaults.labels_uri}/model_id={model_id}/review/"):
@@ -243,14 +246,15 @@ def _ppi_with_review_labels(client, cfg: MonitoringConfig, model_id: str, judged
     labels = pd.concat(labelled)
     labels = labels[~labels.index.duplicated(keep="last")].add_prefix("human_")
     frame = judged.join(labels, on="request_id")
-    matched = int(frame[[f"human_{d}" for d in DIMENSIONS if f"human_{d}" in frame]].notna().any(axis=1).sum())
+    matched = int(frame[[f"human_{d}" for d in DIMENSIONS + FLAGS if f"human_{d}" in frame]].notna().any(axis=1).sum())
+    by_arm = ppi_by_arm(frame) if matched and "variant" in frame else {}
     if matched < 2:
-        return {"reason": f"{matched} of today's judged rows have human labels; PPI needs at least 2", "problems": problems}
+        return {"reason": f"{matched} of today's judged rows have human labels; PPI needs at least 2", "problems": problems, "by_arm": by_arm}
     out = {}
     for name in DIMENSIONS + FLAGS:
         if f"human_{name}" in frame and name in frame:
             out[name] = ppi_from_frame(frame, name, f"human_{name}", power_tuning=True, weight_column="weight").to_dict()
-    return {"labelled_rows": matched, "estimates": out, "problems": problems}
+    return {"labelled_rows": matched, "estimates": out, "problems": problems, "by_arm": by_arm}
 
 
 def _arrow(frame):
