@@ -108,6 +108,22 @@ def test_golden_agreement_and_ppi_from_returned_review_labels(world):
     assert again["ppi"]["labelled_rows"] == 30
     helpfulness = again["ppi"]["estimates"]["helpfulness"]
     assert helpfulness["ci_low"] <= helpfulness["estimate"] <= helpfulness["ci_high"]
+    by_arm = again["ppi"]["by_arm"]  # per variant, the sums the experiments stage adds up from an experiment's start
+    assert sum(arm["judge.helpfulness"]["n_labelled"] for arm in by_arm.values() if "judge.helpfulness" in arm) == 30
+    assert all(m["n_labelled"] + m["n_unlabelled"] <= 240 for arm in by_arm.values() for m in arm.values())
+    assert judge(client, cfg, validated)["ppi_by_arm"] == by_arm
+
+    from modelwatch.experiments.decision import ppi_key
+    from modelwatch.experiments.stage import _experiments
+
+    exp = cfg.model("support-bot-v3").experiments[0]
+    day = _experiments(client, cfg, validated, None, {**first, "ppi_by_arm": by_arm})
+    [analysed] = [e for e in day["experiments"] if e["experiment_id"] == exp.id]
+    stored = get_json(client, f"{cfg.defaults.reports_uri}/_experiments/model_id=support-bot-v3/experiment={exp.id}/dt={TOXIC.isoformat()}/stats.json")
+    for arm in (exp.control, exp.treatment):
+        assert stored["stats"][arm].get(ppi_key("judge.helpfulness")) == by_arm.get(arm, {}).get("judge.helpfulness")
+    if any(g.metric == "judge.helpfulness" for g in exp.primary):  # 30 labels over both arms: fewer than 30 per arm, so it abstains
+        assert any("human review cannot decide it yet" in why for why in analysed["abstained"]), analysed
 
 
 def test_an_openai_compatible_judge_is_a_config_change_and_keeps_its_budget(world):
