@@ -182,6 +182,9 @@ class JudgeSettings(_Strict):
     # golden-set kappa a judge dimension or flag needs to be "usable" (and to decide an experiment); Landis & Koch's
     # "substantial" agreement starts at 0.61 (see modelwatch.judge.trust)
     min_kappa: float = Field(0.6, ge=0, le=1)
+    # human review labels each arm needs (from an experiment's start) before a judge metric below min_kappa is decided from them
+    # by prediction-powered inference; 30 labelled rows per arm keep the rectifier's CLT interval near its nominal coverage
+    min_review_labels: int = Field(30, ge=2)
 
     @model_validator(mode="after")
     def _model_for_llm_backends(self) -> JudgeSettings:
@@ -200,9 +203,6 @@ def _check_metric(name: str) -> str:
     if name not in OPERATIONAL_METRICS:
         close = difflib.get_close_matches(name, OPERATIONAL_METRICS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(OPERATIONAL_METRICS))}"
-    # human review labels each arm needs (from an experiment's start) before a judge metric below min_kappa is decided from them
-    # by prediction-powered inference; 30 labelled rows per arm keep the rectifier's CLT interval near its nominal coverage
-    min_review_labels: int = Field(30, ge=2)
         raise ValueError(f"unknown metric {name!r}{hint}")
     return name
 
