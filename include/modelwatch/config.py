@@ -55,6 +55,10 @@ class Defaults(_Strict):
     # key order), read and validated by parallel tasks and merged by a reduce step; smaller partitions are one shard.
     shard_bytes: int = Field(256 * 2**20, ge=1)
     batch_rows: int = Field(50_000, ge=1)  # rows a task holds at once while reading and validating a shard
+    # Evidently workspace the drift stage adds each model's day to (one project per model, one snapshot per day), e.g.
+    # s3://ml-monitoring/evidently beside reports_uri; MODELWATCH_EVIDENTLY_WORKSPACE (a local folder or URI) overrides it.
+    evidently_workspace_uri: str | None = None
+    evidently_ui_url: str | None = None  # the Evidently UI serving that workspace (e.g. http://127.0.0.1:8000): report pages link to their day
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")
     @classmethod
@@ -68,6 +72,20 @@ class Defaults(_Strict):
     def _web_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError(f"expected an https:// URL that serves reports_uri, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("evidently_workspace_uri")
+    @classmethod
+    def _workspace_uri(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("s3://") or len(value.rstrip("/")) <= len("s3://")):
+            raise ValueError(f"expected an s3://bucket/prefix URI for the Evidently workspace, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("evidently_ui_url")
+    @classmethod
+    def _ui_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected the http(s):// address of the Evidently UI, got {value!r}")
         return value.rstrip("/") if value else value
 
 

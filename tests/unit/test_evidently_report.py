@@ -1,4 +1,4 @@
-"""modelwatch.drift.evidently_report: Evidently 0.7 reports and the local Evidently workspace.
+"""modelwatch.drift.evidently_report: Evidently 0.7 reports and an Evidently workspace in a local folder (on S3: test_evidently_workspace).
 
 Frames are small and seeded; importing evidently dominates the run time.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.drift.evidently_report import EvidentlyRun, add_to_workspace, build_report, drift_verdict
+from modelwatch.drift.evidently_report import EvidentlyRun, add_to_workspace, build_report, drift_verdict, project_id, snapshot_id
 
 NUMERICAL = ["latency_ms", "completion_tokens"]
 CATEGORICAL = ["route", "region"]
@@ -205,23 +205,33 @@ def test_two_days_give_one_project_with_two_runs(tmp_path: Path, daily_runs: dic
     ids = [add_to_workspace(tmp_path / "ws", "model-a", daily_runs[day].snapshot_json) for day in ("day1", "day2")]
     runs = _runs_by_day(tmp_path / "ws", "model-a")
     assert runs == {  # timestamps as naive UTC
-        datetime(2024, 5, 1): (ids[0], "model-a 2024-05-01"),
-        datetime(2024, 5, 2): (ids[1], "model-a 2024-05-02"),
+        datetime(2024, 5, 1): (ids[0][1], "model-a 2024-05-01"),
+        datetime(2024, 5, 2): (ids[1][1], "model-a 2024-05-02"),
     }
+    assert ids[0][0] == ids[1][0] == str(project_id("model-a"))
 
 
 def test_re_adding_a_day_replaces_its_run(tmp_path: Path, daily_runs: dict[str, EvidentlyRun]) -> None:
     workspace = tmp_path / "ws"
-    first = add_to_workspace(workspace, "model-a", daily_runs["day1"].snapshot_json)
-    add_to_workspace(workspace, "model-a", daily_runs["day2"].snapshot_json)
-    rerun = add_to_workspace(workspace, "model-a", daily_runs["day2_rerun"].snapshot_json)
-    again = add_to_workspace(workspace, "model-a", daily_runs["day2_rerun"].snapshot_json)
+    _, first = add_to_workspace(workspace, "model-a", daily_runs["day1"].snapshot_json)
+    _, day2 = add_to_workspace(workspace, "model-a", daily_runs["day2"].snapshot_json)
+    _, rerun = add_to_workspace(workspace, "model-a", daily_runs["day2_rerun"].snapshot_json)
     runs = _runs_by_day(workspace, "model-a")
     assert runs == {
         datetime(2024, 5, 1): (first, "model-a 2024-05-01"),
-        datetime(2024, 5, 2): (again, "model-a 2024-05-02 rerun"),
+        datetime(2024, 5, 2): (rerun, "model-a 2024-05-02 rerun"),
     }
-    assert rerun != again
+    assert rerun == day2 == str(snapshot_id(project_id("model-a"), DAY_2))
+
+
+def test_a_project_made_elsewhere_is_reused_under_its_own_id(tmp_path: Path, daily_runs: dict[str, EvidentlyRun]) -> None:
+    from evidently.ui.workspace import Workspace
+
+    existing = Workspace(str(tmp_path)).create_project("model-a")
+    project, _ = add_to_workspace(tmp_path, "model-a", daily_runs["day1"].snapshot_json)
+    assert project == str(existing.id) != str(project_id("model-a"))
+    assert len(_runs_by_day(tmp_path, "model-a")) == 1
+    assert Workspace(str(tmp_path)).get_dashboard(existing.id).tabs[0].title == "Trends"  # provisioned on first use
 
 
 def test_projects_are_separate_and_get_a_trend_dashboard(tmp_path: Path, daily_runs: dict[str, EvidentlyRun]) -> None:

@@ -123,16 +123,18 @@ def _drift(client, cfg: MonitoringConfig, validated: ValidateRecord) -> DriftRec
     put_json(client, drift_uri, result)
     top = sorted(result["alerts"], key=lambda a: ["none", "low", "medium", "high"].index(a["severity"]), reverse=True)
     return {"partition": partition.to_dict(), "outcome": "ok", "severity": result["severity"], "alerts": top[:50], "alert_count": len(result["alerts"]),
-            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "baseline_version": baseline.manifest["version"],
+            "drift_uri": drift_uri, "report_uri": result["report"].get("uri"), "evidently_ui_url": result["report"].get("ui_url"), "baseline_version": baseline.manifest["version"],
             "segment_embedding": [{k: e.get(k) for k in ("segment", "column", "n_reference", "n_current", "mmd2", "p_adjusted", "drift", "reason")}
                                   for e in result["segment_embedding"]]}
 
 
 def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition, reference, current, columns) -> dict[str, Any]:
-    """The analysts' Evidently report (report.html) and its snapshot (evidently_snapshot.json) for the partition."""
+    """The analysts' Evidently report (report.html), its snapshot (evidently_snapshot.json) and the day's snapshot in the
+    Evidently workspace (``MODELWATCH_EVIDENTLY_WORKSPACE``, else ``defaults.evidently_workspace_uri``), linked to its
+    page in the Evidently UI when ``defaults.evidently_ui_url`` is set."""
     import os
 
-    from modelwatch.drift.evidently_report import add_to_workspace, build_report
+    from modelwatch.drift.evidently_report import add_to_workspace, build_report, workspace_ui_path
 
     numerical = [c for c in columns.tested() if columns.kinds[c] == "numerical"]
     categorical = [c for c in columns.tested() if columns.kinds[c] == "categorical"]
@@ -141,8 +143,10 @@ def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition
                        title=f"modelwatch drift: {model.id} {partition.label}", max_rows=model.drift.report_rows)
     uri = put_bytes(client, report_uri(cfg, partition, "report.html"), run.html.encode(), "text/html; charset=utf-8")
     snapshot_uri = put_bytes(client, report_uri(cfg, partition, "evidently_snapshot.json"), run.snapshot_json.encode(), "application/json")
-    workspace = os.environ.get("MODELWATCH_EVIDENTLY_WORKSPACE")
-    run_id = add_to_workspace(workspace, f"modelwatch {model.id}", run.snapshot_json) if workspace else None
-    return {"uri": uri, "snapshot_uri": snapshot_uri, "workspace": workspace, "workspace_run": run_id,
+    workspace = os.environ.get("MODELWATCH_EVIDENTLY_WORKSPACE") or cfg.defaults.evidently_workspace_uri
+    project_id, run_id = add_to_workspace(workspace, f"modelwatch {model.id}", run.snapshot_json, s3_client=client) if workspace else (None, None)
+    ui = cfg.defaults.evidently_ui_url
+    return {"uri": uri, "snapshot_uri": snapshot_uri, "workspace": workspace, "workspace_project": project_id, "workspace_run": run_id,
+            "ui_url": f"{ui}/{workspace_ui_path(project_id, run_id)}" if ui and project_id and run_id else None,
             "evidently_drifted_columns": run.drifted_columns, "evidently_drift_share": run.drift_share,
             "rows": {"reference": run.rows_reference, "current": run.rows_current}, "skipped_columns": run.skipped_columns}

@@ -101,7 +101,7 @@ def _publish(client, cfg: MonitoringConfig, extracted: ExtractRecord, validated:
         "prompt_token_histogram": profiled["prompt_token_histogram"] if profiled else [],
         "hard_limits": profiled["hard_limits"] if profiled else [],
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
-        "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason", "segment_embedding")}
+        "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason", "segment_embedding", "evidently_ui_url")}
         if drifted else None,
         "concept": {k: concepted.get(k) for k in ("verdict", "reason", "detections", "evaluated", "estimation", "feedback", "feedback_lookback",
                                                   "labels_rejected", "labels_rejected_by_rule")} if concepted else None,
