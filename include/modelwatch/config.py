@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from modelwatch.config_errors import describe_errors, key_path  # noqa: F401  (key_path: the rubric's errors use it too)
+from modelwatch.config_sources import Source
 from modelwatch.core.assignment import MODELWATCH, HashScheme, describe_assignment
 from modelwatch.core.metric_names import OPERATIONAL_METRICS, feedback_signal
 
@@ -437,6 +438,7 @@ class Model(_Strict):
     estimation: EstimationSettings = EstimationSettings()
     feedback: FeedbackSettings = FeedbackSettings()  # LLMs: delayed feedback signals in labels_uri
     variants: list[str] = []  # extra variant names allowed besides production, shadow and experiment arms
+    source: Source | None = None  # traffic from OpenTelemetry Collector exports instead of log lines (config_sources)
 
     @field_validator("id")
     @classmethod
@@ -457,6 +459,13 @@ class Model(_Strict):
     def _rollback_needed(self) -> Model:
         if any(e.hard_limits or e.guardrails for e in self.experiments) and self.rollback is None:
             raise ValueError("experiments with guardrails or hard limits need a rollback: {uri: s3://...} section")
+        return self
+
+    @model_validator(mode="after")
+    def _arms_from_spans(self) -> Model:
+        routed = [e.id for e in self.experiments if e.assignment.method == "modelwatch"]
+        if self.source is not None and routed:
+            raise ValueError(f"experiments {routed} take their arms from the spans (feature flags): set assignment: external, or hash to describe the router")
         return self
 
     def allowed_variants(self) -> list[str]:

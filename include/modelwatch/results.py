@@ -48,6 +48,7 @@ class FileRead(TypedDict):
     rows_rejected: NotRequired[int]  # absent for a zero-byte file
     problem: str | None
     damaged: bool
+    skipped: NotRequired[dict[str, int]]  # an OpenTelemetry export's spans that are no model request, by reason (absent when none)
 
 
 class ShardFigures(TypedDict):

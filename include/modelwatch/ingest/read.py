@@ -19,6 +19,8 @@ from modelwatch.storage.s3 import get_bytes
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from modelwatch.core.partition import Partition
+    from modelwatch.ingest.readers import FileStream
     from modelwatch.ingest.validation import StreamValidator
 
 
@@ -40,7 +42,7 @@ def validated_batches(client, cfg: MonitoringConfig, files: Iterable[tuple[str, 
                       tally: StreamTally, where: str) -> Iterator[tuple[pa.Table, pa.Table]]:
     """(valid rows, quarantined rows) of ``files`` (URI, size; read in this order), about ``defaults.batch_rows`` rows at a time.
 
-    Each file is opened batch by batch (``readers.open_file``), coerced (``readers.batch_tables``),
+    Each file is opened batch by batch (``open_traffic_file``: a log file or a Collector export), coerced (``readers.batch_tables``),
     redacted and validated once per ``batch_rows`` rows across files (GX runs per batch; the
     validator finds repeated request ids across every batch it is given). Row ids count up from
     ``first_row_id``. ``tally`` receives the file records and counts; once the files are read, rows
@@ -48,7 +50,7 @@ def validated_batches(client, cfg: MonitoringConfig, files: Iterable[tuple[str, 
     """
     import pyarrow as pa
 
-    from modelwatch.ingest.readers import batch_tables, open_file
+    from modelwatch.ingest.readers import batch_tables
 
     batch_rows = cfg.defaults.batch_rows
     pending: list[tuple[pa.Table, pa.Table]] = []  # coerced batches not yet validated
@@ -66,7 +68,7 @@ def validated_batches(client, cfg: MonitoringConfig, files: Iterable[tuple[str, 
         if not size:
             tally.files.append({"uri": uri, "format": "empty", "rows_read": 0, "problem": "zero-byte file", "damaged": False})
             continue
-        stream = open_file(get_bytes(client, uri), uri, batch_rows)
+        stream = open_traffic_file(cfg, validator.partition, get_bytes(client, uri), uri, batch_rows)
         rows_read = rejected = 0
         for batch in stream.batches:
             rows, rejects = batch_tables(batch, next_id)
@@ -82,12 +84,23 @@ def validated_batches(client, cfg: MonitoringConfig, files: Iterable[tuple[str, 
             if sum(r.num_rows for r, _ in pending) >= batch_rows:
                 yield validate_pending()
         tally.files.append({"uri": uri, "format": stream.fmt, "rows_read": rows_read, "rows_rejected": rejected, "problem": stream.problem,
-                            "damaged": stream.damaged})
+                            "damaged": stream.damaged, **({"skipped": stream.skipped} if stream.skipped else {})})
         tally.read_rejects += rejected
     if pending:
         yield validate_pending()
     if tally.rows_read != tally.rows_valid + tally.rows_quarantined:
         raise AssertionError(f"{where}: rows read {tally.rows_read} != valid {tally.rows_valid} + quarantined {tally.rows_quarantined}")
+
+
+def open_traffic_file(cfg: MonitoringConfig, partition: Partition, data: bytes, uri: str, batch_rows: int) -> FileStream:
+    """One file of a partition's traffic: a Collector export of the model's OpenTelemetry source (``ingest.otel``), else a log file."""
+    from modelwatch.ingest.otel import open_export, otel_source
+    from modelwatch.ingest.readers import open_file
+
+    source = otel_source(cfg, partition.model_id)
+    if source is None:
+        return open_file(data, uri, batch_rows)
+    return open_export(data, uri, cfg.model(partition.model_id), source, partition, batch_rows)
 
 
 DIGIT_CHAIN = r"[0-9](?:[ ().+-]{0,2}[0-9]){6}"  # what every phone or card match contains (see redact_columns)

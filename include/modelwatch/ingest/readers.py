@@ -203,6 +203,7 @@ class FileStream:
     problem: str | None
     batches: Iterator[RawBatch]
     damaged: bool = False  # content lost at the source: a damaged gzip stream, an unreadable or damaged Parquet file
+    skipped: dict[str, int] = field(default_factory=dict)  # records that are not rows, by reason (``ingest.otel``: spans of no model request)
 
     def add_problem(self, text: str, damaged: bool = False) -> None:
         """Record one more problem; the file's URI starts the problem once, whatever the number of parts."""

@@ -21,10 +21,14 @@ def run(ctx: StageContext, upstream: Upstream) -> StageResult[ExtractRecord]:
 
 
 def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dict[str, Any]]:
-    """The partition's log files in shards of at most ``defaults.shard_bytes`` (one shard, maybe empty, for a small day)."""
+    """The partition's log files (or the Collector exports of the model's OpenTelemetry source, ``otel.list_exports``) in shards of
+    at most ``defaults.shard_bytes`` (one shard, maybe empty, for a small day)."""
+    from modelwatch.ingest.otel import list_exports, otel_source
     from modelwatch.ingest.shards import split_files
 
-    groups = split_files(list(list_objects(client, partition.path(cfg.defaults.logs_uri))), cfg.defaults.shard_bytes)
+    source = otel_source(cfg, partition.model_id)
+    files = list(list_objects(client, partition.path(cfg.defaults.logs_uri))) if source is None else list_exports(client, source, partition)
+    groups = split_files(files, cfg.defaults.shard_bytes)
     return [{"partition": partition.to_dict(), "shard": i, "shards": len(groups), "files": [[uri, size] for uri, size in group]}
             for i, group in enumerate(groups)]
 
@@ -72,7 +76,7 @@ def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[
     files = [f for c in mine for f in c["files"]]
     return {
         "partition": partition.to_dict(),
-        "source_prefix": partition.path(cfg.defaults.logs_uri),
+        "source_prefix": _source_prefix(cfg, partition),
         "files": files,
         "files_damaged": sum(f["damaged"] for f in files),
         "rows_read": rows_read,
@@ -80,3 +84,11 @@ def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[
         "outcome": "no_traffic" if rows_read == 0 else "ok",
         "shards": [{k: v for k, v in c.items() if k != "files"} for c in mine],
     }
+
+
+def _source_prefix(cfg: MonitoringConfig, partition: Partition) -> str:
+    """Where the partition's traffic is read from: its log prefix, or the model's OpenTelemetry export prefix."""
+    from modelwatch.ingest.otel import otel_source
+
+    source = otel_source(cfg, partition.model_id)
+    return partition.path(cfg.defaults.logs_uri) if source is None else source.uri

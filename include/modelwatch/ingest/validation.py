@@ -290,6 +290,7 @@ class StreamValidator:
     """
 
     def __init__(self, model: Model, partition: Partition, suites_dir: Path = SUITES_DIR):
+        self.model, self.partition = model, partition
         self.gx = GxRunner(expectations_for(model, partition, suites_dir))
         self.duplicates = DuplicateTracker()
         self.failures: Counter[str] = Counter()
