@@ -140,3 +140,43 @@ def test_the_ui_lists_the_projects_and_serves_a_snapshot_and_the_trend(evidently
     assert len(body["sources"]) == len(DRIFT_DAYS) and body["series"], body
     by_day = dict(zip((s["timestamp"][:10] for s in body["sources"]), body["series"][0]["values"], strict=True))
     assert by_day[DRIFT_DAYS[-1].isoformat()] >= 0.2 > max(by_day[d.isoformat()] for d in DRIFT_DAYS[:-1]), by_day  # the de-DE drift day stands out
+
+
+def test_a_day_added_while_the_ui_runs_shows_when_its_project_is_reloaded(world, evidently_ui):
+    """What the UI's project page does on opening (GET .../reload): it re-reads the project's snapshots from S3."""
+    from modelwatch.drift.evidently_report import add_to_workspace
+    from modelwatch.storage.s3 import get_bytes
+
+    client, cfg, records = world
+    project = str(project_id("modelwatch churn-classifier-v2"))
+    snapshot = get_bytes(client, records[("churn-classifier-v2", DRIFT_DAYS[-1])]["drift_uri"].replace("drift.json", "evidently_snapshot.json")).decode()
+    later = snapshot.replace('"timestamp": "2026-10-05T00:00:00"', '"timestamp": "2026-10-06T00:00:00"')
+    assert later != snapshot
+    _, added = add_to_workspace(WORKSPACE, "modelwatch churn-classifier-v2", later, s3_client=client)
+
+    def days() -> list[str]:
+        return sorted(s["timestamp"][:10] for s in requests.get(f"{evidently_ui}/api/projects/{project}/snapshots", timeout=30).json())
+
+    try:
+        assert "2026-10-06" not in days()  # the service lists what it holds in memory
+        assert requests.get(f"{evidently_ui}/api/projects/{project}/reload", timeout=60).ok
+        assert days() == [*[d.isoformat() for d in DRIFT_DAYS], "2026-10-06"]
+    finally:  # the other tests see the three drift days only
+        from evidently.ui.workspace import Workspace
+
+        Workspace(WORKSPACE).delete_run(project, added)
+
+
+def test_a_project_created_while_the_ui_runs_waits_for_a_restart(world, evidently_ui):
+    from evidently.ui.workspace import Workspace
+    from modelwatch.drift.evidently_report import add_to_workspace
+    from modelwatch.storage.s3 import get_bytes
+
+    client, _, records = world
+    snapshot = get_bytes(client, records[("churn-classifier-v2", DRIFT_DAYS[0])]["drift_uri"].replace("drift.json", "evidently_snapshot.json")).decode()
+    created, _ = add_to_workspace(WORKSPACE, "modelwatch probe", snapshot, s3_client=client)
+    try:
+        names = {p["name"] for p in requests.get(f"{evidently_ui}/api/projects", timeout=30).json()}
+        assert "modelwatch probe" not in names and "modelwatch churn-classifier-v2" in names  # Evidently lists projects read at start
+    finally:
+        Workspace(WORKSPACE).delete_project(created)

@@ -101,3 +101,19 @@ def test_every_published_port_is_bound_to_loopback(compose):
     published = {(name, str(port)) for name, service in compose["services"].items() for port in service.get("ports", [])}
     assert published, "the stack publishes the ports the README names"
     assert [p for p in published if not p[1].startswith("127.0.0.1:")] == []
+
+
+def test_the_evidently_ui_reads_the_workspace_the_workers_write_from_minio(compose):
+    ui = compose["services"]["evidently-ui"]
+    command = ui["command"]
+    workspace = command[command.index("--workspace") + 1]
+    assert workspace == _env(compose["services"]["worker"])["MODELWATCH_EVIDENTLY_WORKSPACE"]
+    assert f"local/{urlparse(workspace).netloc}" in " ".join(compose["services"]["s3-init"]["command"])  # its bucket is created
+    conn = json.loads(_env(compose["services"]["worker"])["AIRFLOW_CONN_AWS_DEFAULT"])
+    env = _env(ui)
+    assert env["FSSPEC_S3_ENDPOINT_URL"] == conn["extra"]["endpoint_url"]
+    assert (env["FSSPEC_S3_KEY"], env["FSSPEC_S3_SECRET"]) == (conn["login"], conn["password"])
+    assert ui["entrypoint"] == ["python", "-m", "modelwatch.drift.evidently_ui"]
+    port = command[command.index("--port") + 1]
+    assert ui["ports"] == [f"127.0.0.1:{port}:{port}"] and command[command.index("--host") + 1] == "0.0.0.0"
+    assert f"`evidently-ui` (:{port}" in (ROOT / "README.md").read_text()

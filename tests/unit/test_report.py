@@ -382,3 +382,41 @@ def test_every_template_ships_as_package_data():
     templates = Path(modelwatch.publish.__file__).parent / "templates"
     files = [p.relative_to(templates.parent).as_posix() for p in templates.rglob("*") if p.is_file()]
     assert len(files) >= 15 and [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)] == []
+
+
+class _Links(HTMLParser):
+    """(href, text) of every link of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[list[str]] = []
+        self._open = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append([dict(attrs).get("href") or "", ""])
+            self._open = True
+
+    def handle_endtag(self, tag):
+        self._open = self._open and tag != "a"
+
+    def handle_data(self, data):
+        if self._open:
+            self.links[-1][1] += data
+
+
+def _links(page: str) -> list[list[str]]:
+    parser = _Links()
+    parser.feed(page)
+    return parser.links
+
+
+def test_the_drift_line_links_its_day_in_the_evidently_ui_escaped():
+    url = 'http://127.0.0.1:8000/projects/p/reports/s?x="><script>window.__pwned=1</script>'
+    s = full_summary()
+    s["drift"]["evidently_ui_url"] = url
+    page = render_partition_page(s)
+    assert [url, "this day in the Evidently UI"] in _links(page)  # the attribute carries the URL whole, as data
+    assert "<script>window.__pwned" not in page
+    del s["drift"]["evidently_ui_url"]
+    assert "Evidently UI" not in render_partition_page(s)
