@@ -80,6 +80,18 @@ def test_bad_uri_and_missing_file(tmp_path):
         load_config(broken)
 
 
+def test_the_evidently_workspace_is_an_s3_uri_and_the_ui_a_web_address():
+    data = copy.deepcopy(BASE)
+    data["defaults"].update(evidently_workspace_uri="demo_output/evidently", evidently_ui_url="127.0.0.1:8000")
+    assert problems(data) == [
+        "defaults.evidently_workspace_uri: expected an s3://bucket/prefix URI for the Evidently workspace, got 'demo_output/evidently'",
+        "defaults.evidently_ui_url: expected the http(s):// address of the Evidently UI, got '127.0.0.1:8000'",
+    ]
+    data["defaults"].update(evidently_workspace_uri="s3://ml-monitoring/evidently/", evidently_ui_url="http://127.0.0.1:8000/")
+    defaults = parse_config(data).defaults
+    assert (defaults.evidently_workspace_uri, defaults.evidently_ui_url) == ("s3://ml-monitoring/evidently", "http://127.0.0.1:8000")
+
+
 def test_cli_validate_config_prints_problems(tmp_path, capsys):
     assert main(["validate-config", str(DEFAULT_CONFIG_PATH)]) == 0
     assert "ok (2 models" in capsys.readouterr().out
