@@ -158,7 +158,7 @@ def test_a_failed_notification_leaves_no_notify_url_in_xcom_or_logs(airflow_db, 
     assert get_json(s3, cfg.model(BOT).rollback.uri)["experiments"][breach["experiment_id"]]["state"] == "rolled_back"
     assert failing_hook.paths == [f"/services/{SECRET}"] * 2  # the notification really went out, and was retried once
     host = f"http://127.0.0.1:{failing_hook.server.server_port}/…"
-    assert outcome["notified"].startswith(f"failed: POST {host} failed after 2 attempts; last error HTTP 500: upstream failed for …")
+    assert outcome["notified"].startswith(f"failed: POST {host} failed after 2 attempts (1 retry allowed); last error HTTP 500: upstream failed for …")
     seen = {"xcom": json.dumps(_xcoms(run), default=str), "task logs": _task_logs(airflow_db, run), "output": out + err}
     assert f"ROLLBACK {BOT} {breach['experiment_id']}" in seen["task logs"] + seen["output"]  # the task's own log lines are in what is searched
     for where, text in seen.items():
