@@ -11,7 +11,7 @@ import base64
 import gzip
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -23,8 +23,12 @@ from opentelemetry.trace import Status, StatusCode
 PARTITION_FORMAT = "year=%Y/month=%m/day=%d/hour=%H/minute=%M"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ns(at: datetime) -> int:
-    return int(at.timestamp() * 1_000_000) * 1000
+    """Nanoseconds since the epoch, exactly (a float timestamp would lose microseconds)."""
+    return (at - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 class SpanMaker:
@@ -43,7 +47,7 @@ class SpanMaker:
             span.add_event(event, attrs, timestamp=ns(start))
         if error:
             span.set_status(Status(StatusCode.ERROR, "failed"))
-        span.end(end_time=ns(start) + int(latency_ms * 1_000_000))
+        span.end(end_time=ns(start) + round(latency_ms * 1_000_000))
 
     def finished(self):
         spans = self.exporter.get_finished_spans()

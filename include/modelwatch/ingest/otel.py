@@ -34,6 +34,7 @@ A row's line (``_line``) is the span's position in its file, counting every span
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -71,15 +72,17 @@ def _listing_prefix(source: OtelSource, at: datetime, hourly: bool) -> str:
     return f"{source.uri}/{at.strftime(directories)}".rstrip("/")
 
 
-def _key_pattern(source: OtelSource) -> re.Pattern[str]:
-    parts = re.split(r"%(.)", source.partition_format)  # literal, directive, literal, ...
+@functools.lru_cache(maxsize=64)
+def _key_pattern(uri: str, partition_format: str) -> re.Pattern[str]:
+    """A regular expression matching ``{uri}/{partition_format}/`` at the start of a key, a named group per directive."""
+    parts = re.split(r"%(.)", partition_format)  # literal, directive, literal, ...
     body = "".join(_DIRECTIVE_PATTERNS[p] if i % 2 else re.escape(p) for i, p in enumerate(parts))
-    return re.compile(re.escape(source.uri + "/") + body + "/")
+    return re.compile(re.escape(uri + "/") + body + "/")
 
 
 def export_time(source: OtelSource, uri: str) -> datetime | None:
     """When the exporter wrote the file at ``uri``, from its partition directories (None when the key does not fit the format)."""
-    match = _key_pattern(source).match(uri)
+    match = _key_pattern(source.uri, source.partition_format).match(uri)
     if match is None:
         return None
     got = match.groupdict()
@@ -351,9 +354,9 @@ def skip_reason(source: OtelSource, attrs: dict[str, Any], resource: dict[str, A
     return None
 
 
-def span_record(model: Model, source: OtelSource, span, resource: dict[str, Any]) -> dict[str, Any]:
-    """One GenAI model-request span as a log record of ``core.contract.FIELDS``; absent values are left out for the validator."""
-    attrs = attributes(span.attributes)
+def span_record(model: Model, source: OtelSource, span, attrs: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    """One GenAI model-request span (its ``attributes`` as ``attrs``) as a log record of ``core.contract.FIELDS``; absent values are
+    left out for the validator."""
     events = [(e.name, attributes(e.attributes)) for e in span.events]
     prompt, response = _texts(attrs, events)
     variant, experiment_id = _arm(model, source, attrs, events)
@@ -427,7 +430,7 @@ def _batches(stream: FileStream, decoded: Decoded, lost: str | None, model: Mode
                     stream.skipped[reason] = stream.skipped.get(reason, 0) + 1
                     continue
                 try:
-                    batch.records.append(span_record(model, source, span, resource))
+                    batch.records.append(span_record(model, source, span, attrs, resource))
                     batch.lines.append(position)
                 except SpanProblem as exc:
                     batch.rejects.append(_reject(stream.source, position, str(exc), _span_raw(span)))
