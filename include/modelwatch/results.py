@@ -135,7 +135,6 @@ class DriftRecord(TypedDict):
     alert_count: NotRequired[int]
     report_uri: NotRequired[str | None]  # Evidently's report.html
     evidently_ui_url: NotRequired[str | None]  # the day's snapshot in the Evidently UI (defaults.evidently_ui_url set and a workspace written)
-    evidently_ui_url: NotRequired[str | None]  # the day's snapshot in the Evidently UI (defaults.evidently_ui_url set and a workspace written)
     baseline_version: NotRequired[str]
     reason: NotRequired[str]
     segment_embedding: NotRequired[list[dict[str, Any]]]  # per-segment MMD: {"segment", "column", "n_reference", "n_current", "mmd2", "p_adjusted", ...}
