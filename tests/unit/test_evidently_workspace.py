@@ -65,9 +65,12 @@ def test_a_rerun_replaces_its_day(s3, workspace_uri):
     assert _evidently_view(s3, workspace_uri) == {"model-a": {datetime(2026, 3, 1): "2026-03-01 shift 0.0", datetime(2026, 3, 2): "2026-03-02 shift 30.0"}}
 
 
-def test_two_writers_at_once_on_a_new_workspace_make_one_project_and_one_snapshot_per_day(s3, workspace_uri):
+@pytest.mark.parametrize("where", ["s3", "local folder"])
+def test_two_writers_at_once_on_a_new_workspace_make_one_project_and_one_snapshot_per_day(s3, workspace_uri, tmp_path, where):
     """Two workers start together on an empty workspace: both create the project, both write day 2, each writes one
-    other day. One project, one dashboard tab, three snapshots."""
+    other day. One project, one dashboard tab, three snapshots (on S3 by the ids alone; in a local folder, also locked)."""
+    if where == "local folder":
+        workspace_uri = str(tmp_path / "evidently")
     jobs = {"first": [(DAYS[1], 0.0), (DAYS[0], 0.0)], "second": [(DAYS[1], 5.0), (DAYS[2], 0.0)]}
     snapshots = {name: [(day, _snapshot(day, shift, day.day)) for day, shift in days] for name, days in jobs.items()}
     start = threading.Barrier(len(jobs))
