@@ -211,3 +211,12 @@ def test_an_otel_source_needs_external_or_hash_assignment():
         parse_config({"models": [{"id": "m", "kind": "llm", "experiments": [{"id": "e"}], "source": {"otel": {"uri": PREFIX}}}]})
     with pytest.raises(ConfigError, match="partition_format"):
         parse_config({"models": [{"id": "m", "kind": "llm", "source": {"otel": {"uri": PREFIX, "partition_format": "%H/%M"}}}]})
+
+
+@pytest.mark.parametrize("document", [{"resourceSpans": [{"scopeSpans": [{"spans": "x"}]}]}, [1, 2],
+                                      {"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "zz", "attributes": [{"key": "gen_ai.system"}]}]}]}]}])
+def test_json_that_is_no_trace_export_is_a_damaged_file(document):
+    key = export_key(PREFIX, NOON, 10)
+    stream, rows, rejects = read(config(), json.dumps(document).encode(), key)
+    assert stream.damaged and rows == [] and len(rejects) == 1
+    assert "OTLP/JSON" in stream.problem and stream.problem.startswith(key)

@@ -131,6 +131,18 @@ def _hex_ids_to_base64(request: dict[str, Any]) -> None:
                             holder[name] = base64.b64encode(bytes.fromhex(holder[name])).decode("ascii")
 
 
+def _strip_other_spans(request: dict[str, Any]) -> None:
+    """Empty the spans with no ``gen_ai.*`` attribute, in place, before protobuf parses them: they are only counted
+    (``skip_reason``), and most spans of a service are HTTP or database spans."""
+    for resource_spans in request.get("resourceSpans") or ():
+        for scope_spans in resource_spans.get("scopeSpans") or ():
+            spans = scope_spans.get("spans")
+            for i, span in enumerate(spans if isinstance(spans, list) else ()):
+                if isinstance(span, dict) and not any(str(kv.get("key", "")).startswith("gen_ai.") for kv in span.get("attributes") or ()
+                                                      if isinstance(kv, dict)):
+                    spans[i] = {}
+
+
 @dataclass
 class Decoded:
     """An export file's resource spans (protobuf messages), and where decoding stopped if it did."""
@@ -153,6 +165,7 @@ def decode_json(data: bytes) -> Decoded:
     if not isinstance(document, dict):
         return Decoded([], f"an OTLP/JSON export is an object with resourceSpans, got {type(document).__name__}")
     try:
+        _strip_other_spans(document)
         _hex_ids_to_base64(document)
         message = json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (ValueError, TypeError, AttributeError, json_format.ParseError) as exc:
