@@ -180,6 +180,7 @@ def test_export_time_parses_the_partition_directories():
     source = config().model("support-bot-v3").source.otel
     assert export_time(source, f"{PREFIX}/year=2026/month=11/day=03/hour=07/minute=42/traces_1.json") == datetime(2026, 11, 3, 7, 42, tzinfo=UTC)
     assert export_time(source, f"{PREFIX}/elsewhere/traces_1.json") is None
+    assert export_time(source, f"{PREFIX}/year=2026/month=11/day=31/hour=07/minute=42/traces_1.json") is None
     daily = config(partition_format="dt=%Y-%m-%d").model("support-bot-v3").source.otel
     assert export_time(daily, f"{PREFIX}/dt=2026-11-03/traces_1.json") == datetime(2026, 11, 3, tzinfo=UTC)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,11 +88,14 @@ def export_time(source: OtelSource, uri: str) -> datetime | None:
         return None
     got = match.groupdict()
     year = int(got["Y"]) if got.get("Y") else 2000 + int(got["y"])
-    if got.get("j"):
-        day = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=int(got["j"]) - 1)
-    else:
-        day = datetime(year, int(got.get("m") or 1), int(got["d"]), tzinfo=UTC)
-    return day + timedelta(hours=int(got.get("H") or 0), minutes=int(got.get("M") or 0))
+    try:
+        if got.get("j"):
+            day = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=int(got["j"]) - 1)
+        else:
+            day = datetime(year, int(got.get("m") or 1), int(got["d"]), tzinfo=UTC)
+        return day.replace(hour=int(got.get("H") or 0), minute=int(got.get("M") or 0))
+    except ValueError:  # no such date or time (day=32, hour=24): not the exporter's key
+        return None
 
 
 def is_trace_file(source: OtelSource, uri: str) -> bool:
@@ -106,8 +110,8 @@ def list_exports(client, source: OtelSource, partition: Partition) -> list[tuple
 
     start, end = _window(partition)
     until = end + timedelta(minutes=source.late_minutes)
-    hourly = partition.hour is not None
-    prefixes = dict.fromkeys(_listing_prefix(source, at, hourly) for at in (start, until - timedelta(microseconds=1)))
+    late_hours = [end + timedelta(hours=h) for h in range(math.ceil(source.late_minutes / 60))]  # listed an hour at a time
+    prefixes = dict.fromkeys([_listing_prefix(source, start, partition.hour is not None)] + [_listing_prefix(source, at, True) for at in late_hours])
     files = []
     for prefix in prefixes:
         for uri, size in list_objects(client, prefix):
