@@ -105,10 +105,12 @@ def test_arms_come_from_the_feature_flag_or_a_configured_attribute():
     chat(maker, "old-flag", **{"feature_flag.key": "exp-042", "feature_flag.variant": "control"})
     chat(maker, "plain")
     chat(maker, "attr", **{"app.arm": "treatment"})
+    chat(maker, "no-variant", **{"feature_flag.key": "exp-042"})
     data = export_bytes(maker.finished())
     _, rows, _ = read(config(), data, export_key(PREFIX, NOON, 4))
     arms = {r["request_id"]: (r["variant"], r["experiment_id"]) for r in rows}
-    assert arms == {"flagged": ("treatment", "exp-042"), "old-flag": ("control", "exp-042"), "plain": ("production", None), "attr": ("production", None)}
+    assert arms == {"flagged": ("treatment", "exp-042"), "old-flag": ("control", "exp-042"), "plain": ("production", None), "attr": ("production", None),
+                    "no-variant": (None, "exp-042")}  # no variant: the validator quarantines the row
     _, rows, _ = read(config(variant_attribute="app.arm"), data, export_key(PREFIX, NOON, 4))
     assert {r["request_id"]: r["variant"] for r in rows}["attr"] == "treatment"
     assert {r["request_id"]: r["experiment_id"] for r in rows}["attr"] == "exp-042"
@@ -129,9 +131,10 @@ def test_unreadable_messages_are_a_read_reject_with_the_reason_and_position():
     chat(maker, "fine")
     chat(maker, "bad", **{"gen_ai.input.messages": json.dumps({"not": "messages"}) + "x"})
     chat(maker, "numbers", **{"gen_ai.input.messages": "[1, 2]"})
+    chat(maker, "scalar", **{"gen_ai.input.messages": "42"})
     stream, rows, rejects = read(config(), export_bytes(maker.finished()), export_key(PREFIX, NOON, 6))
-    assert [r["request_id"] for r in rows] == ["fine", "bad"]  # text that is not JSON is read as the prompt's plain text
-    assert rows[1]["prompt"] == json.dumps({"not": "messages"}) + "x"
+    assert [r["request_id"] for r in rows] == ["fine", "bad", "scalar"]  # text that is no JSON list or object is the prompt's plain text
+    assert rows[1]["prompt"] == json.dumps({"not": "messages"}) + "x" and rows[2]["prompt"] == "42"
     assert [(r["_line"], r["reasons"]) for r in rejects] == [(3, "gen_ai.input.messages must be a list of messages (role and parts), got list")]
     assert "app.request_id" in rejects[0]["raw"]
 

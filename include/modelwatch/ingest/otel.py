@@ -245,9 +245,12 @@ def _messages(value: Any, name: str, role: str = "user") -> list[dict[str, Any]]
     """Messages of ``gen_ai.input.messages`` / ``output.messages`` (JSON text or structured) or an older event's content."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return [{"role": role, "content": value}]  # plain text, as the older attributes carry it
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, (list, dict)):
+            return [{"role": role, "content": value}]  # plain text, as the older attributes carry it ("42" too)
+        value = parsed
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
@@ -258,7 +261,7 @@ def _messages(value: Any, name: str, role: str = "user") -> list[dict[str, Any]]
 def _text_of(message: dict[str, Any]) -> str:
     parts = message.get("parts")
     if isinstance(parts, list):
-        return "\n".join(str(p.get("content", "")) for p in parts if isinstance(p, dict) and p.get("type", TEXT_PART) == TEXT_PART)
+        return "\n".join(str(p.get("content") or "") for p in parts if isinstance(p, dict) and p.get("type", TEXT_PART) == TEXT_PART)
     content = message.get("content", message.get("message", {}).get("content") if isinstance(message.get("message"), dict) else None)
     return "" if content is None else content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
@@ -334,14 +337,16 @@ def _flag(attrs: dict[str, Any], events: list[tuple[str, dict[str, Any]]]) -> tu
     return None, None
 
 
-def _arm(model: Model, source: OtelSource, attrs: dict[str, Any], events: list[tuple[str, dict[str, Any]]]) -> tuple[str, str | None]:
-    """(variant, experiment id): the configured attribute or the feature flag; ``production`` outside any experiment."""
+def _arm(model: Model, source: OtelSource, attrs: dict[str, Any], events: list[tuple[str, dict[str, Any]]]) -> tuple[str | None, str | None]:
+    """(variant, experiment id): the configured attribute or the feature flag; ``production`` outside any experiment.
+
+    An experiment's flag without a variant gives no variant (None), so the validator quarantines the row as missing one."""
     key, variant = _flag(attrs, events)
     if source.variant_attribute is not None:
         variant = attrs.get(source.variant_attribute)
     experiments = {e.id: e for e in model.experiments}
     if key in experiments:
-        return str(variant) if variant is not None else experiments[key].control, key
+        return (None if variant is None else str(variant)), key
     if variant is not None:
         owner = next((e.id for e in model.experiments if variant in (e.control, e.treatment)), None)
         return str(variant), owner
