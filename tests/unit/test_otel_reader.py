@@ -224,3 +224,36 @@ def test_json_that_is_no_trace_export_is_a_damaged_file(document):
     stream, rows, rejects = read(config(), json.dumps(document).encode(), key)
     assert stream.damaged and rows == [] and len(rejects) == 1
     assert "OTLP/JSON" in stream.problem and stream.problem.startswith(key)
+
+
+def test_an_hour_of_exports_is_checked_with_its_damaged_file_quarantined_at_its_position(s3):
+    """plan_shards lists the hour's exports, check_shard reads them as rows and quarantines the damage with file and position."""
+    import uuid
+
+    from modelwatch.ingest.stage import check_shard, plan_shards
+    from modelwatch.storage.s3 import ensure_bucket, get_table, put_bytes
+
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"s3://otel-{tag}/traces"
+    ensure_bucket(s3, f"otel-{tag}")
+    cfg = parse_config({"defaults": {"reports_uri": f"s3://otel-{tag}/reports"}, "models": [{
+        "id": "support-bot-v3", "kind": "llm", "cadence": ["hourly"],
+        "source": {"otel": {"uri": prefix, "marshaler": "otlp_proto", "compression": "gzip", "request_id_attribute": "app.request_id"}}}]})
+    maker = SpanMaker()
+    for i in range(6):
+        chat(maker, f"r{i}", at=NOON + timedelta(minutes=i))
+    spans = maker.finished()
+    put_bytes(s3, export_key(prefix, NOON + timedelta(minutes=1), 1, "otlp_proto", True), export_bytes(spans[:3], "otlp_proto", True))
+    whole = gzip.compress(export_bytes(spans[3:4], "otlp_proto") + export_bytes(spans[4:], "otlp_proto"))
+    damaged = export_key(prefix, NOON + timedelta(minutes=7), 2, "otlp_proto", True)
+    put_bytes(s3, damaged, whole[: len(whole) - 30])
+    put_bytes(s3, export_key(prefix, NOON + timedelta(hours=2), 3, "otlp_proto", True), export_bytes(spans, "otlp_proto", True))  # another hour
+
+    shards = plan_shards(s3, cfg, Partition("support-bot-v3", DAY, 12))
+    assert [len(s["files"]) for s in shards] == [2]
+    checked = check_shard(s3, cfg, shards[0])
+    assert checked["rows_valid"] == 4 and checked["rows_quarantined"] == 1 and checked["read_rejects"] == 1
+    assert [f["damaged"] for f in checked["files"]] == [False, True] and checked["files"][1]["problem"].startswith(damaged)
+    quarantine = get_table(s3, f"s3://otel-{tag}/reports/_work/model_id=support-bot-v3/dt={DAY}/hour=12/shards/quarantine-00000-of-00001.parquet")
+    (row,) = quarantine.to_pylist()
+    assert (row["_source"], row["_line"], row["reasons"]) == (damaged, 2, "spans lost to the damaged export file")
