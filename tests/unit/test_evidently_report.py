@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.drift.evidently_report import EvidentlyRun, add_to_workspace, build_report, drift_verdict, project_id, snapshot_id
+from modelwatch.drift.evidently_report import EvidentlyRun, build_report, drift_verdict
+from modelwatch.drift.evidently_workspace import add_to_workspace, project_id, snapshot_id
 
 NUMERICAL = ["latency_ms", "completion_tokens"]
 CATEGORICAL = ["route", "region"]

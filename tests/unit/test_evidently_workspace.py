@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
-from modelwatch.drift.evidently_report import add_to_workspace, build_report, configure_s3, project_id, snapshot_id, workspace_ui_path
+from modelwatch.drift.evidently_report import build_report
+from modelwatch.drift.evidently_workspace import add_to_workspace, configure_s3, project_id, snapshot_id, workspace_ui_path
 
 DAYS = [datetime(2026, 3, day, tzinfo=UTC) for day in (1, 2, 3)]
 

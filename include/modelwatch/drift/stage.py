@@ -134,7 +134,8 @@ def _evidently_report(client, cfg: MonitoringConfig, model, partition: Partition
     page in the Evidently UI when ``defaults.evidently_ui_url`` is set."""
     import os
 
-    from modelwatch.drift.evidently_report import add_to_workspace, build_report, workspace_ui_path
+    from modelwatch.drift.evidently_report import build_report
+    from modelwatch.drift.evidently_workspace import add_to_workspace, workspace_ui_path
 
     numerical = [c for c in columns.tested() if columns.kinds[c] == "numerical"]
     categorical = [c for c in columns.tested() if columns.kinds[c] == "categorical"]

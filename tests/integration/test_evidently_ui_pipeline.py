@@ -18,7 +18,7 @@ from datetime import date, datetime
 import pytest
 import requests
 from modelwatch.core.partition import Partition
-from modelwatch.drift.evidently_report import configure_s3, project_id, snapshot_id
+from modelwatch.drift.evidently_workspace import configure_s3, project_id, snapshot_id
 from modelwatch.runner import drift, extract, validate
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
 
@@ -144,7 +144,7 @@ def test_the_ui_lists_the_projects_and_serves_a_snapshot_and_the_trend(evidently
 
 def test_a_day_added_while_the_ui_runs_shows_when_its_project_is_reloaded(world, evidently_ui):
     """What the UI's project page does on opening (GET .../reload): it re-reads the project's snapshots from S3."""
-    from modelwatch.drift.evidently_report import add_to_workspace
+    from modelwatch.drift.evidently_workspace import add_to_workspace
     from modelwatch.storage.s3 import get_bytes
 
     client, cfg, records = world
@@ -169,7 +169,7 @@ def test_a_day_added_while_the_ui_runs_shows_when_its_project_is_reloaded(world,
 
 def test_a_project_created_while_the_ui_runs_waits_for_a_restart(world, evidently_ui):
     from evidently.ui.workspace import Workspace
-    from modelwatch.drift.evidently_report import add_to_workspace
+    from modelwatch.drift.evidently_workspace import add_to_workspace
     from modelwatch.storage.s3 import get_bytes
 
     client, _, records = world
