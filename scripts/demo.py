@@ -227,8 +227,8 @@ def main() -> int:
     print(f"\nexperiment decisions by day (exp-042 starts {exp.start}; its treatment's p99 latency regresses from {REGRESSION_DAY}):")
     for row in decision_rows:
         print("  " + row)
-    print(f"\nestimated classifier accuracy by day (CBPE, no labels needed; the classifier's inputs shift from {START + timedelta(7)}, "
-          "its labels arrive 7 days late):")
+    print(f"\nestimated classifier accuracy by day (CBPE, no labels needed; the classifier's inputs drift from {DRIFT_DAY} and a sign-up "
+          f"campaign shifts them further from {START + timedelta(7)}; its labels arrive 7 days late):")
     for row in estimation_rows:
         print("  " + row)
     print(f"wall time {elapsed:.0f} s, peak memory (all processes) {memory.peak / 2**30:.2f} GiB")
