@@ -1,7 +1,8 @@
-"""What every benchmark suite shares: a progress line with elapsed seconds, and the record shape ``bench/run.py`` tabulates."""
+"""What every benchmark suite shares: a progress line with elapsed seconds, the record shape ``bench/run.py`` tabulates, and one-core pinning."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,3 +23,9 @@ def suite_helpers(suite: str) -> tuple[Callable[[str], None], Callable[..., Reco
                 "alternative": alternative, "alternative_value": alternative_value, "target": target}
 
     return log, record
+
+
+def pin_to_one_core() -> None:
+    """Run this process on one CPU (the lowest it may use), so a per-core figure is one core's where the OS allows pinning."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import suite_helpers
+from bench.common import pin_to_one_core, suite_helpers
 
 SUITE = "otel"
 log, record = suite_helpers(SUITE)
@@ -125,8 +124,7 @@ def run(size: str) -> list[Record]:
     """All records of the suite; ``size`` is "small" or "full"."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_core()
     cfg = SIZES[size]
     return read_and_map(cfg["requests"], cfg["rounds"])
 

@@ -20,7 +20,6 @@ so the figures are the client's own CPU cost, not the network's.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 
 from modelwatch.serving import Experiment, KillSwitch, LogEmitter, Price, Router
 
-from bench.common import suite_helpers
+from bench.common import pin_to_one_core, suite_helpers
 
 SUITE = "serving"
 log, record = suite_helpers(SUITE)
@@ -134,8 +133,7 @@ def run(size: str) -> list[Record]:
     """All records of the suite; ``size`` is "small" or "full"."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_core()
     cfg = SIZES[size]
     with tempfile.TemporaryDirectory(prefix="bench-serving-spill-") as spill:
         return (emitter_overhead(cfg["rows"] // 4, cfg["rounds"], spill) + router_overhead(cfg["rows"] // 4, cfg["rounds"], spill)
