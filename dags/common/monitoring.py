@@ -110,8 +110,8 @@ def plan_shards(partitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @task(map_index_template="{{ shard_label }}")
 def check_shard(shard: dict[str, Any]) -> dict[str, Any]:
-    """Read, coerce and validate one shard's files in batches (the map step of the fan-out)."""
-    from modelwatch.ingest.stage import check_shard as run
+    """Read, coerce and validate one shard's files in batches (the map step of the fan-out), summarising its valid rows for the stages."""
+    from modelwatch.runner import check_shard as run
 
     get_current_context()["shard_label"] = f"{shard['partition']['model_id']} {shard['partition']['dt']} {shard['shard'] + 1}/{shard['shards']}"
     cfg = config_or_fail()

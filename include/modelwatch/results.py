@@ -63,6 +63,7 @@ class ShardFigures(TypedDict):
     rows_quarantined: int
     failures: dict[str, int]  # rule -> rows
     examples: dict[str, list[str]]  # rule -> located examples
+    summaries: dict[str, str]  # stage -> the URI of its summary of this shard's valid rows (modelwatch.summaries)
 
 
 class ShardCheck(ShardFigures):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -26,6 +27,8 @@ from modelwatch.stages import NO_TRAFFIC, StageContext, StageResult, for_cadence
 def run_stage(name: str, ctx: StageContext, upstream: Mapping[str, Any] | None = None, *, pass_no_traffic: bool = True) -> StageResult:
     """Run stage ``name`` on ``ctx.partition`` with the results of the stages it needs (StageResults or XCom dicts)."""
     spec = stage(name)
+    if ctx.summarize is None and name in ("extract", "validate"):
+        ctx = with_summaries(ctx)
     inputs = {n: StageResult.of(n, (upstream or {}).get(n)) for n in spec.needs}
     if pass_no_traffic and not spec.runs_without_traffic and any(r is not None and r.outcome == NO_TRAFFIC for r in inputs.values()):
         return StageResult(name, SkippedRecord(partition=ctx.partition.to_dict(), outcome=NO_TRAFFIC))
@@ -51,6 +54,29 @@ def _run_module(spec, ctx: StageContext, inputs: Mapping[str, StageResult | None
         missing = {"partition": ctx.partition.to_dict(), "outcome": "no_baseline", **spec.no_baseline, "reason": str(exc)}
         uri = put_json(ctx.client, report_uri(ctx.cfg, ctx.partition, spec.baseline), missing)
         return StageResult(spec.name, {**missing, f"{spec.name}_uri": uri})
+
+
+def with_summaries(ctx: StageContext) -> StageContext:
+    """``ctx`` able to build its partition's shard summaries: one per stage of its cadence that has a per-shard part."""
+    from modelwatch.summaries import ShardSummaries, summary_modules
+
+    modules = summary_modules(for_cadence(ctx.cadence))
+    holder: list[StageContext] = []
+
+    def summarize(shard: int, shards: int) -> ShardSummaries:
+        return ShardSummaries(holder[0], shard, shards, modules)
+
+    holder.append(replace(ctx, summarize=summarize))
+    return holder[0]
+
+
+def check_shard(client, cfg: MonitoringConfig, shard: Mapping[str, Any]) -> dict[str, Any]:
+    """The map step on one shard (``ingest.stage.check_shard``), building every summarising stage's summary of its valid rows."""
+    from modelwatch.ingest.stage import check_shard as check
+
+    partition = Partition.from_dict(shard["partition"])
+    ctx = with_summaries(StageContext(client, cfg, partition, "daily" if partition.hour is None else "hourly"))
+    return dict(check(client, cfg, dict(shard), ctx.summarize(shard["shard"], shard["shards"])))
 
 
 class RecordMismatch(TypeError):

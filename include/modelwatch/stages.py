@@ -17,6 +17,10 @@ A stage's record is a ``TypedDict`` of ``modelwatch.results`` (``ValidateRecord`
 declared in the registry below (``Stage.record``); the runner checks each record a stage returns
 against it, so the fields the stages after it read are a contract, not a convention.
 
+A stage that reads the day's rows has a per-shard part (``Stage.summary``, see ``modelwatch.summaries``):
+a mergeable summary each shard task builds while the shard's valid rows stream past, so the stage's
+own task merges summaries and decides instead of reading the whole day again.
+
 ``run`` is the only thing the runner (``modelwatch.runner``) calls. The runner, not the stages,
 handles what used to be written once per task:
 
@@ -61,6 +65,7 @@ class Stage:
     baseline: str | None = None  # the output a missing baseline is recorded in; None: the stage needs no baseline
     no_baseline: Mapping[str, Any] = field(default_factory=dict)  # that record's fields beyond partition, outcome and reason
     applies: Callable[[Model], bool] | None = None  # None: every model
+    summary: str | None = None  # the module of its per-shard part (modelwatch.summaries), built while each shard is checked
 
 
 def _has_judge(model: Model) -> bool:
@@ -106,6 +111,7 @@ class StageContext:
     run: Mapping[str, Any] = field(default_factory=dict)  # {"dag_id", "run_id"}: recorded in summary.json
     connection: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None = None  # the llm_judge connection, or how to look it up
     checked: list[dict[str, Any]] | None = None  # the map step's shard results (extract; None: extract checks the shards itself)
+    summarize: Callable[[int, int], Any] | None = None  # (shard, shards) -> summaries.ShardSummaries of this partition (set by the runner)
 
     @property
     def model(self) -> Model:

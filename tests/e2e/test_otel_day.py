@@ -11,7 +11,8 @@ import pytest
 import yaml
 from modelwatch.config import load_config
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.stage import check_shard, plan_shards
+from modelwatch.ingest.stage import plan_shards
+from modelwatch.runner import check_shard
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
 from modelwatch.storage.s3 import delete_prefix, get_bytes, get_json, get_table, list_objects, put_bytes
 

@@ -4,9 +4,9 @@ import gzip
 from datetime import date
 
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.stage import check_shard, plan_shards
+from modelwatch.ingest.stage import plan_shards
 from modelwatch.ingest.valid import read_valid
-from modelwatch.runner import extract, validate
+from modelwatch.runner import check_shard, extract, validate
 from modelwatch.runtime.generate import Scenario, generate_traffic
 from modelwatch.storage.keys import quarantine_uri, valid_manifest_uri
 from modelwatch.storage.s3 import get_bytes, get_json, get_table, list_objects, put_bytes

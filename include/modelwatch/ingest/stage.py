@@ -17,7 +17,7 @@ NEEDS: tuple[str, ...] = ()
 
 def run(ctx: StageContext, upstream: Upstream) -> StageResult[ExtractRecord]:
     """The partition's read figures, merged from the map step's shard results (or from checking its shards here)."""
-    return StageResult(NAME, _extract(ctx.client, ctx.cfg, ctx.partition, ctx.checked))
+    return StageResult(NAME, _extract(ctx.client, ctx.cfg, ctx.partition, ctx.checked, ctx.summarize))
 
 
 def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dict[str, Any]]:
@@ -33,11 +33,13 @@ def plan_shards(client, cfg: MonitoringConfig, partition: Partition) -> list[dic
             for i, group in enumerate(groups)]
 
 
-def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> ShardCheck:
+def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any], summaries=None) -> ShardCheck:
     """Read, coerce and validate one shard's files batch by batch (``defaults.batch_rows``); memory is bounded by a batch.
 
     Writes the shard's valid rows, its quarantine (read and validation rejects, by row id)
     and the first occurrence of each request id (for the reduce step's duplicate check).
+    ``summaries`` (a ``modelwatch.summaries.ShardSummaries``, from ``runner.check_shard``) takes in
+    every valid batch as it passes, and its summaries are written beside the shard's part.
     """
     from modelwatch.ingest.read import StreamTally, validated_batches
     from modelwatch.ingest.schema import CANONICAL_SCHEMA, REJECT_SCHEMA
@@ -56,19 +58,23 @@ def check_shard(client, cfg: MonitoringConfig, shard: dict[str, Any]) -> ShardCh
         for ok, rejected in validated_batches(client, cfg, files, validator, first_row_id(index), tally, f"{partition.label} shard {index}"):
             valid.write(ok)
             quarantine.write(rejected)
+            if summaries is not None:
+                summaries.update(ok)
+    written = summaries.write() if summaries is not None else {}
     put_table(client, shard_uri(cfg, partition, "ids", index, count), validator.duplicates.first_occurrences())
     rows_read = tally.rows_read
     if rows_read != valid.rows + quarantine.rows:
         raise AssertionError(f"{partition.label} shard {index}: rows read {rows_read} != valid {valid.rows} + quarantined {quarantine.rows}")
     return {"partition": partition.to_dict(), "shard": index, "shards": count, "files": tally.files, "rows_read": rows_read,
             "read_rejects": tally.read_rejects, "rows_valid": valid.rows, "rows_quarantined": quarantine.rows, "failures": dict(validator.failures),
-            "examples": dict(validator.examples)}
+            "examples": dict(validator.examples), "summaries": written}
 
 
-def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[ShardCheck] | None = None) -> ExtractRecord:
+def _extract(client, cfg: MonitoringConfig, partition: Partition, checked: list[ShardCheck] | None = None, summarize=None) -> ExtractRecord:
     """The partition's read figures, merged from its checked shards (``check_shard``; run here, one after another, when not given)."""
     if checked is None:
-        checked = [check_shard(client, cfg, shard) for shard in plan_shards(client, cfg, partition)]
+        checked = [check_shard(client, cfg, shard, summarize(shard["shard"], shard["shards"]) if summarize else None)
+                   for shard in plan_shards(client, cfg, partition)]
     mine = sorted((c for c in checked if c["partition"] == partition.to_dict()), key=lambda c: c["shard"])
     if not mine or len(mine) != mine[0]["shards"]:
         raise RuntimeError(f"{partition.label}: {len(mine)} checked shards, expected {mine[0]['shards'] if mine else 'at least 1'}; re-run the partition")

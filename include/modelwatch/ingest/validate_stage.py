@@ -8,6 +8,7 @@ from modelwatch.results import ExtractRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import quarantine_uri, shard_uri, valid_manifest_uri
 from modelwatch.storage.s3 import get_table, put_json, put_table
+from modelwatch.summaries import manifest_summaries
 
 NAME = "validate"
 NEEDS: tuple[str, ...] = ("extract",)
@@ -15,10 +16,10 @@ NEEDS: tuple[str, ...] = ("extract",)
 
 def run(ctx: StageContext, upstream: Upstream) -> StageResult[ValidateRecord]:
     """The reduce step over the extracted partition."""
-    return StageResult(NAME, _validate(ctx.client, ctx.cfg, record(upstream["extract"])))
+    return StageResult(NAME, _validate(ctx.client, ctx.cfg, record(upstream["extract"]), ctx.summarize))
 
 
-def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord) -> ValidateRecord:
+def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord, summarize=None) -> ValidateRecord:
     """The reduce step: repeats across shards, one quarantine, the valid rows' manifest; then the invalid-share limit."""
     from modelwatch.ingest.shards import cross_shard_repeats, merge_failures
     from modelwatch.ingest.validation import enforce_invalid_share
@@ -33,7 +34,9 @@ def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord) -> Valida
     quarantined, by_file = _merge_quarantine(client, cfg, partition, count, moved)
     parts = [shard_uri(cfg, partition, "valid-without-repeats" if i in moved else "valid", i, count) for i in range(count)]
     rows_valid = sum(s["rows_valid"] for s in shards) - sum(len(m) for m in moved.values())
-    put_json(client, valid_manifest_uri(cfg, partition), {"partition": partition.to_dict(), "parts": parts, "rows": rows_valid})
+    summaries = _shard_summaries(client, shards, parts, moved, summarize)
+    put_json(client, valid_manifest_uri(cfg, partition), {"partition": partition.to_dict(), "parts": parts, "rows": rows_valid,
+                                                          "summaries": manifest_summaries(summaries)})
     rows_in = extracted["rows_read"]
     if rows_in != rows_valid + quarantined:
         raise AssertionError(f"{partition.label}: rows read {rows_in} != valid {rows_valid} + quarantined {quarantined}")
@@ -86,6 +89,27 @@ def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: in
         put_table(client, shard_uri(cfg, partition, "valid-without-repeats", shard, count), part.filter(pc.invert(is_repeat)))
         moved[shard] = pa.Table.from_pylist(records, schema=REJECT_SCHEMA)
     return moved
+
+
+def _shard_summaries(client, shards, parts: list[str], moved, summarize) -> list[dict[str, str]]:
+    """Each shard's summaries; a shard that lost repeated request ids gets them rebuilt from its part without them.
+
+    The part is read a row group at a time, so the rebuild's memory is bounded like the shard task's.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modelwatch.storage.s3 import get_bytes
+
+    written = [dict(s.get("summaries", {})) for s in sorted(shards, key=lambda s: s["shard"])]
+    if summarize is None:
+        return written
+    for index in moved:
+        rebuilt = summarize(index, len(shards))
+        part = pq.ParquetFile(pa.BufferReader(get_bytes(client, parts[index])))
+        rebuilt.update_all(part.read_row_group(i) for i in range(part.num_row_groups))
+        written[index] = rebuilt.write("without-repeats")
+    return written
 
 
 def _merge_quarantine(client, cfg: MonitoringConfig, partition: Partition, count: int, moved) -> tuple[int, dict[str, int]]:

@@ -48,5 +48,11 @@ def shard_uri(cfg: MonitoringConfig, partition: Partition, kind: str, shard: int
     return work_uri(cfg, partition, f"shards/{kind}-{shard:05d}-of-{shards:05d}.parquet")
 
 
+def summary_uri(cfg: MonitoringConfig, partition: Partition, stage: str, shard: int, shards: int, variant: str = "") -> str:
+    """Where shard ``shard`` of ``shards`` keeps stage ``stage``'s summary (``modelwatch.summaries``); ``variant`` names a rebuilt one."""
+    suffix = f"-{variant}" if variant else ""
+    return work_uri(cfg, partition, f"summaries/{stage}-{shard:05d}-of-{shards:05d}{suffix}.bin")
+
+
 def valid_manifest_uri(cfg: MonitoringConfig, partition: Partition) -> str:
     return work_uri(cfg, partition, "valid.json")

@@ -1,0 +1,185 @@
+"""The per-shard part of a stage: a small, mergeable summary of one shard's valid rows, built where the rows are.
+
+A day is read in shards (``ingest.stage.check_shard``, one mapped task per shard). A stage that reads
+the day's rows does not read them again: while a shard's valid rows stream past in batches, each such
+stage's summary takes them in (``update``), and the shard task writes the summary beside the shard's
+valid part. The stage's own task then merges its summaries (``merge``, associative and commutative, so
+shard order and worker placement do not matter) and decides. Memory is bounded by a batch plus the
+summary, whatever the day's size, and the per-shard part runs on whichever worker checks the shard.
+
+A stage with a per-shard part names its summary module in the registry (``stages.Stage.summary``). The
+module has::
+
+    columns(ctx: StageContext) -> list[str]      the valid-row columns its summary reads
+    start(ctx: StageContext) -> Summary | None   an empty summary for ctx.partition; None when none can be
+                                                 built (no baseline yet: the stage reports that itself)
+    load(data: bytes) -> Summary                 a summary ``dump`` wrote
+
+and its ``Summary`` (the ``Summary`` protocol below) has ``update(rows)``, ``merge(other)`` and ``dump()``.
+Each summary's docstring says what it guarantees: exact (counts, sums, sums of squares, category counts),
+a sketch with its stated error (KLL quantiles), or a bounded sample drawn by hash (bottom-k over request
+ids: the same rows whichever shard holds them, so the merged sample is the day's bottom-k).
+
+The reduce step (``ingest.validate_stage``) removes request ids repeated across shards from a shard's
+valid part; it rebuilds that shard's summaries from the part without them, so a summary always covers
+exactly the rows of the manifest. The manifest (``valid.json``) lists every stage's summaries in shard order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+from modelwatch.storage.keys import summary_uri
+from modelwatch.storage.s3 import get_bytes, get_json, put_bytes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from modelwatch.stages import StageContext
+
+
+@runtime_checkable
+class Summary(Protocol):
+    """What one stage keeps of a set of valid rows; two summaries merge into the summary of both sets."""
+
+    def update(self, rows: pa.Table) -> None:
+        """Take in a batch of valid rows (only the columns the summary module's ``columns`` names)."""
+
+    def merge(self, other: Self) -> Self:
+        """The summary of both summaries' rows (may reuse ``self``)."""
+
+    def dump(self) -> bytes:
+        """Bytes ``load`` turns back into an equal summary."""
+
+
+@dataclass(frozen=True)
+class SummaryModule:
+    """A stage's summary module, imported by name from the registry (``Stage.summary``)."""
+
+    stage: str
+    module: Any
+
+    @classmethod
+    def named(cls, stage: str, module: str) -> SummaryModule:
+        return cls(stage, importlib.import_module(module))
+
+    def columns(self, ctx: StageContext) -> list[str]:
+        return list(self.module.columns(ctx))
+
+    def start(self, ctx: StageContext) -> Summary | None:
+        return self.module.start(ctx)
+
+    def load(self, data: bytes) -> Summary:
+        return self.module.load(data)
+
+
+class ShardSummaries:
+    """Every summarising stage's summary of one shard, fed batch by batch and written beside the shard's part."""
+
+    def __init__(self, ctx: StageContext, shard: int, shards: int, modules: Sequence[SummaryModule]):
+        self.ctx, self.shard, self.shards = ctx, shard, shards
+        self._open: list[tuple[SummaryModule, list[str], Summary]] = []
+        for module in modules:
+            summary = module.start(ctx)
+            if summary is not None:
+                self._open.append((module, module.columns(ctx), summary))
+
+    @property
+    def stages(self) -> list[str]:
+        return [module.stage for module, _, _ in self._open]
+
+    def update(self, rows: pa.Table) -> None:
+        """Give a batch of the shard's valid rows to every summary (each sees only its own columns)."""
+        if not rows.num_rows:
+            return
+        for _, columns, summary in self._open:
+            summary.update(rows.select(columns))
+
+    def update_all(self, batches: Iterable[pa.Table]) -> None:
+        for rows in batches:
+            self.update(rows)
+
+    def write(self, variant: str = "") -> dict[str, str]:
+        """Write each summary (``variant`` names a rebuilt one, beside the first); stage -> URI."""
+        written = {}
+        for module, _, summary in self._open:
+            uri = summary_uri(self.ctx.cfg, self.ctx.partition, module.stage, self.shard, self.shards, variant)
+            written[module.stage] = put_bytes(self.ctx.client, uri, summary.dump())
+        return written
+
+
+def manifest_summaries(shard_summaries: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
+    """The manifest's ``summaries``: stage -> its summaries' URIs in shard order (a stage only if every shard has one)."""
+    stages = set.intersection(*(set(s) for s in shard_summaries)) if shard_summaries else set()
+    return {stage: [s[stage] for s in shard_summaries] for stage in sorted(stages)}
+
+
+class SummaryMissing(RuntimeError):
+    """The day's manifest lists no summaries for a stage: its shards were checked before the stage could summarise them."""
+
+
+def merged(client, valid_manifest_uri: str, stage: str, load) -> Summary:
+    """The merge of stage ``stage``'s shard summaries that the manifest at ``valid_manifest_uri`` lists.
+
+    Raises SummaryMissing, naming the fix, when the shards were checked without this stage's summary
+    (its baseline did not exist yet when they ran, or the day was checked by an older modelwatch).
+    """
+    uris = get_json(client, valid_manifest_uri).get("summaries", {}).get(stage)
+    if not uris:
+        raise SummaryMissing(f"{valid_manifest_uri} lists no {stage} summaries: the day's shards were checked without them "
+                             f"(no baseline when they ran, or an older modelwatch). Re-run the day from check_shard (clear its tasks).")
+    return reduce(lambda a, b: a.merge(b), (load(get_bytes(client, uri)) for uri in uris))
+
+
+def summary_modules(stages: Iterable[Any]) -> list[SummaryModule]:
+    """The summary modules of registry entries (``stages.Stage``) that have one, in registry order."""
+    return [SummaryModule.named(s.name, s.summary) for s in stages if getattr(s, "summary", None)]
+
+
+# -- encodings shared by the summaries ----------------------------------------------------------------------
+
+
+def dump_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=True).encode()
+
+
+def load_json(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def dump_tables(meta: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> bytes:
+    """JSON ``meta`` and named Arrow tables in one object: a length-prefixed JSON header, then each table as Arrow IPC."""
+    import pyarrow as pa
+
+    out = io.BytesIO()
+    blobs: dict[str, bytes] = {}
+    for name, table in tables.items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        blobs[name] = sink.getvalue().to_pybytes()
+    header = dump_json({"meta": meta, "tables": {name: len(blob) for name, blob in blobs.items()}})
+    out.write(len(header).to_bytes(8, "little"))
+    out.write(header)
+    for blob in blobs.values():
+        out.write(blob)
+    return out.getvalue()
+
+
+def load_tables(data: bytes) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """What ``dump_tables`` wrote: (meta, tables)."""
+    import pyarrow as pa
+
+    size = int.from_bytes(data[:8], "little")
+    header = load_json(data[8 : 8 + size])
+    offset, tables = 8 + size, {}
+    for name, length in header["tables"].items():
+        tables[name] = pa.ipc.open_stream(data[offset : offset + length]).read_all()
+        offset += length
+    return header["meta"], tables
