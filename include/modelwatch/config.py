@@ -56,6 +56,9 @@ class Defaults(_Strict):
     # key order), read and validated by parallel tasks and merged by a reduce step; smaller partitions are one shard.
     shard_bytes: int = Field(256 * 2**20, ge=1)
     batch_rows: int = Field(50_000, ge=1)  # rows a task holds at once while reading and validating a shard
+    # The largest uniform sample a stage's per-shard summary keeps of a column (bottom-k by request-id hash, modelwatch.summaries):
+    # a day with at most this many rows is summarised exactly (every row), a larger one by the sample, whatever its size.
+    summary_sample_rows: int = Field(200_000, ge=1)
     # Evidently workspace the drift stage adds each model's day to (one project per model, one snapshot per day), e.g.
     # s3://ml-monitoring/evidently beside reports_uri; MODELWATCH_EVIDENTLY_WORKSPACE (a local folder or URI) overrides it.
     evidently_workspace_uri: str | None = None

@@ -183,3 +183,78 @@ def load_tables(data: bytes) -> tuple[dict[str, Any], dict[str, pa.Table]]:
         tables[name] = pa.ipc.open_stream(data[offset : offset + length]).read_all()
         offset += length
     return header["meta"], tables
+
+
+# -- a uniform sample that merges ----------------------------------------------------------------------------
+
+SAMPLE_KEY = "_sample_key"
+
+
+def sample_keys(request_ids) -> Any:
+    """64-bit hash keys of request ids (pandas' SipHash with its fixed default key: stable across runs and processes).
+
+    The one key function of every bottom-k sample (baselines, and the stages' shard summaries), so a
+    request is in or out of a sample of the same size whichever task draws it.
+    """
+    import numpy as np
+    import pandas as pd
+
+    ids = request_ids.to_pandas() if hasattr(request_ids, "to_pandas") else pd.Series(request_ids)
+    return pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy(dtype=np.uint64)
+
+
+class BottomK:
+    """The ``k`` rows with the smallest request-id hashes of all rows offered: bottom-k sampling (Cohen and Kaplan, PODC 2007).
+
+    Guarantee: a uniform random sample without replacement of the rows offered (the hash orders them
+    at random), of size min(k, rows); the bottom-k of a union is the bottom-k of the parts' bottom-ks,
+    so shards merge in any order to the day's own sample. ``seen`` counts every row offered (exact);
+    ``exact`` is true while every row is kept (rows <= k). ``rows`` must include ``request_id``.
+    """
+
+    def __init__(self, k: int, table: pa.Table | None = None, seen: int = 0):
+        self.k, self.table, self.seen = k, table, seen
+
+    def update(self, rows: pa.Table) -> None:
+        import pyarrow as pa
+
+        if not rows.num_rows:
+            return
+        self.seen += rows.num_rows
+        keyed = rows.append_column(SAMPLE_KEY, pa.array(sample_keys(rows["request_id"]), pa.uint64()))
+        self._keep(keyed)
+
+    def merge(self, other: BottomK) -> BottomK:
+        merged = BottomK(max(self.k, other.k), self.table, self.seen + other.seen)
+        if other.table is not None:
+            merged._keep(other.table)
+        return merged
+
+    def _keep(self, keyed: pa.Table) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = keyed if self.table is None else pa.concat_tables([self.table, keyed], promote_options="permissive")
+        if table.num_rows > self.k:
+            table = table.take(pc.select_k_unstable(table, self.k, [(SAMPLE_KEY, "ascending")]))
+        self.table = table
+
+    @property
+    def exact(self) -> bool:
+        return self.seen <= self.k
+
+    @property
+    def rows(self) -> pa.Table | None:
+        """The sampled rows, in sample-key order, without the key (None: no row offered)."""
+        if self.table is None:
+            return None
+        return self.table.sort_by(SAMPLE_KEY).drop_columns([SAMPLE_KEY])
+
+    def to_parts(self, name: str) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+        """Its meta and table for ``dump_tables`` under ``name`` (a summary may hold several samples)."""
+        tables = {} if self.table is None else {name: self.table}
+        return {name: {"k": self.k, "seen": self.seen}}, tables
+
+    @classmethod
+    def from_parts(cls, name: str, meta: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> BottomK:
+        return cls(meta[name]["k"], tables.get(name), meta[name]["seen"])

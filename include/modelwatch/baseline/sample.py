@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-SAMPLE_KEY = "_sample_key"
+from modelwatch.summaries import SAMPLE_KEY, sample_keys
 
-
-def sample_keys(request_ids: pd.Series) -> np.ndarray:
-    """64-bit hash keys of request ids (pandas' SipHash with its fixed default key: stable across runs)."""
-    return pd.util.hash_pandas_object(request_ids.astype(str), index=False).to_numpy(dtype=np.uint64)
+__all__ = ["SAMPLE_KEY", "bottom_k", "sample_keys"]
 
 
 def bottom_k(sample: pd.DataFrame | None, rows: pd.DataFrame, k: int) -> pd.DataFrame:
