@@ -77,3 +77,56 @@ def test_daily_run_for_two_models_on_celery_and_postgres(s3, isolated_config, ce
         assert summary["rows"]["read"] == summary["rows"]["valid"] + summary["rows"]["quarantined"]
         assert summary["run"]["run_id"] == run_id
         assert summary["drift"] is not None and summary["experiments"] is not None
+
+    _check_ui_links(celery_airflow.api(), s3, cfg, run_id, written)
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, bytes, str]:
+    """GET ``url`` (with a bearer token when given): status, body, content type."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
+            return resp.status, resp.read(), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def _check_ui_links(api, s3, cfg, run_id: str, written: dict[str, int]) -> None:
+    """The modelwatch_ui plugin through the real API server: the run's tab links to every model's reports, behind Airflow's auth."""
+    import html
+    import re
+    from urllib.parse import quote, unquote, urljoin
+
+    from modelwatch.storage.s3 import get_bytes
+
+    views = [v for p in api.call("GET", "/plugins")["plugins"] for v in p["external_views"] if p["name"] == "modelwatch_ui"]
+    assert {(v["destination"], v["href"]) for v in views} == {("dag_run", "modelwatch/runs/{DAG_ID}/{RUN_ID}"),
+                                                              ("task_instance", "modelwatch/tasks/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}")}
+    run_url = f"{api.base_url}/modelwatch/runs/modelwatch_daily/{quote(run_id, safe='')}"
+    status, body, _ = _get(run_url)
+    assert status == 401, f"an unauthenticated request got {status}: {body[:300]!r}"  # plugin endpoints do not skip Airflow's auth
+    assert _get(run_url, token="not-a-token")[0] == 403
+
+    token = api.token()
+    status, body, kind = _get(run_url, token)
+    assert status == 200 and kind.startswith("text/html"), body[:500]
+    page = body.decode()
+    links = [html.unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+    for model_id in written:
+        mine = [h for h in links if f"model_id={model_id}/dt={DAY.isoformat()}/" in unquote(h)]
+        assert {unquote(h).rsplit("/", 1)[1] for h in mine} >= {"index.html", "drift.json", "summary.json"}
+    summary_link = next(h for h in links if unquote(h).endswith(f"model_id=churn-classifier-v2/dt={DAY.isoformat()}/summary.json"))
+    status, served, kind = _get(urljoin(run_url, summary_link), token)
+    assert status == 200 and kind.startswith("application/json")
+    assert served == get_bytes(s3, f"{Partition('churn-classifier-v2', DAY).path(cfg.defaults.reports_uri)}/summary.json")
+    assert _get(urljoin(run_url, summary_link))[0] == 401  # the report files need the token too
+
+    branch = f"{api.base_url}/modelwatch/tasks/modelwatch_daily/{quote(run_id, safe='')}/monitor.publish/0"
+    status, body, _ = _get(branch, token)
+    assert status == 200 and body.decode().count("<tr>") == 2  # the header and the one model of map index 0
+    private = f"{api.base_url}/modelwatch/reports/_quarantine/model_id=support-bot-v3/dt={DAY.isoformat()}/quarantine.parquet"
+    assert _get(private, token)[0] == 404  # quarantined traffic is never served
+    assert _get(f"{api.base_url}/modelwatch/reports/model_id=x/..%2F..%2Fsecret", token)[0] == 404
