@@ -77,10 +77,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("validate", "modelwatch.ingest.validate_stage", ValidateRecord, needs=("extract",)),
     Stage("profile", "modelwatch.profile.stage", ProfileRecord, needs=("validate",)),
     Stage("drift", "modelwatch.drift.stage", DriftRecord, needs=("validate",), cadences=DAILY, baseline="drift.json",
-          no_baseline={"severity": "none", "alerts": []}),
+          no_baseline={"severity": "none", "alerts": []}, summary="modelwatch.drift.summary"),
     Stage("concept", "modelwatch.concept.stage", ConceptRecord, needs=("validate",), cadences=DAILY),
     Stage("judge", "modelwatch.judge.stage", JudgeRecord, needs=("validate",), cadences=DAILY, applies=_has_judge),
-    Stage("experiments", "modelwatch.experiments.stage", ExperimentsRecord, needs=("validate", "profile", "judge", "concept"), cadences=DAILY),
+    Stage("experiments", "modelwatch.experiments.stage", ExperimentsRecord, needs=("validate", "profile", "judge", "concept"), cadences=DAILY,
+          summary="modelwatch.experiments.summary"),
     Stage("publish", "modelwatch.publish.stage", PublishRecord,
           needs=("extract", "validate", "profile", "drift", "concept", "experiments", "judge"), runs_without_traffic=True),
 )

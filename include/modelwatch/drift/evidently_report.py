@@ -76,6 +76,7 @@ def build_report(
     title: str,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
+    current_rows: int | None = None,
 ) -> EvidentlyRun:
     """Run Evidently on reference vs current and return the page, the snapshot and the drift verdict.
 
@@ -83,7 +84,9 @@ def build_report(
     sampling is written into the page header and the snapshot metadata. Declared columns that are
     missing or entirely null on either side are dropped and reported in ``skipped_columns``.
     ``timestamp`` is the snapshot time the workspace trend is plotted on; an aware datetime is
-    converted to naive UTC, the form Evidently itself uses.
+    converted to naive UTC, the form Evidently itself uses. ``current_rows`` is the number of rows ``current`` was
+    drawn from when it is already a uniform sample of them (the drift stage's bottom-k report sample); the page
+    then says the report was computed on a uniform sample of k of n rows.
 
     Raises ``ValueError`` if a column is declared under two types, ``max_rows`` is not positive,
     or no declared column is usable.
@@ -101,7 +104,8 @@ def build_report(
 
     ref = _sample(reference, columns, max_rows, seed)
     cur = _sample(current, columns, max_rows, seed)
-    sampling = _sampling_note(len(reference), len(ref), len(current), len(cur), seed)
+    current_total = max(current_rows or 0, len(current))
+    sampling = _sampling_note(len(reference), len(ref), current_total, len(cur), seed, presampled=current_total > len(current))
     definition = DataDefinition(
         numerical_columns=numerical,
         categorical_columns=categorical,
@@ -186,10 +190,14 @@ def _sample(frame: pd.DataFrame, columns: list[str], max_rows: int, seed: int) -
     return frame
 
 
-def _sampling_note(ref_total: int, ref_used: int, cur_total: int, cur_used: int, seed: int) -> str:
-    """One line saying how many rows of each side the report saw."""
+def _sampling_note(ref_total: int, ref_used: int, cur_total: int, cur_used: int, seed: int, presampled: bool = False) -> str:
+    """One line saying how many rows of each side the report saw (``presampled``: the current rows came as a uniform sample)."""
     if ref_used == ref_total and cur_used == cur_total:
         return f"All rows: reference {ref_total:,}, current {cur_total:,}."
+    if presampled:
+        reference = f"reference {ref_total:,} rows" if ref_used == ref_total else f"reference {ref_used:,} of {ref_total:,} rows (uniform random sample, seed {seed})"
+        return (f"Current day computed on a uniform sample of {cur_used:,} of {cur_total:,} rows (the smallest request-id hashes); "
+                f"{reference}.")
     return f"Uniform random sample (seed {seed}): reference {ref_used:,} of {ref_total:,} rows, current {cur_used:,} of {cur_total:,} rows."
 
 

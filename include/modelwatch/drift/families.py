@@ -25,16 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from modelwatch.baseline.columns import DriftColumns
+from modelwatch.drift.sides import Side, as_side
 from modelwatch.drift.univariate import (
     ColumnDrift,
     DriftPolicy,
     Severity,
     categorical_drift,
-    category_counts,
     decide,
     numerical_drift,
     severity,
@@ -42,21 +41,27 @@ from modelwatch.drift.univariate import (
     worst,
 )
 
+Rows = Side | pd.DataFrame  # a side of a test (drift.sides): rows in memory, or a day's merged drift summary
 
-def column_tests(reference: pd.DataFrame, current: pd.DataFrame, names: list[str], kinds: dict[str, str],
+
+def column_tests(reference: Rows, current: Rows, names: list[str], kinds: dict[str, str],
                  profiles: dict[str, Any] | None = None) -> list[ColumnDrift]:
-    """Undecided tests of ``names``; with ``profiles`` the PSI bins come from the baseline's KLL sketches."""
+    """Undecided tests of ``names``; with ``profiles`` the PSI bins come from the baseline's KLL sketches.
+
+    Categorical columns are tested on each side's exact category counts; numerical ones on its numbers
+    (a summary's bottom-k sample: every row of a day of at most ``defaults.summary_sample_rows`` rows).
+    """
     from modelwatch.baseline.profiles import psi_bins_from_profile
 
+    reference, current = as_side(reference), as_side(current)
     out = []
     for name in names:
         if kinds[name] == "numerical":
             bins = psi_bins_from_profile(profiles[name]) if profiles and name in profiles else None
             edges, counts = bins if bins else (None, None)
-            out.append(numerical_drift(name, reference[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float),
-                                       edges=edges, reference_bin_counts=counts))
+            out.append(numerical_drift(name, reference.numbers(name), current.numbers(name), edges=edges, reference_bin_counts=counts))
         else:
-            out.append(categorical_drift(name, category_counts(reference[name]), category_counts(current[name])))
+            out.append(categorical_drift(name, reference.category_counts(name), current.category_counts(name)))
     return out
 
 
@@ -71,7 +76,8 @@ def family_result(name: str, results: list[ColumnDrift], policy: DriftPolicy) ->
 
 
 EmbeddingTest = Callable[[pd.DataFrame, pd.DataFrame, str, int], dict[str, Any]]
-"""(reference rows, current rows, text column, permutations) -> an MMD result dict (``drift.mmd.MMDResult.to_dict``)."""
+"""(reference rows, current rows, text column, permutations) -> an MMD result dict (``drift.mmd.MMDResult.to_dict``); the rows are
+each side's ``text_rows(column)`` (``drift.sides``)."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,8 @@ class SegmentSlice:
 
     key: str
     value: str
-    reference: pd.DataFrame
-    current: pd.DataFrame
+    reference: Side
+    current: Side
 
     @property
     def label(self) -> str:
@@ -92,11 +98,11 @@ class SegmentSlice:
         return min(len(self.reference), len(self.current))
 
 
-def segment_slices(reference: pd.DataFrame, current: pd.DataFrame, key: str, min_count: int) -> tuple[list[SegmentSlice], list[dict[str, Any]]]:
+def segment_slices(reference: Rows, current: Rows, key: str, min_count: int) -> tuple[list[SegmentSlice], list[dict[str, Any]]]:
     """The values of ``key`` with at least ``min_count`` rows on both sides, and the skipped ones with their counts."""
     slices, skipped = [], []
-    ref_groups = dict(tuple(reference.groupby(key, dropna=True))) if key in reference else {}
-    for value, cur_rows in current.groupby(key, dropna=True):
+    ref_groups = as_side(reference).groups(key)
+    for value, cur_rows in as_side(current).groups(key).items():
         ref_rows = ref_groups.get(value)
         n_ref = 0 if ref_rows is None else len(ref_rows)
         if min(n_ref, len(cur_rows)) < min_count:
@@ -142,7 +148,7 @@ def embedding_choice(per_key: list[list[SegmentSlice]], cap: int) -> list[Segmen
     return turns[:cap]
 
 
-def segment_families(reference: pd.DataFrame, current: pd.DataFrame, columns: DriftColumns, policy: DriftPolicy, min_count: int,
+def segment_families(reference: Rows, current: Rows, columns: DriftColumns, policy: DriftPolicy, min_count: int,
                      embedding_test: EmbeddingTest | None = None, embedding_segments: int = 0,
                      embedding_permutations_configured: int = 1000) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every segment key's values tested on every column, and up to ``embedding_segments`` values (``embedding_choice``) on each
@@ -165,7 +171,7 @@ def segment_families(reference: pd.DataFrame, current: pd.DataFrame, columns: Dr
     family_size = len(tested) + planned
     permutations = embedding_permutations(family_size, policy.alpha, embedding_permutations_configured)
     embedded = [{"family": "segment embedding", "segment": p.label, "key": p.key, "value": p.value, "column": column,
-                 **embedding_test(p.reference, p.current, column, permutations)}
+                 **embedding_test(p.reference.text_rows(column), p.current.text_rows(column), column, permutations)}
                 for p in (chosen if embedding_test is not None else []) for column in columns.text]
     with_p = [e for e in embedded if e.get("p_value") is not None]
     adjusted = holm([t.p_value for t in tested] + [e["p_value"] for e in with_p], policy.alpha)
@@ -195,13 +201,16 @@ def _tagged(result: ColumnDrift, value: Any, key: str) -> ColumnDrift:
     return replace(result, details={**result.details, "segment_key": key, "segment_value": str(value)})
 
 
-def analyze(reference: pd.DataFrame, current: pd.DataFrame, columns: DriftColumns, policy: DriftPolicy, min_segment_count: int,
+def analyze(reference: Rows, current: Rows, columns: DriftColumns, policy: DriftPolicy, min_segment_count: int,
             profiles: dict[str, Any] | None = None, embedding_test: EmbeddingTest | None = None, embedding_segments: int = 0,
             embedding_permutations_configured: int = 1000) -> dict[str, Any]:
     """Every family and segment of one partition against its baseline, with the overall severity and alerts.
 
+    ``reference`` and ``current`` are frames of drift columns or sides (``drift.sides``: the day's merged summary).
+
     ``embedding_test`` (with ``embedding_segments`` > 0) adds per-segment embedding drift to the segment family.
     """
+    reference, current = as_side(reference), as_side(current)
     families = [
         family_result(name, column_tests(reference, current, names, columns.kinds, profiles), policy)
         for name, names in (("features", columns.features), ("prediction", columns.prediction), ("input_length", columns.input_length))
@@ -228,11 +237,3 @@ def analyze(reference: pd.DataFrame, current: pd.DataFrame, columns: DriftColumn
         "policy": {"alpha": policy.alpha, "small_sample": policy.small_sample, "floors": dict(policy.floors), "methods": dict(policy.methods)},
     }
 
-
-def sample_texts(frame: pd.DataFrame, column: str, n: int, seed: int = 0) -> list[str]:
-    """Up to ``n`` non-empty texts of a column, sampled uniformly with a fixed seed."""
-    texts = [t for t in frame[column].dropna().tolist() if isinstance(t, str) and t.strip()]
-    if len(texts) <= n:
-        return texts
-    keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=n, replace=False))
-    return [texts[i] for i in keep]
