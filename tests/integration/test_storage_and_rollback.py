@@ -27,17 +27,113 @@ def bucket(s3) -> str:
     return name
 
 
-def test_atomic_put_leaves_no_temporary_object(s3):
-    b = bucket(s3)
-    put_bytes(s3, f"s3://{b}/a/x.bin", b"one")
-    put_bytes(s3, f"s3://{b}/a/x.bin", b"two")
-    assert [u for u, _ in list_objects(s3, f"s3://{b}/")] == [f"s3://{b}/a/x.bin"]
+class Requests:
+    """The S3 requests a client sends (botocore's before-send, retries included) and the body bytes it receives."""
+
+    def __init__(self, client):
+        self.sent: list[tuple[str, str, str | None]] = []  # (operation, URL, Range header)
+        self.bytes_received = 0
+        client.meta.events.register("before-send.s3", self._sent)
+        client.meta.events.register("after-call.s3", self._received)
+
+    def _sent(self, request, event_name, **_):
+        byte_range = request.headers.get("Range")
+        self.sent.append((event_name.rsplit(".", 1)[-1], request.url, byte_range.decode() if isinstance(byte_range, bytes) else byte_range))
+
+    def _received(self, http_response, **_):
+        self.bytes_received += int(http_response.headers.get("content-length", 0) or 0)
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _, _ in self.sent]
+
+
+def test_a_write_is_one_put_of_the_final_key(s3_server):
+    from modelwatch.storage.s3 import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    b = bucket(client)
+    seen = Requests(client)
+    put_bytes(client, f"s3://{b}/a/x.bin", b"one")
+    put_bytes(client, f"s3://{b}/a/x.bin", b"two")
     table = pa.table({"a": [1, 2, 3]})
-    put_table(s3, f"s3://{b}/t.parquet", table)
-    assert get_table(s3, f"s3://{b}/t.parquet").equals(table)
-    put_json(s3, f"s3://{b}/j.json", {"k": [1]})
-    assert get_json(s3, f"s3://{b}/j.json") == {"k": [1]}
-    assert delete_prefix(s3, f"s3://{b}/a") == 1 and not exists(s3, f"s3://{b}/a/x.bin")
+    put_table(client, f"s3://{b}/t.parquet", table)
+    put_json(client, f"s3://{b}/j.json", {"k": [1]})
+    assert seen.operations() == ["PutObject"] * 4
+    assert [url.rsplit(f"/{b}/", 1)[1] for _, url, _ in seen.sent] == ["a/x.bin", "a/x.bin", "t.parquet", "j.json"]
+    assert sorted(u for u, _ in list_objects(client, f"s3://{b}/")) == [f"s3://{b}/a/x.bin", f"s3://{b}/j.json", f"s3://{b}/t.parquet"]
+    assert get_table(client, f"s3://{b}/t.parquet").equals(table)
+    assert get_json(client, f"s3://{b}/j.json") == {"k": [1]}
+    assert delete_prefix(client, f"s3://{b}/a") == 1 and not exists(client, f"s3://{b}/a/x.bin")
+
+
+def _wide_table(rows: int, groups: int) -> tuple[pa.Table, bytes]:
+    """A table whose incompressible prompt column dwarfs the others, written with ``groups`` row groups (as a shard's sink writes batches)."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    table = pa.table({"request_id": [f"req-{i:09d}" for i in range(rows)], "latency_ms": rng.gamma(2.0, 300.0, rows),
+                      "prompt": [rng.bytes(150) for _ in range(rows)], "status": rng.choice(["ok", "error"], rows)})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=rows // groups)
+    return table, buf.getvalue()
+
+
+def test_a_column_read_fetches_its_chunks_and_the_footer_not_the_object(s3_server):
+    from modelwatch.storage.s3 import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    b = bucket(client)
+    table, body = _wide_table(40_000, 4)  # 1.5 MiB of prompt per row group: more than the gap a read spans
+    client.put_object(Bucket=b, Key="valid.parquet", Body=body)
+    seen = Requests(client)
+
+    got = get_table(client, f"s3://{b}/valid.parquet", columns=["status", "latency_ms"])
+
+    assert got.equals(table.select(["status", "latency_ms"])), "the columns in the order asked, every row"
+    assert set(seen.operations()) == {"GetObject"} and all(rng and rng.startswith("bytes=") for _, _, rng in seen.sent)
+    assert seen.bytes_received < len(body) / 4, (seen.bytes_received, len(body))
+    assert len(seen.sent) <= 1 + 4, "the tail, then at most one ranged GET per row group"
+    seen.sent.clear()
+    seen.bytes_received = 0
+    assert get_table(client, f"s3://{b}/valid.parquet").equals(table)
+    assert seen.operations() == ["GetObject"] and seen.sent[0][2] is None and seen.bytes_received == len(body)
+
+
+def test_a_column_read_of_a_small_object_is_one_request(s3_server):
+    from modelwatch.storage.s3 import make_client
+
+    client = make_client(endpoint_url=s3_server.endpoint)
+    b = bucket(client)
+    table = pa.table({"a": list(range(50)), "b": [str(i) for i in range(50)]})
+    put_table(client, f"s3://{b}/small.parquet", table)
+    seen = Requests(client)
+    assert get_table(client, f"s3://{b}/small.parquet", columns=["b"]).equals(table.select(["b"]))
+    assert seen.operations() == ["GetObject"]
+
+
+def test_a_column_read_of_a_nested_column_gets_all_its_leaves(s3):
+    b = bucket(s3)
+    table = pa.table({"id": ["a", "b"], "metadata": [{"topic": "x", "locale": "en"}, {"topic": "y", "locale": None}], "n": [1, 2]})
+    put_table(s3, f"s3://{b}/nested.parquet", table)
+    assert get_table(s3, f"s3://{b}/nested.parquet", columns=["metadata", "id"]).equals(table.select(["metadata", "id"]))
+
+
+def test_an_object_replaced_between_ranges_fails_the_read_not_mixes_versions(s3):
+    import pytest
+    from modelwatch.storage.ranged import RangedObject
+    from modelwatch.storage.s3 import S3Error
+
+    b = bucket(s3)
+    _, body = _wide_table(20_000, 2)
+    s3.put_object(Bucket=b, Key="v.parquet", Body=body)
+    source = RangedObject(s3, f"s3://{b}/v.parquet", tail_bytes=1024)
+    s3.put_object(Bucket=b, Key="v.parquet", Body=body[::-1])
+    with pytest.raises(S3Error) as raised:
+        source.prefetch([(0, 4096)])
+    assert f"s3://{b}/v.parquet" in str(raised.value) and raised.value.response["Error"]["Code"] in ("PreconditionFailed", "412")
 
 
 def test_parquet_sink_streams_batches_into_one_object_or_none(s3):

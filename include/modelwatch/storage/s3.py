@@ -1,4 +1,4 @@
-"""S3 access for modelwatch: partition layout, listing, atomic and conditional writes.
+"""S3 access for modelwatch: listing, whole-object and conditional writes, whole and ranged reads.
 
 Functions take a boto3 S3 client. Inside Airflow that client comes from the Amazon
 provider's ``S3Hook(aws_conn_id).get_conn()``; elsewhere from ``make_client``. Keeping
@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError, IncompleteReadError,
 
 from modelwatch.core.uris import split_uri
 
-TMP_PREFIX = "_tmp/"
 # botocore retry policy: "adaptive" is "standard" (exponential backoff with full jitter on throttling,
 # 5xx, timeouts and connection errors) plus a client-side rate limiter that slows down on throttling.
 RETRY_MODE = "adaptive"
@@ -38,8 +36,8 @@ NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")
 ACCESS_DENIED_CODES = ("AccessDenied", "403", "Forbidden")
 IAM_POLICY_HINT = "the minimal IAM policy is in README.md, 'Privacy and permissions'"
 # the IAM action each operation needs (HeadObject is authorised as s3:GetObject, HeadBucket as s3:ListBucket)
-_ACTIONS = {"GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject", "CopyObject": "s3:PutObject",
-            "ListObjectsV2": "s3:ListBucket", "HeadBucket": "s3:ListBucket", "DeleteObjects": "s3:DeleteObject", "DeleteObject": "s3:DeleteObject",
+_ACTIONS = {"GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject",
+            "ListObjectsV2": "s3:ListBucket", "HeadBucket": "s3:ListBucket", "DeleteObjects": "s3:DeleteObject",
             "CreateBucket": "s3:CreateBucket"}
 
 
@@ -88,8 +86,6 @@ def _missing_permission(operation: str, uri: str) -> str:
     advice = f"the credentials of the aws connection lack {action} on {where}: grant it ({IAM_POLICY_HINT})"
     if operation in ("GetObject", "HeadObject"):
         advice += f"; without s3:ListBucket on arn:aws:s3:::{bucket} S3 also answers 403 for an object that does not exist"
-    elif operation in ("PutObject", "CopyObject"):
-        advice += f"; whole-object writes are staged under arn:aws:s3:::{bucket}/{TMP_PREFIX}*, which needs s3:PutObject, s3:GetObject and s3:DeleteObject"
     return advice
 
 
@@ -193,54 +189,34 @@ def exists(client, uri: str) -> bool:
 
 
 def put_bytes(client, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-    """Write an object so that readers see the old version or the new one, never a part.
+    """Write an object in one PUT; readers see the old version or the new one, never a part.
 
-    The body goes to a temporary key first and is then copied into place, so a task
-    killed mid-upload leaves nothing under the final prefix; re-runs overwrite. Removing the
-    temporary object is best effort: a leftover under ``_tmp/`` is invisible to readers (an
-    S3 lifecycle rule on ``_tmp/`` expires it).
+    S3 makes a PUT visible only once its whole body has arrived (and checks it against the
+    request's checksum), so a task killed mid-upload leaves the old version, or nothing; re-runs
+    overwrite.
     """
-
-    def upload(bucket: str, tmp_key: str) -> None:
-        client.put_object(Bucket=bucket, Key=tmp_key, Body=data, ContentType=content_type)
-
-    return _put_via_tmp(client, uri, upload, content_type)
+    bucket, key = split_uri(uri)
+    with _naming("PutObject", uri):
+        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    return uri
 
 
 def put_file(client, uri: str, path: str, content_type: str = "application/octet-stream") -> str:
     """``put_bytes`` for a local file, streamed from disk in one PUT (up to S3's 5 GiB per PUT).
 
-    One PUT rather than a multipart upload: the object keeps a whole-object checksum through
-    the copy into place, which clients validate on download.
+    One PUT rather than a multipart upload: one request, and the object keeps a whole-object
+    checksum, which clients validate on download.
     """
-
-    def upload(bucket: str, tmp_key: str) -> None:
-        with open(path, "rb") as body:
-            client.put_object(Bucket=bucket, Key=tmp_key, Body=body, ContentType=content_type)
-
-    return _put_via_tmp(client, uri, upload, content_type)
-
-
-def _put_via_tmp(client, uri: str, upload, content_type: str) -> str:
     bucket, key = split_uri(uri)
-    tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}"
-    with _naming("PutObject", uri):
-        upload(bucket, tmp_key)
-    try:
-        with _naming("CopyObject", uri):
-            client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": tmp_key}, ContentType=content_type, MetadataDirective="REPLACE")
-    finally:
-        try:
-            client.delete_object(Bucket=bucket, Key=tmp_key)
-        except (ClientError, BotoCoreError) as exc:
-            _log.warning("temporary object s3://%s/%s not removed (%s); it is not visible under %s", bucket, tmp_key, exc, uri)
+    with _naming("PutObject", uri), open(path, "rb") as body:
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return uri
 
 
 class ParquetSink:
     """Arrow tables appended to one Parquet object (zstd) as they come, in bounded memory.
 
-    Row groups go to a local spool file; ``close`` uploads it atomically (``put_file``), so
+    Row groups go to a local spool file; ``close`` uploads it in one PUT (``put_file``), so
     readers see the whole object or none. Use as a context manager: an exception discards it.
     """
 
@@ -339,7 +315,16 @@ def put_table(client, uri: str, table: pa.Table) -> str:
 
 
 def get_table(client, uri: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(get_bytes(client, uri)), columns=columns)
+    """A Parquet object as an Arrow table: the whole object in one GET, or only ``columns`` through range reads.
+
+    With ``columns``, only the footer and those columns' chunks are fetched
+    (``storage.ranged.read_columns``); a small object still arrives in one request.
+    """
+    if columns is None:
+        return pq.read_table(io.BytesIO(get_bytes(client, uri)))
+    from modelwatch.storage.ranged import read_columns
+
+    return read_columns(client, uri, list(columns))
 
 
 def delete_prefix(client, prefix_uri: str) -> int:
