@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from modelwatch.config import ConfigError, Experiment, parse_config
 from modelwatch.core.assignment import MODELWATCH, HashScheme, assign, bucket
@@ -289,9 +291,25 @@ def test_the_page_shows_invalid_guardrail_watch_abstentions_and_the_assignment()
 def test_days_stored_without_units_make_the_srm_count_requests(s3, prefix):
     exp = _experiment({"method": "external", "unit": "metadata.account.uid"})
     router = TeamRouter(exp.id)
+    from modelwatch.storage.s3 import put_table
+
+    days = []
     for k in range(2):
-        record, requests = day_record(team_day(START + timedelta(days=k), router, accounts=300, external=True, seed=13), exp)
-        store_day(s3, prefix + "-old", START + timedelta(days=k), record, requests.drop(columns="unit") if k == 0 else requests)
+        day = START + timedelta(days=k)
+        record, summary = day_record(team_day(day, router, accounts=300, external=True, seed=13), exp)
+        store_day(s3, prefix + "-old", day, record, summary)
+        days.append((day, record, summary))
+    stored = load_cumulative(s3, prefix + "-old", START, START + timedelta(days=1))
+    assert stored["unit_counts"] is not None and sum(stored["unit_counts"].values()) >= 300
+    # the first day as modelwatch stored it before units were kept: every latency, no unit, no sample key, no units.parquet
+    first, record, summary = days[0]
+    old = pa.table({"arm": summary.latency_table()["arm"], "latency_ms": summary.latency_table()["latency_ms"]})
+    record = {k: v for k, v in record.items() if k != "latency_sample"}
+    store_day(s3, prefix + "-old", first, record, summary)
+    bucket, key = f"{prefix}-old/dt={first.isoformat()}/units.parquet".removeprefix("s3://").split("/", 1)
+    s3.delete_object(Bucket=bucket, Key=key)
+    put_table(s3, f"{prefix}-old/dt={first.isoformat()}/latency.parquet", old)
     cumulative = load_cumulative(s3, prefix + "-old", START, START + timedelta(days=1))
     assert cumulative["unit_counts"] is None
+    assert {arm: np.sort(v).tolist() for arm, v in cumulative["latency"].items()} == {arm: np.sort(v).tolist() for arm, v in stored["latency"].items()}
     assert analyze_experiment(exp, cumulative, START + timedelta(days=1), 1000)["health"]["srm_counts"] == "requests"

@@ -164,10 +164,20 @@ def test_analysis_of_a_winning_treatment_promotes():
 def test_shadow_is_compared_with_production_without_deciding_anything():
     rng = np.random.default_rng(7)
     frame = pd.concat([_rows(3000, "production", rng), _rows(3000, "shadow", rng, latency_scale=1.5)], ignore_index=True)
-    result = shadow_comparison(frame)
+    result = shadow_comparison(_variants(frame))
     latency = next(m for m in result["metrics"] if m["metric"] == "latency_mean_ms")
     assert result["requests"] == {"shadow": 3000, "production": 3000} and latency["relative_lift"] == pytest.approx(0.5, abs=0.05)
-    assert shadow_comparison(frame[frame["variant"] == "production"]) is None
+    p99 = next(m for m in result["metrics"] if m["metric"] == "latency_p99_ms")
+    assert p99["n_control"] == p99["n_treatment"] == 3000  # the day is small: every latency is in
+    assert shadow_comparison(_variants(frame[frame["variant"] == "production"])) is None
+
+
+def _variants(frame: pd.DataFrame, k: int = 200_000):
+    from modelwatch.experiments.day import ExperimentDay
+
+    day = ExperimentDay.variants(("production", "shadow"), k)
+    day.update(frame)
+    return day
 
 
 @pytest.mark.parametrize("mode", ["fixed", "sequential"])

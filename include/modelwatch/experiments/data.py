@@ -1,12 +1,13 @@
 """What an experiment analysis needs from each day, stored once and merged across days.
 
 For every experiment, arm and day: sufficient statistics per metric (count, sum, sum of
-squares; for ratio metrics also the denominator moments and the cross moment) and the raw
-latencies (quantile metrics need order statistics, which no fixed-size summary gives
-exactly). They are written under
+squares; for ratio metrics also the denominator moments and the cross moment), a uniform
+sample of the latencies (quantile metrics need order statistics: bottom-k by request-id hash,
+every latency on a day with at most k per arm) and the requests per unit (units other than
+the request id). They are written under
 ``{reports_uri}/_experiments/model_id=M/experiment=E/dt=D/`` (``stats.json``,
-``latency.parquet``), so a re-run of a day overwrites that day and the cumulative
-analysis from the experiment's start reads each day once.
+``latency.parquet``, ``units.parquet``), so a re-run of a day overwrites that day and the
+cumulative analysis from the experiment's start reads each day once, in bounded memory.
 
 Metric definitions match ``metrics`` (the operational metrics) so that experiment
 results and dashboards agree.
@@ -22,10 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from modelwatch.config import Experiment
+from modelwatch.config import Defaults, Experiment
 from modelwatch.core.metric_names import feedback_signal
+from modelwatch.experiments.day import ExperimentDay, sum_units
 from modelwatch.storage.s3 import exists, get_json, get_table, put_json, put_table
+from modelwatch.summaries import SAMPLE_KEY, BottomK, sample_keys
 
 # metric -> (kind, what it is computed from)
 RATES = {"error_rate": "status == error", "timeout_rate": "status == timeout", "filter_refusal_rate": "status == refused_by_filter",
@@ -34,6 +38,7 @@ MEANS = {"latency_mean_ms": "latency_ms", "prompt_tokens_mean": "prompt_tokens",
          "cost_per_request_usd": "cost_usd", "quality_score_mean": "quality_score"}
 RATIOS = {"cost_per_1k_tokens_usd": ("cost_usd", "tokens", 1000.0)}
 QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
+SAMPLE_ROWS: int = Defaults.model_fields["summary_sample_rows"].default  # latencies kept per arm and day (defaults.summary_sample_rows)
 
 
 JUDGE_DIMENSIONS = ("helpfulness", "factual_accuracy", "coherence", "instruction_following")
@@ -136,56 +141,32 @@ def unit_ids(rows: pd.DataFrame, unit: str) -> pd.Series:
     return rows[column].map(pick).astype("object")
 
 
-def assignment_check(rows: pd.DataFrame, units: pd.Series, exp: Experiment) -> dict[str, Any]:
-    """Requests served an arm other than the declared assignment gives, and units the logs do not name.
+def day_record(valid: pd.DataFrame, exp: Experiment, k: int = SAMPLE_ROWS) -> tuple[dict[str, Any], ExperimentDay]:
+    """(stats.json content, the day's summary) of one day of one experiment from its rows in one frame.
 
-    External assignment has no per-request check (the logged variant is the truth): both counts are None.
+    The stage builds the same summary shard by shard (``experiments.summary``) and merges it;
+    this is that summary of a single frame. Rows belong to the experiment when their
+    ``experiment_id`` is the experiment's, or (if the router logs no experiment id) when their
+    variant is one of its arms. The record also checks the assignment the experiment declares
+    (``exp.assignment``): each unit's logged arm against the declared hash, and units seen in
+    more than one arm (``experiments.day``).
     """
-    scheme = exp.assignment.scheme()
-    missing = int(units.isna().sum())
-    if scheme is None:
-        return {"assignment_mismatches": None, "units_missing": missing, "mismatch_examples": []}
-    weights = exp.assignment_weights()
-    known = units.notna()
-    planned = [scheme.assign(u, exp.id, weights) for u in units[known]]
-    served = rows.loc[known, "variant"].tolist()
-    wrong = [(u, s, p) for u, s, p in zip(units[known], served, planned) if s != p]
-    examples = [{"unit": u, "served": s, "declared": p} for u, s, p in wrong[:3]]
-    return {"assignment_mismatches": len(wrong), "units_missing": missing, "mismatch_examples": examples}
+    from modelwatch.experiments.summary import ExperimentRows
+
+    rows = ExperimentRows(ExperimentDay.of(exp, k), ExperimentDay.of(exp, k))
+    rows.update(valid)
+    return rows.day.record(exp), rows.day
 
 
-def day_record(valid: pd.DataFrame, exp: Experiment) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(stats.json content, per-request table: arm, latency, unit) of one day of one experiment.
+def store_day(client, prefix: str, day: date, record: dict[str, Any], summary: ExperimentDay) -> None:
+    """A day of an experiment: ``stats.json``, ``latency.parquet`` (each arm's latency sample with its key), ``units.parquet``.
 
-    Rows belong to the experiment when their ``experiment_id`` is the experiment's, or
-    (if the router logs no experiment id) when their variant is one of its arms. The
-    record also checks the assignment the experiment declares (``exp.assignment``): each
-    unit's logged arm against the declared hash (:func:`assignment_check`), and units seen in
-    more than one arm.
+    Each is bounded: the sample by k rows per arm, the units by the units (no rows for request-id units).
     """
-    arms = [exp.control, exp.treatment]
-    tagged = valid["experiment_id"] == exp.id
-    rows = valid[tagged] if bool(tagged.any()) else valid[valid["variant"].isin(arms)]
-    counts = {arm: int((rows["variant"] == arm).sum()) for arm in arms}
-    unplanned = {str(k): int(v) for k, v in rows[~rows["variant"].isin(arms)]["variant"].value_counts().items()}
-    units = unit_ids(rows, exp.assignment.unit)
-    arms_per_unit = rows.assign(_unit=units).dropna(subset=["_unit"]).groupby("_unit")["variant"].nunique()
-    in_arms = rows["variant"].isin(arms)
-    record = {
-        "counts": counts,
-        "unplanned_variants": unplanned,
-        "units_in_several_arms": int((arms_per_unit > 1).sum()),
-        **assignment_check(rows[in_arms], units[in_arms], exp),
-        "assignment": exp.assignment.describe(),
-        "stats": {arm: arm_day_stats(rows[rows["variant"] == arm]) for arm in arms},
-    }
-    latency = pd.DataFrame({"arm": rows["variant"].astype(str), "latency_ms": rows["latency_ms"].astype(float), "unit": units})
-    return record, latency[latency["arm"].isin(arms)]
-
-
-def store_day(client, prefix: str, day: date, record: dict[str, Any], latency: pd.DataFrame) -> None:
-    put_json(client, f"{prefix}/dt={day.isoformat()}/stats.json", record)
-    put_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet", pa.Table.from_pandas(latency, preserve_index=False))
+    where = f"{prefix}/dt={day.isoformat()}"
+    put_json(client, f"{where}/stats.json", record)
+    put_table(client, f"{where}/latency.parquet", summary.latency_table())
+    put_table(client, f"{where}/units.parquet", summary.unit_table())  # empty for request-id units (a re-run overwrites)
 
 
 def merge_moments(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -206,14 +187,20 @@ def cumulative_counts(client, prefix: str, start: date, end: date) -> dict[str, 
 
 
 def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, Any]:
-    """Every stored day from ``start`` to ``end``, merged: counts, health, per-arm stats, latencies."""
+    """Every stored day from ``start`` to ``end``, merged: counts, health, per-arm stats, latencies, units.
+
+    Counts and moments are summed (exact). Each arm's latencies are the bottom-k of the days'
+    samples by their request-id keys (``summaries.BottomK``, k the smallest any day kept): a
+    uniform sample of the arm's requests since the start, exact while they number at most k
+    (``latency_rows`` counts them all; ``latency_exact`` says whether every one is in). Units are
+    summed per (arm, unit) day by day: memory bounded by the units, not the requests.
+    """
     days, missing = [], []
     counts: dict[str, int] = {}
     unplanned: dict[str, int] = {}
     stats: dict[str, dict[str, dict[str, float]]] = {}
     several, mismatches, units_missing = 0, 0, 0
     examples: list[dict[str, str]] = []
-    latencies: list[pd.DataFrame] = []
     day = start
     while day <= end:
         uri = f"{prefix}/dt={day.isoformat()}/stats.json"
@@ -222,7 +209,7 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
             day += timedelta(days=1)
             continue
         record = get_json(client, uri)
-        days.append(day.isoformat())
+        days.append((day, record))
         for arm, n in record["counts"].items():
             counts[arm] = counts.get(arm, 0) + n
         for variant, n in record["unplanned_variants"].items():
@@ -236,28 +223,65 @@ def load_cumulative(client, prefix: str, start: date, end: date) -> dict[str, An
             for metric, moments in metrics.items():
                 merged[metric] = merge_moments(merged.get(metric, {}), moments)
         _merge_feedback(client, f"{prefix}/dt={day.isoformat()}/feedback.json", stats)
-        latencies.append(get_table(client, f"{prefix}/dt={day.isoformat()}/latency.parquet").to_pandas())
         day += timedelta(days=1)
-    latency = pd.concat(latencies, ignore_index=True) if latencies else pd.DataFrame({"arm": [], "latency_ms": [], "unit": []})
-    return {"days": days, "missing_days": missing, "counts": counts, "unplanned_variants": unplanned, "units_in_several_arms": several,
-            "assignment_mismatches": mismatches, "units_missing": units_missing, "mismatch_examples": examples[:3], "stats": stats,
-            "latency": {arm: np.sort(group["latency_ms"].to_numpy(dtype=float)) for arm, group in latency.groupby("arm")},
-            **_unit_exposure(latency if all("unit" in day_table for day_table in latencies) else latency.drop(columns="unit", errors="ignore"))}
+    samples, units = _cumulative_latency(client, prefix, days)
+    return {"days": [d.isoformat() for d, _ in days], "missing_days": missing, "counts": counts, "unplanned_variants": unplanned,
+            "units_in_several_arms": several, "assignment_mismatches": mismatches, "units_missing": units_missing,
+            "mismatch_examples": examples[:3], "stats": stats,
+            "latency": {arm: np.sort(s.rows["latency_ms"].to_numpy(zero_copy_only=False).astype(float)) if s.table is not None else np.array([])
+                        for arm, s in samples.items()},
+            "latency_rows": {arm: s.seen for arm, s in samples.items()}, "latency_exact": all(s.exact for s in samples.values()),
+            **_unit_exposure(units)}
 
 
-def _unit_exposure(requests: pd.DataFrame) -> dict[str, Any]:
+def _cumulative_latency(client, prefix: str, days: list[tuple[date, dict[str, Any]]]) -> tuple[dict[str, BottomK], pa.Table | None]:
+    """Each arm's merged latency sample over ``days``, and requests per (arm, unit) (None when a day kept no units)."""
+    k = min((s["k"] for _, r in days for s in (r.get("latency_sample") or {}).values()), default=SAMPLE_ROWS)
+    samples: dict[str, BottomK] = {}
+    units: pa.Table | None = None
+    every_day_has_units = bool(days)
+    for day, record in days:
+        where = f"{prefix}/dt={day.isoformat()}"
+        table = get_table(client, f"{where}/latency.parquet")
+        sizes = record.get("latency_sample") or {}
+        for arm in record["counts"]:
+            rows = table.filter(pc.equal(table["arm"], arm))
+            if SAMPLE_KEY not in rows.column_names:  # a day stored with every latency, before samples were kept
+                rows = rows.append_column(SAMPLE_KEY, pa.array(sample_keys([f"{day}/{arm}/{i}" for i in range(rows.num_rows)]), pa.uint64()))
+            seen = sizes.get(arm, {}).get("seen", rows.num_rows)
+            part = BottomK(k, rows.select(["latency_ms", SAMPLE_KEY]), seen)
+            samples[arm] = BottomK(k).merge(part) if arm not in samples else samples[arm].merge(part)
+        day_units = _day_units(client, where, table)
+        every_day_has_units &= day_units is not None
+        if every_day_has_units:
+            units = sum_units(pa.concat_tables([t for t in (units, day_units) if t is not None]))
+    return samples, units if every_day_has_units else None
+
+
+def _day_units(client, where: str, latency: pa.Table) -> pa.Table | None:
+    """A day's requests per (arm, unit): units.parquet, or the unit column of a day stored with every request; None: no units kept."""
+    if exists(client, f"{where}/units.parquet"):
+        return get_table(client, f"{where}/units.parquet")
+    if "unit" not in latency.column_names:
+        return None
+    known = latency.filter(pc.is_valid(latency["unit"]))
+    return sum_units(pa.table({"arm": known["arm"], "unit": known["unit"].cast(pa.string()),
+                               "requests": pa.array(np.ones(known.num_rows, dtype=np.int64))}))
+
+
+def _unit_exposure(units: pa.Table | None) -> dict[str, Any]:
     """Distinct units per arm over every stored day, and units seen in more than one arm on any days (None: days without units).
 
     A router that assigns units (accounts, users) splits units, not requests: the sample-ratio
     check counts units, since one unit's requests are not independent draws. Days stored before
-    units were kept leave the unit counts unknown (the check then counts requests).
+    units were kept, and request-id units, leave the unit counts unknown (the check then counts requests).
     """
-    if "unit" not in requests or requests["unit"].isna().all():
+    if units is None or not units.num_rows:
         return {"unit_counts": None, "units_across_arms": None}
-    known = requests.dropna(subset=["unit"]).drop_duplicates(["arm", "unit"])
-    arms_per_unit = known.groupby("unit")["arm"].nunique()
-    return {"unit_counts": {str(arm): int(n) for arm, n in known.groupby("arm")["unit"].nunique().items()},
-            "units_across_arms": int((arms_per_unit > 1).sum())}
+    per_arm = units.group_by("arm").aggregate([("unit", "count_distinct")])
+    per_unit = units.group_by("unit").aggregate([("arm", "count_distinct")])
+    return {"unit_counts": {str(a): int(n) for a, n in zip(per_arm["arm"].to_pylist(), per_arm["unit_count_distinct"].to_pylist(), strict=True)},
+            "units_across_arms": int(pc.sum(pc.greater(per_unit["arm_count_distinct"], 1)).as_py() or 0)}
 
 
 def _merge_feedback(client, uri: str, stats: dict[str, dict[str, dict[str, float]]]) -> None:

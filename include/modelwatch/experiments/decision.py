@@ -287,7 +287,11 @@ def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, 
     """Non-inferiority of a latency quantile at daily look ``look``: order-statistic intervals at that look's alpha.
 
     ``experiments.stats.look_alpha`` gives the look's alpha; the result states the look, the
-    alpha spent at it and the alpha spent by all looks to date.
+    alpha spent at it and the alpha spent by all looks to date. On a sampled day (an arm with more requests since the start
+    than ``defaults.summary_sample_rows``) the intervals are read on each arm's uniform sample of
+    its requests (bottom-k by request-id hash): the order-statistic interval keeps its coverage of
+    the latency distribution's quantile on a uniform sample (``bench/suite_experiments.py``), and
+    the result says how many rows of how many it read (``rows_control``, ``rows_treatment``).
     """
     q = QUANTILES[goal.metric]
     control = cumulative["latency"].get(exp.control, np.array([]))
@@ -298,12 +302,18 @@ def quantile_guardrail(goal: MetricGoal, exp: Experiment, cumulative: dict[str, 
             f"first {flat} looks, then alpha*{flat}/(2k(k-1)) at look k: below alpha over any number of daily looks)")
     if exp.start is None:
         plan += "; no start configured, so each day is analysed alone and the bound holds per day, not across days"
+    rows = cumulative.get("latency_rows") or {}
+    seen = {arm: int(rows.get(arm, values.size)) for arm, values in ((exp.control, control), (exp.treatment, treatment))}
+    if seen[exp.control] > control.size or seen[exp.treatment] > treatment.size:
+        plan += (f"; on uniform samples of {control.size:,} of {seen[exp.control]:,} control and {treatment.size:,} of "
+                 f"{seen[exp.treatment]:,} treatment requests (bottom-k by request-id hash)")
     min_tail = exp.min_quantile_count * min(q, 1 - q)
     # two-sided confidence 1 - 2*spent: the one-sided harm bound misses with probability <= spent
     result = quantile_difference(control, treatment, q, confidence=1 - 2 * spent, min_tail=min_tail, metric=goal.metric)
     base = {"metric": goal.metric, "kind": "quantile", "direction": goal.direction, "margin": goal.margin or 0.0, "absolute": goal.absolute,
             "alpha": exp.alpha, "look": look, "alpha_per_look": spent, "alpha_spent_to_date": to_date, "method": f"{result.method}; {plan}",
             "n_control": int(control.size), "n_treatment": int(treatment.size),
+            "rows_control": seen[exp.control], "rows_treatment": seen[exp.treatment],
             "control_estimate": result.control_estimate, "treatment_estimate": result.treatment_estimate}
     if result.abstained:
         return {**base, "verdict": "inconclusive", "abstained": True, "reason": result.reason}
@@ -460,22 +470,23 @@ def analyze_experiment(exp: Experiment, cumulative: dict[str, Any], day: date, d
     }
 
 
-def shadow_comparison(frame, shadow: str = "shadow", baseline: str = "production") -> dict[str, Any] | None:
+def shadow_comparison(day, shadow: str = "shadow", baseline: str = "production") -> dict[str, Any] | None:
     """A shadow variant (logged, never served) against production on the day's rows; None without shadow traffic.
 
-    Report-only, one look per day: fixed-horizon tests (Welch, two-proportion z, order-statistic
-    quantile intervals); nothing here can roll anything back, since no user saw the shadow.
+    ``day`` is the day's summary of both variants (``experiments.day.ExperimentDay``): moments
+    exact, latencies each variant's uniform sample (every latency on a day with at most
+    ``defaults.summary_sample_rows`` rows per variant). Report-only, one look per day:
+    fixed-horizon tests (Welch, two-proportion z, order-statistic quantile intervals); nothing
+    here can roll anything back, since no user saw the shadow.
     """
-    from modelwatch.experiments.data import arm_day_stats
-
-    rows_s, rows_p = frame[frame["variant"] == shadow], frame[frame["variant"] == baseline]
-    if rows_s.empty or rows_p.empty:
+    n_s, n_p = day.counts.get(shadow, 0), day.counts.get(baseline, 0)
+    if not n_s or not n_p:
         return None
-    s, p = arm_day_stats(rows_s), arm_day_stats(rows_p)
+    s, p = day.stats[shadow], day.stats[baseline]
     results = [proportion_test(sample_stats(p["error_rate"]), sample_stats(s["error_rate"]), metric="error_rate").to_dict()]
     for metric in ("latency_mean_ms", "completion_tokens_mean", "quality_score_mean"):
         results.append(mean_test(sample_stats(p[metric]), sample_stats(s[metric]), metric=metric).to_dict())
+    latency_p, latency_s = day.latency_values(baseline), day.latency_values(shadow)
     for metric, q in (("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
-        results.append(quantile_difference(rows_p["latency_ms"].dropna().to_numpy(float), rows_s["latency_ms"].dropna().to_numpy(float), q,
-                                              metric=metric).to_dict())
-    return {"shadow": shadow, "baseline": baseline, "requests": {shadow: len(rows_s), baseline: len(rows_p)}, "metrics": results}
+        results.append(quantile_difference(latency_p[~np.isnan(latency_p)], latency_s[~np.isnan(latency_s)], q, metric=metric).to_dict())
+    return {"shadow": shadow, "baseline": baseline, "requests": {shadow: n_s, baseline: n_p}, "metrics": results}

@@ -7,7 +7,6 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.valid import read_valid, valid_columns
 from modelwatch.results import Breach, ExperimentsRecord, JudgeRecord, ProfileRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
@@ -27,12 +26,14 @@ def run(ctx: StageContext, upstream: Upstream) -> StageResult[ExperimentsRecord]
 def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profiled: ProfileRecord | None,
                  judged: JudgeRecord | None = None) -> ExperimentsRecord:
     """Store today's experiment statistics, analyse every experiment from its start, decide; experiments.json."""
-    from modelwatch.experiments.data import cumulative_counts, day_record, experiment_prefix, judge_arm_stats, load_cumulative, store_day
+    from modelwatch.experiments import summary as experiments_summary
+    from modelwatch.experiments.data import cumulative_counts, experiment_prefix, judge_arm_stats, load_cumulative, store_day
     from modelwatch.experiments.decision import DEFAULT_MIN_REVIEW_LABELS, analyze_experiment, judge_trust, ppi_key, shadow_comparison
+    from modelwatch.summaries import merged
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = read_valid(client, cfg, partition, valid_columns(_unread_columns(model))).to_pandas()
+    day = merged(client, validated["valid_uri"], NAME, experiments_summary.load)  # the shards' summaries, not the day's rows
     limit_breaches = [c for c in (profiled or {}).get("hard_limits", []) if c["state"] == "breach"]
     judge_table = get_table(client, judged["judge_uri"]).to_pandas() if judged and judged.get("judge_uri") else None
     trust = judge_trust(judged, getattr(model.judge, "min_kappa", None), getattr(model.judge, "min_review_labels", DEFAULT_MIN_REVIEW_LABELS))
@@ -43,13 +44,14 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
         if start is not None and partition.dt < start:
             results.append({"experiment_id": exp.id, "decision": "not_started", "reasons": [f"the experiment starts on {exp.start}"]})
             continue
-        record, latency = day_record(valid, exp)
+        exp_day = day.day(exp)
+        record = exp_day.record(exp)
         if judge_table is not None:
             for arm, stats in judge_arm_stats(judge_table, [exp.control, exp.treatment]).items():
                 record["stats"][arm].update(stats)
             for arm in (exp.control, exp.treatment):  # human review sums, added up from the start like the judge moments
                 record["stats"][arm].update({ppi_key(m): v for m, v in ((judged or {}).get("ppi_by_arm") or {}).get(arm, {}).items()})
-        store_day(client, prefix, partition.dt, record, latency)
+        store_day(client, prefix, partition.dt, record, exp_day)
         done = _rollback_record(client, cfg, model.id, exp.id, partition)
         if done is not None:  # terminal: the experiment was rolled back; do not signal again
             requests = sum(cumulative_counts(client, prefix, start or partition.dt, partition.dt).values())
@@ -67,7 +69,7 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
             promotions.append({"model_id": model.id, "experiment_id": exp.id, "variants": [exp.treatment], "start": exp.start or partition.dt.isoformat(),
                                "end": partition.dt.isoformat(), "version": f"promoted-{exp.id}-{partition.dt.isoformat()}",
                                "reasons": result["reasons"]})
-    shadow = shadow_comparison(valid)
+    shadow = shadow_comparison(day.shadow)
     uri = put_json(client, report_uri(cfg, partition, "experiments.json"), {"partition": partition.to_dict(), "experiments": results, "shadow": shadow})
     summary = [{**{k: r.get(k) for k in ("experiment_id", "decision", "reasons", "requests", "days_remaining", "assignment", "abstained", "judge_decides")},
                 "health_ok": r.get("health", {}).get("ok"),
@@ -78,15 +80,6 @@ def _experiments(client, cfg: MonitoringConfig, validated: ValidateRecord, profi
                                for g in r.get("guardrails", [])]} for r in results]
     return {"partition": partition.to_dict(), "outcome": "ok", "experiments": summary, "breaches": found, "promotions": promotions,
             "experiments_uri": uri, "shadow": bool(shadow)}
-
-
-def _unread_columns(model) -> tuple[str, ...]:
-    """The valid rows' columns the experiments stage does not need: the texts, and the JSON columns no experiment's unit lives in."""
-    from modelwatch.experiments.data import unit_column
-    from modelwatch.ingest.schema import CANONICAL_COLUMNS
-
-    needed = {unit_column(e.assignment.unit, CANONICAL_COLUMNS) for e in model.experiments}
-    return tuple(c for c in ("_source", "_line", "prompt", "response", "reference", "features", "extra") if c not in needed)
 
 
 def _rollback_record(client, cfg: MonitoringConfig, model_id: str, experiment_id: str, partition: Partition) -> dict[str, Any] | None:
@@ -122,7 +115,8 @@ def _guardrail_breaches(cfg: MonitoringConfig, model, exp, partition: Partition,
         reason = f"guardrail {g['metric']} inferior: {g.get('scale')} {g['estimate']:+.4g} vs margin {g['margin']:g} (interval {g['lower']:+.4g}..{g['upper']:+.4g})"
         out.append({
             "model_id": model.id, "experiment_id": exp.id, "control": exp.control, "treatment": exp.treatment, "metric": g["metric"],
-            "value": g["estimate"], "limit": {"margin": g["margin"], "absolute": g["absolute"]}, "requests": g["n_treatment"],
+            "value": g["estimate"], "limit": {"margin": g["margin"], "absolute": g["absolute"]},
+            "requests": g.get("rows_treatment", g["n_treatment"]),
             "reason": reason, "evidence": {k: g.get(k) for k in ("method", "control_estimate", "treatment_estimate", "lower", "upper", "threshold")},
             "partition": partition.label, "breach_id": breach_id(model.id, exp.id, partition.label, g["metric"]),
             "routing_uri": model.rollback.uri if model.rollback else None, "reports_uri": cfg.defaults.reports_uri,
