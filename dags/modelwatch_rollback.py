@@ -11,19 +11,7 @@ without acting. A failed rollback run alerts through the run-failure notifier.
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
-from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, config_or_fail, failure_notifier, s3_client
-
-
-def _action(client, rollback):
-    from modelwatch.rollback.actions import RoutingDocumentAction, VariableAction, WebhookAction
-
-    if rollback.action == "webhook":
-        return WebhookAction(rollback.url, rollback.timeout_s, rollback.retries)
-    if rollback.action == "airflow_variable":
-        from airflow.sdk import Variable
-
-        return VariableAction(rollback.variable, lambda key: Variable.get(key, default=None), lambda key, value: Variable.set(key, value))
-    return RoutingDocumentAction(client, rollback.uri)
+from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, config_or_fail, failure_notifier, rollback_action, s3_client
 
 
 @task
@@ -42,7 +30,7 @@ def roll_back() -> list[dict]:
             rollback = cfg.model(breach["model_id"]).rollback
             notify = notifier(rollback.notify_url, timeout_s=rollback.timeout_s, retries=rollback.retries,
                               setting=f"rollback.notify_url of model {breach['model_id']}")
-            outcome = apply_rollback(client, breach["reports_uri"], breach, _action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)
+            outcome = apply_rollback(client, breach["reports_uri"], breach, rollback_action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)
             print(f"ROLLBACK {breach['model_id']} {breach['experiment_id']} ({breach['reason']}): {outcome['outcome']} via {outcome['action']} "
                   f"{outcome['target']} -> {outcome['audit_uri']}")
             outcomes.append(outcome)

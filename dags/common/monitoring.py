@@ -52,6 +52,19 @@ def s3_client(cfg):
     return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id, config=Config(**config_kwargs())).get_conn()
 
 
+def rollback_action(client, rollback):
+    """The model's configured routing action (also what an approved promotion changes, modelwatch_promotion)."""
+    from modelwatch.rollback.actions import RoutingDocumentAction, VariableAction, WebhookAction
+
+    if rollback.action == "webhook":
+        return WebhookAction(rollback.url, rollback.timeout_s, rollback.retries)
+    if rollback.action == "airflow_variable":
+        from airflow.sdk import Variable
+
+        return VariableAction(rollback.variable, lambda key: Variable.get(key, default=None), lambda key, value: Variable.set(key, value))
+    return RoutingDocumentAction(client, rollback.uri)
+
+
 def _run_info() -> dict[str, Any]:
     ctx = get_current_context()
     return {"dag_id": ctx["dag"].dag_id, "run_id": ctx["run_id"]}

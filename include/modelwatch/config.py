@@ -329,6 +329,10 @@ class Experiment(_Strict):
     guardrails: list[MetricGoal] = []
     hard_limits: list[HardLimit] = []
     assignment: Assignment = Assignment()
+    # A promote decision is reported (and its baseline built); with "approval" a person approves it in Airflow
+    # (modelwatch_promotion), and approval routes all traffic to the treatment through the model's rollback action.
+    promotion: Literal["report", "approval"] = "report"
+    approval_timeout_hours: float = Field(48.0, gt=0, le=24 * 30)  # an unanswered approval is recorded as timed out
 
     @field_validator("assignment", mode="before")
     @classmethod

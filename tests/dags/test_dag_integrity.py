@@ -20,7 +20,7 @@ def dagbag():
 
 def test_no_import_errors_and_expected_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline"}
+    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline", "modelwatch_promotion"}
 
 
 def test_operational_settings(dagbag):
@@ -30,8 +30,8 @@ def test_operational_settings(dagbag):
         assert not dag.catchup and dag.max_active_runs <= 2
         for t in dag.tasks:
             assert t.owner == "ml-platform"
-            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach", "signal_promotion"):
-                assert t.retries == 0  # config errors and event emission are not retried blindly
+            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach", "signal_promotion", "approve"):
+                assert t.retries == 0  # config errors, event emission and a person's answer are not retried blindly
             else:
                 assert t.retries >= 2, t.task_id
 
@@ -68,6 +68,14 @@ def test_baseline_is_manual_with_its_params(dagbag):
 def test_rollback_is_scheduled_on_the_breach_asset(dagbag):
     dag = dagbag.dags["modelwatch_rollback"]
     assert [a.name for a in dag.timetable.asset_condition.objects] == ["guardrail_breach"]
+
+
+def test_promotion_waits_for_a_person_between_plan_and_settle(dagbag):
+    dag = dagbag.dags["modelwatch_promotion"]
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["model_promoted"]
+    assert dag.get_task("approve").upstream_task_ids == {"forms"}
+    assert dag.get_task("settle").upstream_task_ids == {"plan", "approve"}
+    assert dag.get_task("approve").operator_name == "HITLOperator" and dag.get_task("approve").retries == 0
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])

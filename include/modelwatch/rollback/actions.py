@@ -37,42 +37,57 @@ ROLLED_BACK = "rolled_back"
 
 
 class RollbackAction(Protocol):
-    """Something that sends an experiment's traffic back to control; must be idempotent."""
+    """Something that changes an experiment's routing (back to control, or a promotion); must be idempotent."""
 
     name: str
 
     def target(self) -> str: ...
 
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
-        """Act; returns ``{"outcome": "rolled_back" | "already_rolled_back", ...details}``."""
+        """Roll the breach's experiment back; returns ``{"outcome": "rolled_back" | "already_rolled_back", ...details}``."""
+        ...
+
+    def apply_change(self, change: dict[str, Any]) -> dict[str, Any]:
+        """Apply a routing change (``rollback_change``, ``promotion.promotion_change``); ``outcome`` is its state or ``already_<state>``."""
         ...
 
 
-def routed_to_control(routing: dict[str, Any], breach: dict[str, Any]) -> dict[str, Any]:
-    """The routing state with the breached experiment sending all traffic to control (a new version)."""
+def rollback_change(breach: dict[str, Any]) -> dict[str, Any]:
+    """The routing change a breach asks for: all of the experiment's traffic to control."""
+    return {"action": "rollback", "state": ROLLED_BACK, "model_id": breach["model_id"], "experiment_id": breach["experiment_id"],
+            "weights": {breach["control"]: 1.0, breach["treatment"]: 0.0}, "id_key": "breach_id", "id": breach["breach_id"],
+            "reason": breach["reason"], "decided_at": breach["detected_at"]}
+
+
+def routed(routing: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """The routing state with ``change`` applied to its experiment (a new version)."""
     doc = json.loads(json.dumps(routing))
-    doc.setdefault("experiments", {})[breach["experiment_id"]] = {
-        "state": ROLLED_BACK,
-        "weights": {breach["control"]: 1.0, breach["treatment"]: 0.0},
-        "breach_id": breach["breach_id"],
-        "reason": breach["reason"],
-        "decided_at": breach["detected_at"],
-    }
-    doc["model_id"] = breach["model_id"]
+    doc.setdefault("experiments", {})[change["experiment_id"]] = {
+        "state": change["state"], "weights": change["weights"], change["id_key"]: change["id"], "reason": change["reason"],
+        "decided_at": change["decided_at"]}
+    doc["model_id"] = change["model_id"]
     doc["version"] = int(doc.get("version", 0)) + 1
     return doc
 
 
-def _already(routing: dict[str, Any], breach: dict[str, Any]) -> dict[str, Any] | None:
-    """The outcome when the routing already sends the experiment to control, else None.
+def routed_to_control(routing: dict[str, Any], breach: dict[str, Any]) -> dict[str, Any]:
+    """The routing state with the breached experiment sending all traffic to control (a new version)."""
+    return routed(routing, rollback_change(breach))
 
-    When this very breach did it (a retried claimant that acted and then died before its
-    audit record), the outcome is ``rolled_back``: the audit then records the action once.
+
+def _already(routing: dict[str, Any], change: dict[str, Any]) -> dict[str, Any] | None:
+    """The outcome when the routing already has the change's state for its experiment, else None.
+
+    When this very change did it (a retried claimant that acted and then died before its
+    audit record), the outcome is the state itself: the audit then records the action once.
+    A rolled-back experiment is never promoted afterwards.
     """
-    state = routing.get("experiments", {}).get(breach["experiment_id"], {})
-    if state.get("state") != ROLLED_BACK:
+    state = routing.get("experiments", {}).get(change["experiment_id"], {})
+    if state.get("state") == ROLLED_BACK and change["state"] != ROLLED_BACK:
+        return {"outcome": "already_rolled_back", "routing": routing}
+    if state.get("state") != change["state"]:
         return None
-    outcome = ROLLED_BACK if state.get("breach_id") == breach["breach_id"] else "already_rolled_back"
+    outcome = change["state"] if state.get(change["id_key"]) == change["id"] else f"already_{change['state']}"
     return {"outcome": outcome, "routing": routing}
 
 
@@ -91,21 +106,25 @@ class RoutingDocumentAction:
         return (json.loads(body) if body else {"experiments": {}}), etag
 
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
+        return self.apply_change(rollback_change(breach))
+
+    def apply_change(self, change: dict[str, Any]) -> dict[str, Any]:
         """Compare-and-swap on the live document (``If-Match`` its ETag, ``If-None-Match: *`` when new): a writer
-        that loses the race re-reads and decides again, so breaches handled at the same time never overwrite
-        each other and an experiment is rolled back once. Every version is also kept at ``<uri>.v<N>``."""
+        that loses the race re-reads and decides again, so changes made at the same time never overwrite
+        each other and an experiment changes state once. Every version is also kept at ``<uri>.v<N>``."""
         for _ in range(self.MAX_CONFLICTS):
             current, etag = self._read()
-            done = _already(current, breach)
+            done = _already(current, change)
             if done is not None:
                 return done
-            routing = routed_to_control(current, breach)
+            routing = routed(current, change)
             body = json.dumps(routing, indent=2, sort_keys=True).encode()
             if put_if_unchanged(self.client, self.uri, body, etag):
                 version_uri = f"{self.uri}.v{routing['version']}"
                 put_if_absent(self.client, version_uri, body)
-                return {"outcome": ROLLED_BACK, "routing": routing, "version_uri": version_uri}
-        raise RuntimeError(f"routing document {self.uri} kept changing through {self.MAX_CONFLICTS} attempts to roll back {breach['experiment_id']}")
+                return {"outcome": change["state"], "routing": routing, "version_uri": version_uri}
+        raise RuntimeError(f"routing document {self.uri} kept changing through {self.MAX_CONFLICTS} attempts to apply "
+                           f"{change['action']} of {change['experiment_id']}")
 
 
 class WebhookAction:
@@ -118,12 +137,14 @@ class WebhookAction:
         return self.url
 
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
-        payload = {"action": "rollback", "model_id": breach["model_id"], "experiment_id": breach["experiment_id"],
-                   "weights": {breach["control"]: 1.0, breach["treatment"]: 0.0}, "breach_id": breach["breach_id"],
-                   "reason": breach["reason"]}
-        # the breach id doubles as an idempotency key, so a retried POST is safe for the receiver to deduplicate
-        response = self.poster(self.url, payload, timeout_s=self.timeout_s, retries=self.retries, headers={"Idempotency-Key": breach["breach_id"]})
-        return {"outcome": ROLLED_BACK, "response": response}
+        return self.apply_change(rollback_change(breach))
+
+    def apply_change(self, change: dict[str, Any]) -> dict[str, Any]:
+        payload = {"action": change["action"], "model_id": change["model_id"], "experiment_id": change["experiment_id"],
+                   "weights": change["weights"], change["id_key"]: change["id"], "reason": change["reason"]}
+        # the change's id doubles as an idempotency key, so a retried POST is safe for the receiver to deduplicate
+        response = self.poster(self.url, payload, timeout_s=self.timeout_s, retries=self.retries, headers={"Idempotency-Key": change["id"]})
+        return {"outcome": change["state"], "response": response}
 
 
 class VariableAction:
@@ -136,14 +157,17 @@ class VariableAction:
         return f"variable:{self.key}"
 
     def apply(self, breach: dict[str, Any]) -> dict[str, Any]:
+        return self.apply_change(rollback_change(breach))
+
+    def apply_change(self, change: dict[str, Any]) -> dict[str, Any]:
         raw = self.get(self.key)
         current = json.loads(raw) if raw else {"experiments": {}}
-        done = _already(current, breach)
+        done = _already(current, change)
         if done is not None:
             return done
-        routing = routed_to_control(current, breach)
+        routing = routed(current, change)
         self.set(self.key, json.dumps(routing, sort_keys=True))
-        return {"outcome": ROLLED_BACK, "routing": routing}
+        return {"outcome": change["state"], "routing": routing}
 
 
 def apply_rollback(client, reports_uri: str, breach: dict[str, Any], action: RollbackAction, claimant: str, *, dry_run: bool = False,
@@ -155,9 +179,21 @@ def apply_rollback(client, reports_uri: str, breach: dict[str, Any], action: Rol
     handled before), ``claimed_elsewhere`` (another run holds this breach) or ``dry_run``.
     """
     prefix = audit_prefix(reports_uri, breach["model_id"], breach["experiment_id"])
-    audit_uri = f"{prefix}/{breach['breach_id']}.json"
-    claim_uri = f"{prefix}/{breach['breach_id']}.claim.json"
-    summary = {"audit_uri": audit_uri, "breach_id": breach["breach_id"], "action": action.name, "target": action.target()}
+    return apply_once(client, f"{prefix}/{breach['breach_id']}", rollback_change(breach), action, claimant, {"breach": breach, "breach_id": breach["breach_id"]},
+                      dry_run=dry_run, notify=notify)
+
+
+def apply_once(client, record: str, change: dict[str, Any], action: RollbackAction, claimant: str, subject: dict[str, Any], *,
+               dry_run: bool = False, notify: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Apply ``change`` through ``action`` exactly once for the audit record ``<record>.json`` (its claim: ``<record>.claim.json``).
+
+    The first caller creates the claim (S3 ``If-None-Match: *``) and acts; a concurrent or duplicate
+    caller finds the claim held by another run and stops (``claimed_elsewhere``); a retry of the
+    claimant itself acts again, which the idempotent actions make safe; once the audit record exists
+    every caller stops (``already_applied``). ``subject`` (what asked for the change) goes into the record.
+    """
+    audit_uri, claim_uri = f"{record}.json", f"{record}.claim.json"
+    summary = {"audit_uri": audit_uri, **{k: v for k, v in subject.items() if not isinstance(v, dict)}, "action": action.name, "target": action.target()}
     if exists(client, audit_uri):
         return {"outcome": "already_applied", **summary}
     claim = {"claimant": claimant, "claimed_at": datetime.now(UTC).isoformat()}
@@ -165,12 +201,12 @@ def apply_rollback(client, reports_uri: str, breach: dict[str, Any], action: Rol
         holder = get_json(client, claim_uri).get("claimant")
         if holder != claimant:
             return {"outcome": "claimed_elsewhere", "claimant": holder, **summary}
-    result = {"outcome": "dry_run"} if dry_run else action.apply(breach)
-    record = {"breach": breach, **summary, **result, "dry_run": dry_run, "claimant": claimant, "applied_at": datetime.now(UTC).isoformat()}
-    put_if_absent(client, audit_uri, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+    result = {"outcome": "dry_run"} if dry_run else action.apply_change(change)
+    audit = {**subject, **summary, **result, "dry_run": dry_run, "claimant": claimant, "applied_at": datetime.now(UTC).isoformat()}
+    put_if_absent(client, audit_uri, json.dumps(audit, indent=2, sort_keys=True, default=str).encode())
     outcome = {"outcome": result["outcome"], **summary}
     if notify is not None:
-        outcome["notified"] = _notify(notify, record)
+        outcome["notified"] = _notify(notify, audit)
     return outcome
 
 

@@ -26,6 +26,10 @@ def audit_prefix(reports_uri: str, model_id: str, experiment_id: str) -> str:
     return f"{reports_uri.rstrip('/')}/_audit/rollbacks/model_id={model_id}/experiment={experiment_id}"
 
 
+def promotion_audit_prefix(reports_uri: str, model_id: str, experiment_id: str) -> str:
+    return f"{reports_uri.rstrip('/')}/_audit/promotions/model_id={model_id}/experiment={experiment_id}"
+
+
 def experiment_feedback_uri(reports_uri: str, model_id: str, experiment_id: str, day: str) -> str:
     """The arms' feedback-signal moments of one experiment day, written by concept and merged by experiments."""
     return f"{reports_uri}/_experiments/model_id={model_id}/experiment={experiment_id}/dt={day}/feedback.json"
