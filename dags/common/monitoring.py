@@ -49,7 +49,29 @@ def s3_client(cfg):
     from botocore.config import Config
     from modelwatch.storage.s3 import config_kwargs
 
-    return S3Hook(aws_conn_id=cfg.defaults.aws_conn_id, config=Config(**config_kwargs())).get_conn()
+    hook = S3Hook(aws_conn_id=cfg.defaults.aws_conn_id, config=Config(**config_kwargs()))
+    client = hook.get_conn()
+    _report_lineage(cfg, hook, client)
+    return client
+
+
+def _report_lineage(cfg, hook, client) -> None:
+    """Report the datasets the task reads and writes through ``client`` to Airflow's hook lineage (OpenLineage, when configured).
+
+    ``modelwatch.observe.lineage`` maps each object to its dataset (a log day, a report file, a baseline
+    version, a routing document) and leaves modelwatch's intermediate data out.
+    """
+    from airflow.sdk.lineage import NoOpCollector, get_hook_lineage_collector
+
+    collector = get_hook_lineage_collector()
+    if isinstance(collector, NoOpCollector):
+        return
+    from modelwatch.observe.lineage import TaskLineage
+
+    def report(side: str, dataset: str) -> None:
+        (collector.add_input_asset if side == "input" else collector.add_output_asset)(context=hook, uri=dataset)
+
+    TaskLineage(cfg).watch(client, report)
 
 
 def rollback_action(client, rollback):
