@@ -333,57 +333,130 @@ def stratified_sample(frame: pd.DataFrame, strata: list[str], n_total: int, *, m
     equal probabilities. Allocation: see the module docstring. The output rows carry the
     derived stratification columns, ``stratum``, ``inclusion_probability`` and ``weight``.
     """
-    if n_total < 0 or min_per_stratum < 0:
-        raise ValueError(f"n_total and min_per_stratum must be >= 0, got {n_total} and {min_per_stratum}")
+    _check_sizes(n_total, min_per_stratum)
     predicates = _parse_oversample(oversample)
     table, keys = _stratum_table(frame, strata, predicates)
-    notes: list[str] = []
     groups = table.groupby(keys, sort=True, dropna=False).indices if keys else {(): np.arange(len(frame))}
-    labels, positions, factors, matched = [], [], [], set()
-    for group_key, idx in groups.items():
-        values = dict(zip(keys, group_key if isinstance(group_key, tuple) else (group_key,)))
-        factor, hits = _factor(values, predicates)
-        labels.append(_label(values))
-        positions.append(np.asarray(idx))
-        factors.append(factor)
-        matched |= hits
-    for i, (column, value, _) in enumerate(predicates):
-        if i not in matched:
-            notes.append(f"oversample {column + '=' if column else ''}{value} matched no row")
+    values = [group_key if isinstance(group_key, tuple) else (group_key,) for group_key in groups]
+    positions = [np.asarray(idx) for idx in groups.values()]
     sizes = np.array([len(p) for p in positions], dtype=int)
-    population = int(sizes.sum())
-    n = min(int(n_total), population)
-    if n_total > population:
-        notes.append(f"requested {n_total} rows but the day has {population}: every row is judged")
-    if population == 0 or n == 0:
-        counts = np.zeros(len(sizes), dtype=int)
-    else:
-        minimums = np.minimum(sizes, min_per_stratum)
-        if minimums.sum() > n:
-            notes.append(f"the per-stratum minimum of {min_per_stratum} over {len(sizes)} strata needs {int(minimums.sum())} rows, "
-                         f"more than {n}: minimums reduced evenly")
-            minimums = bounded_allocation(np.ones(len(sizes)), np.zeros(len(sizes), dtype=int), minimums, n)
-        counts = bounded_allocation(sizes * np.asarray(factors), minimums, sizes, n)
-    empty = [label for label, c, s in zip(labels, counts, sizes) if c == 0 and s > 0]
-    if empty and n:
-        notes.append(f"{len(empty)} strata got no rows (inclusion probability 0): {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
-
+    design = _design(keys, values, sizes, sizes, predicates, n_total, min_per_stratum)
     rng = np.random.default_rng(seed)
-    chosen, stratum_of, probability = [], [], []
-    allocation = []
-    for label, pos, factor, count, size in zip(labels, positions, factors, counts, sizes):
-        pick = np.sort(rng.choice(pos, size=int(count), replace=False)) if count else np.empty(0, dtype=int)
-        chosen.append(pick)
-        p = count / size if size else 0.0
-        stratum_of += [label] * len(pick)
-        probability += [p] * len(pick)
-        allocation.append(StratumAllocation(label, int(size), factor, int(count), float(p)))
+    chosen = [np.sort(rng.choice(pos, size=int(count), replace=False)) if count else np.empty(0, dtype=int)
+              for pos, count in zip(positions, design.counts)]
     order = np.concatenate(chosen) if chosen else np.empty(0, dtype=int)
     rows = frame.iloc[order].copy()
     for key in keys:
         if key not in rows:
             rows[key] = table[key].iloc[order].to_numpy()
-    rows[STRATUM_COLUMN] = stratum_of
-    rows[PROBABILITY_COLUMN] = np.asarray(probability, dtype=float)
-    rows[WEIGHT_COLUMN] = 1.0 / rows[PROBABILITY_COLUMN]
-    return SampleResult(rows, tuple(keys), tuple(allocation), population, int(n_total), int(seed), tuple(notes))
+    return design.result(rows, n_total, seed)
+
+
+def stratified_sample_from_candidates(candidates: Sequence[tuple[tuple[str, ...], int, pd.DataFrame]], strata: list[str], n_total: int, *,
+                                      min_per_stratum: int = 5, oversample: dict[str, float] | None = None, seed: int) -> SampleResult:
+    """The same design as :func:`stratified_sample` when only each stratum's size and a uniform ordering of some of its rows are kept.
+
+    ``candidates``: per stratum, its values of the stratification keys (in the order
+    :func:`stratum_keys` gives), its exact size ``N_h`` and its candidate rows in a uniformly
+    random order (the stratum's bottom-k by request-id hash, ``summaries.BottomK``: the first
+    ``n`` of them are a simple random sample of ``n`` of its rows, Cohen and Kaplan 2007).
+    Allocation is the module's, computed from the exact sizes, with each stratum's rows capped
+    at its candidates (a note says when that bites); stratum ``h`` then takes its first ``n_h``
+    candidates, so every row of it is included with probability ``n_h / N_h`` and the design
+    weights stay ``N_h / n_h``. ``seed`` is recorded only: the hash order is the randomness.
+    """
+    _check_sizes(n_total, min_per_stratum)
+    predicates = _parse_oversample(oversample)
+    keys = stratum_keys(strata, oversample)
+    ordered = sorted(candidates, key=lambda c: c[0])
+    sizes = np.array([size for _, size, _ in ordered], dtype=int)
+    kept = np.array([min(size, len(rows)) for _, size, rows in ordered], dtype=int)
+    design = _design(keys, [values for values, _, _ in ordered], sizes, kept, predicates, n_total, min_per_stratum)
+    parts = []
+    for (values, _, rows), count in zip(ordered, design.counts):
+        part = rows.iloc[: int(count)].copy()
+        for key, value in zip(keys, values):
+            if key not in part:
+                part[key] = value
+        parts.append(part)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return design.result(rows, n_total, seed)
+
+
+def stratum_keys(strata: Sequence[str], oversample: Mapping[str, float] | None = None) -> list[str]:
+    """The stratification columns of a design: ``strata``, then a yes/no column per oversample predicate on another column."""
+    keys = list(strata)
+    for column, value, _ in _parse_oversample(oversample):
+        if column is not None and column not in keys and f"{column}={value}" not in keys:
+            keys.append(f"{column}={value}")
+    return keys
+
+
+def stratum_columns(frame: pd.DataFrame, strata: Sequence[str], oversample: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Each row's value of every stratification column (:func:`stratum_keys`), as strings."""
+    table, _ = _stratum_table(frame, list(strata), _parse_oversample(oversample))
+    return table
+
+
+def _check_sizes(n_total: int, min_per_stratum: int) -> None:
+    if n_total < 0 or min_per_stratum < 0:
+        raise ValueError(f"n_total and min_per_stratum must be >= 0, got {n_total} and {min_per_stratum}")
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The allocation of a stratified sample before its rows are drawn."""
+
+    keys: list[str]
+    labels: list[str]
+    factors: list[float]
+    sizes: np.ndarray
+    counts: np.ndarray
+    notes: list[str]
+
+    def result(self, rows: pd.DataFrame, n_total: int, seed: int) -> SampleResult:
+        """The sample of ``rows`` (drawn stratum by stratum, ``counts[h]`` rows of stratum h, in stratum order)."""
+        probabilities = [c / s if s else 0.0 for c, s in zip(self.counts, self.sizes)]
+        rows[STRATUM_COLUMN] = [label for label, c in zip(self.labels, self.counts) for _ in range(int(c))]
+        rows[PROBABILITY_COLUMN] = np.repeat(np.asarray(probabilities, dtype=float), self.counts.astype(int))
+        rows[WEIGHT_COLUMN] = 1.0 / rows[PROBABILITY_COLUMN]
+        allocation = tuple(StratumAllocation(label, int(s), f, int(c), float(p))
+                           for label, f, s, c, p in zip(self.labels, self.factors, self.sizes, self.counts, probabilities))
+        return SampleResult(rows, tuple(self.keys), allocation, int(self.sizes.sum()), int(n_total), int(seed), tuple(self.notes))
+
+
+def _design(keys: list[str], values: Sequence[tuple[str, ...]], sizes: np.ndarray, kept: np.ndarray,
+            predicates: list[tuple[str | None, str, float]], n_total: int, min_per_stratum: int) -> _Design:
+    """Labels, oversampling factors and the allocation of ``n_total`` rows over strata of ``sizes`` (at most ``kept`` rows each)."""
+    notes: list[str] = []
+    labels, factors, matched = [], [], set()
+    for group in values:
+        named = dict(zip(keys, group))
+        factor, hits = _factor(named, predicates)
+        labels.append(_label(named))
+        factors.append(factor)
+        matched |= hits
+    for i, (column, value, _) in enumerate(predicates):
+        if i not in matched:
+            notes.append(f"oversample {column + '=' if column else ''}{value} matched no row")
+    population = int(sizes.sum())
+    n = min(int(n_total), population)
+    if n_total > population:
+        notes.append(f"requested {n_total} rows but the day has {population}: every row is judged")
+    if int(kept.sum()) < n:
+        notes.append(f"the day's summaries kept {int(kept.sum())} candidate rows over its strata, fewer than the {n} planned: "
+                     "the sample is smaller (max_samples was raised after the shards were checked)")
+        n = int(kept.sum())
+    if population == 0 or n == 0:
+        counts = np.zeros(len(sizes), dtype=int)
+    else:
+        minimums = np.minimum(kept, min_per_stratum)
+        if minimums.sum() > n:
+            notes.append(f"the per-stratum minimum of {min_per_stratum} over {len(sizes)} strata needs {int(minimums.sum())} rows, "
+                         f"more than {n}: minimums reduced evenly")
+            minimums = bounded_allocation(np.ones(len(sizes)), np.zeros(len(sizes), dtype=int), minimums, n)
+        counts = bounded_allocation(sizes * np.asarray(factors), minimums, kept, n)
+    empty = [label for label, c, s in zip(labels, counts, sizes) if c == 0 and s > 0]
+    if empty and n:
+        notes.append(f"{len(empty)} strata got no rows (inclusion probability 0): {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
+    return _Design(keys, labels, factors, sizes, np.asarray(counts, dtype=int), notes)

@@ -18,7 +18,6 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.valid import read_valid
 from modelwatch.results import JudgeRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
@@ -34,7 +33,6 @@ def run(ctx: StageContext, upstream: Upstream) -> StageResult[JudgeRecord]:
     """Judge a stratified, budgeted sample (the runner has checked that the model has a judge)."""
     return StageResult(NAME, _judge(ctx.client, ctx.cfg, record(upstream["validate"]), ctx.judge_connection()))
 
-JUDGE_COLUMNS = ["request_id", "variant", "experiment_id", "status", "prompt", "response", "reference", "completion_tokens", "metadata"]
 
 
 def _judge_backend(settings, connection: dict[str, Any] | None):
@@ -52,22 +50,23 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     """Judge a stratified, budgeted sample of the day's answers; judge.parquet, weighted estimates, review queue, reference metrics."""
     import pandas as pd
 
+    from modelwatch.judge import summary
     from modelwatch.judge.calibration import review_queue
-    from modelwatch.judge.calls import JudgeItem
+    from modelwatch.judge.day_rows import DayRows, judge_items
     from modelwatch.judge.estimates import estimate_judgments, judgments_frame
     from modelwatch.judge.reference_metrics import reference_scores, reference_summary
     from modelwatch.judge.rubric import load_rubric
     from modelwatch.judge.runner import JudgeRunner, JudgmentCache
-    from modelwatch.judge.sampling import add_length_band, plan_sample_size, stratified_sample
+    from modelwatch.judge.sampling import plan_sample_size
     from modelwatch.judge.trust import agreement_table, injection_resistance, primary_metric_warnings
+    from modelwatch.summaries import merged
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     settings = model.judge
     rubric = load_rubric(settings.rubric)
     backend = _judge_backend(settings, connection)
-    rows = read_valid(client, cfg, partition, JUDGE_COLUMNS).to_pandas()
-    rows = add_length_band(rows[rows["response"].notna() & (rows["response"].str.strip() != "")].reset_index(drop=True))
+    day = DayRows(merged(client, validated["valid_uri"], NAME, summary.load))
     seed = int(partition.dt.strftime("%Y%m%d"))
     cache = JudgmentCache(client, cfg.defaults.reports_uri, io_threads=8)
 
@@ -82,11 +81,10 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     calibration = _golden_agreement(golden_run, golden)
     judged_golden, human_golden = _golden_frames(golden_run, golden)
     remaining = max(settings.daily_budget_usd - golden_run.spent_usd, 0.0)
-    plan = plan_sample_size(remaining, _expected_cost(backend, rubric, rows), settings.max_samples, ci_width=settings.ci_width, population=len(rows))
-    sample = stratified_sample(rows, list(settings.stratify_by), plan.n, min_per_stratum=settings.min_per_stratum,
-                               oversample=dict(settings.oversample), seed=seed)
-    items = [JudgeItem(r.request_id, r.prompt, r.response, r.reference if isinstance(r.reference, str) else None) for r in sample.rows.itertuples()]
-    result = runner(remaining).run(items)
+    plan = plan_sample_size(remaining, _expected_cost(backend, rubric, day.median_answer()), settings.max_samples, ci_width=settings.ci_width,
+                            population=day.population)
+    sample = day.sample(plan.n, settings, seed)
+    result = runner(remaining).run(judge_items(sample.rows))
     outcomes = pd.DataFrame([{k: v for k, v in o.to_dict().items() if k != "judgment"} | {"reasoning": o.judgment.reasoning if o.judgment else None}
                              for o in result.outcomes]).rename(columns={"item_id": "request_id", "status": "judge_status"})
     judged = sample.rows.join(judgments_frame(result.judgments()), on="request_id").merge(outcomes, on="request_id", how="left")
@@ -105,11 +103,9 @@ def _judge(client, cfg: MonitoringConfig, validated: ValidateRecord, connection:
     review_prefix = report_uri(cfg, partition, "review")
     put_bytes(client, f"{review_prefix}/queue.jsonl", queue_jsonl, "application/x-ndjson")
     put_bytes(client, f"{review_prefix}/queue.csv", queue_csv, "text/csv")
-    pairwise = _shadow_pairwise(rows, settings, backend, rubric, max(remaining - result.spent_usd, 0.0), seed)
+    pairwise = _shadow_pairwise(day, settings, backend, rubric, max(remaining - result.spent_usd, 0.0), seed)
     ppi = _ppi_with_review_labels(client, cfg, model.id, judged)
-    with_reference = rows[rows["reference"].notna()]
-    if len(with_reference) > MAX_REFERENCE_ROWS:  # ROUGE/BLEU/semantic similarity embed every row: a seeded uniform sample bounds the cost
-        with_reference = with_reference.sample(n=MAX_REFERENCE_ROWS, random_state=seed).sort_index()
+    with_reference = day.reference_rows(MAX_REFERENCE_ROWS, seed)  # ROUGE/BLEU/semantic similarity embed every row: a uniform sample bounds the cost
     references = reference_summary(reference_scores(with_reference)).to_dict(orient="records") if len(with_reference) else []
     record = {"partition": partition.to_dict(), "outcome": "ok", "rubric": {"name": rubric.name, "version": rubric.version},
               "backend": backend.describe(), "plan": plan.to_dict(), "design": sample.to_dict(), "run": result.summary(),
@@ -137,52 +133,36 @@ EXPECTED_OUTPUT_TOKENS = 200  # a rubric answer: scores, flags and a few sentenc
 GOLDEN_BUDGET_SHARE = 0.2
 
 
-def _expected_cost(backend, rubric, rows) -> float:
-    """Expected cost of one judge call, to size the sample: the median answer's prompt at ~4 characters a token.
+def _expected_cost(backend, rubric, median: tuple[str, str] | None) -> float:
+    """Expected cost of one judge call, to size the sample: the median answer's (prompt, response) at ~4 characters a token.
 
     The runner enforces the budget with each call's worst-case cost; planning with that
     bound would judge several times fewer rows than the budget buys.
     """
     pricing = getattr(backend, "pricing", None)
-    if pricing is None or rows.empty:
+    if pricing is None or median is None:
         return 0.0
-    lengths = (rows["prompt"].str.len() + rows["response"].str.len()).sort_values()
-    median = rows.loc[lengths.index[len(lengths) // 2]]
-    system, user = rubric.prompt(str(median["prompt"]), str(median["response"]))
+    system, user = rubric.prompt(*median)
     return pricing.cost(len(system + user) // 4, EXPECTED_OUTPUT_TOKENS)
 
 
-def _shadow_pairwise(rows, settings, backend, rubric, budget: float, seed: int) -> dict[str, Any]:
+def _shadow_pairwise(day, settings, backend, rubric, budget: float, seed: int) -> dict[str, Any]:
     """Shadow answers against the served answer to the same request, judged in both orders (position-consistency controlled).
 
     A shadow row names the request it mirrors in ``metadata.shadow_of``; at most
-    ``judge.pairwise_samples`` pairs are sampled (seeded) and judged within what is left of
-    the day's budget.
+    ``judge.pairwise_samples`` pairs are drawn (``judge.day_rows.DayRows.shadow_pairs``) and
+    judged within what is left of the day's budget.
     """
-    import json
-
-    from modelwatch.judge.pairwise import PairItem
     from modelwatch.judge.pairwise_runner import PairwiseRunner
 
-    shadow = rows[rows["variant"] == "shadow"]
-    if shadow.empty or not settings.pairwise_samples:
-        return {"reason": "no shadow traffic today" if shadow.empty else "pairwise_samples is 0"}
-    served = rows.set_index("request_id")
-    pairs = []
-    for r in shadow.itertuples():
-        original = json.loads(r.metadata).get("shadow_of") if isinstance(r.metadata, str) else None
-        if original in served.index:
-            base = served.loc[original]
-            pairs.append(PairItem(r.request_id, r.prompt, base["response"], r.response, r.reference if isinstance(r.reference, str) else None,
-                                  label_a="served", label_b="shadow"))
-    if not pairs:
-        return {"reason": f"{len(shadow)} shadow rows, none naming a served request of the day in metadata.shadow_of"}
-    import random
-
-    chosen = random.Random(seed).sample(pairs, min(settings.pairwise_samples, len(pairs)))
+    if not settings.pairwise_samples:
+        return {"reason": "pairwise_samples is 0"}
+    chosen, drawn = day.shadow_pairs(settings.pairwise_samples, seed)
+    if not chosen:
+        return drawn
     runner = PairwiseRunner(backend, rubric, budget_usd=budget, concurrency=settings.concurrency, retries=settings.retries,
                             timeout_s=settings.timeout_s, seed=seed)
-    return {"available_pairs": len(pairs), **runner.run(chosen).summary()}
+    return {**drawn, **runner.run(chosen).summary()}
 
 
 def _golden_items(rubric: str) -> list[tuple[Any, dict[str, Any]]]:
