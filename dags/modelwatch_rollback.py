@@ -14,6 +14,15 @@ from airflow.sdk import dag, get_current_context, task
 from common.monitoring import DEFAULT_ARGS, GUARDRAIL_BREACH, config_or_fail, failure_notifier, rollback_action, s3_client
 
 
+def _settings(cfg, breach):
+    """The config a breach is applied with: the deployment's, or the fire drill's canary world for a drill's breach (dry run)."""
+    if not breach.get("drill"):
+        return cfg
+    from modelwatch.runtime.fire_drill import drill_config
+
+    return drill_config(cfg)
+
+
 @task
 def roll_back() -> list[dict]:
     """Apply every breach of the triggering events; a bad config fails at once with its problems (a retry reads the same file)."""
@@ -27,7 +36,7 @@ def roll_back() -> list[dict]:
     outcomes = []
     for event in events:
         for breach in event.extra.get("breaches", []):
-            rollback = cfg.model(breach["model_id"]).rollback
+            rollback = _settings(cfg, breach).model(breach["model_id"]).rollback
             notify = notifier(rollback.notify_url, timeout_s=rollback.timeout_s, retries=rollback.retries,
                               setting=f"rollback.notify_url of model {breach['model_id']}")
             outcome = apply_rollback(client, breach["reports_uri"], breach, rollback_action(client, rollback), claimant, dry_run=rollback.dry_run, notify=notify)

@@ -104,13 +104,24 @@ def scheduler_config(scheduler_config_path):
 
 
 @pytest.fixture(scope="session")
-def local_airflow(s3_server, scheduler_config_path, tmp_path_factory):
+def alert_webhook():
+    """The team webhook of the session's embedded Airflow (``$MODELWATCH_ALERT_WEBHOOK``): records what it is told."""
+    from webhook_receiver import Receiver
+
+    receiver = Receiver("/services/alerts")
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def local_airflow(s3_server, scheduler_config_path, alert_webhook, tmp_path_factory):
     """One embedded Airflow (API server, scheduler, dag-processor; LocalExecutor on SQLite) for every test that needs
-    a real scheduler, reading ``scheduler_config``; stopped right after the last test that uses it."""
+    a real scheduler, reading ``scheduler_config`` and telling ``alert_webhook``; stopped right after the last test that uses it."""
     from modelwatch.runtime.localstack import LocalAirflow
 
     airflow = LocalAirflow(tmp_path_factory.mktemp("local-airflow") / "airflow",
-                           extra_env={"MODELWATCH_CONFIG": str(scheduler_config_path), "AIRFLOW_CONN_AWS_DEFAULT": s3_server.connection_json()})
+                           extra_env={"MODELWATCH_CONFIG": str(scheduler_config_path), "AIRFLOW_CONN_AWS_DEFAULT": s3_server.connection_json(),
+                                      "MODELWATCH_ALERT_WEBHOOK": alert_webhook.url})
     _embedded.append(airflow)
     try:
         airflow.migrate()

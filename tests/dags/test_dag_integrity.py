@@ -20,7 +20,7 @@ def dagbag():
 
 def test_no_import_errors_and_expected_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline", "modelwatch_promotion"}
+    assert set(dagbag.dag_ids) == {"modelwatch_daily", "modelwatch_hourly", "modelwatch_rollback", "modelwatch_baseline", "modelwatch_promotion", "modelwatch_fire_drill"}
 
 
 def test_operational_settings(dagbag):
@@ -30,8 +30,8 @@ def test_operational_settings(dagbag):
         assert not dag.catchup and dag.max_active_runs <= 2
         for t in dag.tasks:
             assert t.owner == "ml-platform"
-            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach", "signal_promotion", "approve"):
-                assert t.retries == 0  # config errors, event emission and a person's answer are not retried blindly
+            if t.task_id.split(".")[-1] in ("plan_partitions", "signal_breach", "signal_promotion", "approve", "check_links"):
+                assert t.retries == 0  # config errors, event emission, a person's answer and a drill's verdict are not retried blindly
             else:
                 assert t.retries >= 2, t.task_id
 

@@ -9,15 +9,14 @@ URL carries a token in its path, which must appear in no log output.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import yaml
 from modelwatch.runtime.generate import ExperimentPlan, Scenario, generate_traffic
+from webhook_receiver import Receiver
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 START, DAY = date(2026, 11, 1), date(2026, 11, 4)
@@ -26,40 +25,9 @@ TOKEN = "T0KEN-5ecret-path"
 BOT = "support-bot-v3"
 
 
-class Receiver:
-    """A webhook on 127.0.0.1 that records every JSON body POSTed to it and answers 200."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                outer.paths.append(self.path)
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/{TOKEN}"
-
-    def events(self, kind: str) -> list[dict]:
-        return [b for b in self.bodies if b.get("modelwatch", {}).get("event") == kind]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture()
 def receiver(monkeypatch):
-    running = Receiver()
+    running = Receiver(f"/services/{TOKEN}")
     monkeypatch.setenv("MODELWATCH_ALERT_WEBHOOK", running.url)
     yield running
     running.close()

@@ -36,7 +36,7 @@ def _alerts(stack, name: str, **labels: str) -> list[dict]:
 
 def test_servers_run_and_load_the_rules(stack):
     groups = stack.api("rules")["groups"]
-    assert {g["name"] for g in groups} == {f"modelwatch-{m.id}" for m in load_config().models}
+    assert {g["name"] for g in groups} == {f"modelwatch-{m.id}" for m in load_config().models} | {"modelwatch-fire-drill"}
     up = wait_for(lambda: [t for t in stack.api("targets")["activeTargets"] if t["health"] == "up"], timeout=TIMEOUT, what="gateway scraped")
     assert [t["labels"]["job"] for t in up] == ["pushgateway"]
     assert up[0]["scrapeUrl"] == f"{stack.pushgateway.url}/metrics"

@@ -252,6 +252,26 @@ def _no_traffic(model: Model) -> AlertSpec:
                      [Series("modelwatch_no_traffic", labels, _const(1))], [Series("modelwatch_no_traffic", labels, _const(0))], [labels])
 
 
+DRILL_STALE_SECONDS = 8 * 86400  # the drill is weekly: a week and a day without one is a silent drill
+
+
+def fire_drill_specs() -> list[AlertSpec]:
+    """The fire drill's own alerts (``modelwatch_fire_drill``): a drill that found a broken link, and a drill that stopped running."""
+    labels = {"job": "modelwatch_fire_drill"}
+    failed = AlertSpec("ModelwatchFireDrillFailed", 'modelwatch_fire_drill_success{job="modelwatch_fire_drill"} == 0', "0m", "critical",
+                       "modelwatch fire drill: a link of the alert path is broken",
+                       "The last fire drill's planted breach did not reach every link (rollback, notification, Pushgateway or alert rules); "
+                       "see its report under <reports_uri>/_fire_drill/drills/ and modelwatch_fire_drill_link_ok.",
+                       [Series("modelwatch_fire_drill_success", labels, _const(0))], [Series("modelwatch_fire_drill_success", labels, _const(1))],
+                       [labels])
+    stale = AlertSpec("ModelwatchFireDrillStale", f'time() - modelwatch_fire_drill_timestamp_seconds{{job="modelwatch_fire_drill"}} > {DRILL_STALE_SECONDS}',
+                      "10m", "warning", "modelwatch fire drill: no drill for more than a week",
+                      "modelwatch_fire_drill has not finished for more than 8 days, so nothing proves the alert path works.",
+                      [Series("modelwatch_fire_drill_timestamp_seconds", labels, f"{-2 * DRILL_STALE_SECONDS}x{TEST_POINTS}")],
+                      [Series("modelwatch_fire_drill_timestamp_seconds", labels, f"0+60x{TEST_POINTS}")], [labels])
+    return [failed, stale]
+
+
 def alert_specs(model: Model) -> list[AlertSpec]:
     """Every alert of one model, with its test inputs."""
     specs = [_error_rate(model), _latency(model, "latency_p95_ms", "0.95"), _latency(model, "latency_p99_ms", "0.99"),
@@ -269,8 +289,9 @@ def alert_specs(model: Model) -> list[AlertSpec]:
 
 
 def rules_from_config(cfg: MonitoringConfig) -> dict[str, Any]:
-    """The Prometheus rules file: one group per model."""
-    return {"groups": [{"name": f"modelwatch-{m.id}", "rules": [s.rule() for s in alert_specs(m)]} for m in cfg.models]}
+    """The Prometheus rules file: one group per model, and the fire drill's."""
+    groups = [{"name": f"modelwatch-{m.id}", "rules": [s.rule() for s in alert_specs(m)]} for m in cfg.models]
+    return {"groups": [*groups, {"name": "modelwatch-fire-drill", "rules": [s.rule() for s in fire_drill_specs()]}]}
 
 
 def write_rules(cfg: MonitoringConfig, path: str | Path) -> Path:
@@ -293,12 +314,12 @@ def _expectation(spec: AlertSpec, fired: bool) -> dict[str, Any]:
 def rules_tests(cfg: MonitoringConfig, rules_file: str = "rules.yml") -> dict[str, Any]:
     """A ``promtool test rules`` file: per alert, one test where it fires and one where it stays quiet."""
     tests = []
-    for model in cfg.models:
-        for spec in alert_specs(model):
-            tests.append({"name": f"{model.id} {spec.alert} fires", "interval": TEST_INTERVAL, "input_series": _input(spec.firing),
-                          "alert_rule_test": [_expectation(spec, True)]})
-            tests.append({"name": f"{model.id} {spec.alert} quiet", "interval": TEST_INTERVAL, "input_series": _input(spec.quiet),
-                          "alert_rule_test": [_expectation(spec, False)]})
+    scoped = [(model.id, spec) for model in cfg.models for spec in alert_specs(model)] + [("fire drill", s) for s in fire_drill_specs()]
+    for scope, spec in scoped:
+        tests.append({"name": f"{scope} {spec.alert} fires", "interval": TEST_INTERVAL, "input_series": _input(spec.firing),
+                      "alert_rule_test": [_expectation(spec, True)]})
+        tests.append({"name": f"{scope} {spec.alert} quiet", "interval": TEST_INTERVAL, "input_series": _input(spec.quiet),
+                      "alert_rule_test": [_expectation(spec, False)]})
     return {"rule_files": [rules_file], "evaluation_interval": TEST_INTERVAL, "tests": tests}
 
 
