@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import psutil
 from modelwatch.config import load_config
@@ -50,6 +51,24 @@ class PeakMemory(threading.Thread):
             except psutil.Error:
                 pass
             time.sleep(0.5)
+
+
+class DailyProgress:
+    """The backfill's progress as it goes: runs finished with the elapsed time, and the first day's report as soon as it exists."""
+
+    def __init__(self, client, cfg, began: float):
+        self.client, self.cfg, self.began = client, cfg, began
+        self.first_report: Path | None = None
+
+    def __call__(self, states: dict[str, int]) -> None:
+        done = states.get("success", 0) + states.get("failed", 0)
+        print(f"  [{time.monotonic() - self.began:5.0f} s] daily runs: {done} of {DAYS} finished ({states})", flush=True)
+        if self.first_report is None and done:
+            pages = [u for u, _ in list_objects(self.client, f"{self.cfg.defaults.reports_uri}/model_id=support-bot-v3/") if u.endswith("/index.html")]
+            if pages:
+                self.first_report = mirror_reports(self.client, self.cfg.defaults.reports_uri, OUTPUT / "reports")
+                print(f"  first report is ready after {time.monotonic() - self.began:.0f} s: open {self.first_report} "
+                      f"(the other days are added as they finish)", flush=True)
 
 
 def _summaries(client, cfg):
@@ -178,7 +197,7 @@ def main() -> int:
         airflow.cli("backfill", "create", "--dag-id", "modelwatch_daily", "--from-date", START.isoformat(), "--to-date", last.isoformat(),
                     "--max-active-runs", "2", "--reprocess-behavior", "completed")
         daily = airflow.wait_for_runs("modelwatch_daily", DAYS, timeout=DAYS * 240, where=lambda r: r[0].startswith("backfill__"),
-                                      progress=lambda s: print(f"  daily runs: {s}", flush=True))
+                                      progress=DailyProgress(client, cfg, began))
         failed = [r for r in daily if r[1] != "success"]
         for restart in airflow.restarts:
             print(f"  note: {restart}", flush=True)
