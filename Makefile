@@ -17,6 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@$(PY) -m modelwatch.embeddings export  # the int8 ONNX embedding model, once per bundled model hash (no download)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

@@ -36,7 +36,7 @@ def build(params: dict | None = None) -> list[dict]:
 
     cfg = config_or_fail()
     client = s3_client(cfg)
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     built = []
     for request in _requests(params or {}):
         try:
@@ -49,7 +49,7 @@ def build(params: dict | None = None) -> list[dict]:
         if not start or not end:
             raise AirflowFailException(f"model {model.id} has no baseline window in its config: pass start and end (YYYY-MM-DD) in the run conf")
         manifest = build_baseline(client, cfg, model.id, date.fromisoformat(start), date.fromisoformat(end), request.get("version") or None,
-                                  embed_texts=lambda texts: cache.get_or_embed(texts)[0], variants=request.get("variants"))
+                                  embed_texts=cache, variants=request.get("variants"))
         built.append({k: manifest[k] for k in ("model_id", "version", "window", "variants", "rows_used", "reference_rows", "uri")})
     return built
 

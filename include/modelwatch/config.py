@@ -63,6 +63,9 @@ class Defaults(_Strict):
     # s3://ml-monitoring/evidently beside reports_uri; MODELWATCH_EVIDENTLY_WORKSPACE (a local folder or URI) overrides it.
     evidently_workspace_uri: str | None = None
     evidently_ui_url: str | None = None  # the Evidently UI serving that workspace (e.g. http://127.0.0.1:8000): report pages link to their day
+    # How texts are embedded (modelwatch.embeddings): the int8 ONNX export on ONNX Runtime, or the float32 torch model it was made from.
+    # A baseline records its backend; a day embedded another way re-embeds the baseline's texts (through the cache) before comparing.
+    embedding_backend: Literal["onnx-int8", "torch-float32"] = "onnx-int8"
 
     @field_validator("logs_uri", "reports_uri", "labels_uri")
     @classmethod

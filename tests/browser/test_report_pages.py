@@ -100,10 +100,10 @@ def site(s3_server, tmp_path_factory):
                      scenario=Scenario(drift_from=DAYS[-1], toxic_burst_on=DAYS[-1]), plan=ExperimentPlan(exp.id, exp.weights()))
     for day in DAYS:
         put_bytes(client, f"{Partition(BOT, day, 12).path(cfg.defaults.logs_uri)}/part-hostile.jsonl", jsonl_bytes(_hostile_rows(day), gz=False))
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     for model_id in (BOT, CHURN):
         build_baseline(client, cfg, model_id, START, START + timedelta(days=2), progress=lambda _: None,
-                       embed_texts=lambda texts: cache.get_or_embed(texts)[0])
+                       embed_texts=cache)
     summaries = {}
     with HostileJudge.for_rubric(load_rubric("support-v2")) as server:
         connection = {"password": "test-key", "extra": {"base_url": server.openai_url}}

@@ -59,9 +59,9 @@ def test_clean_day_raises_no_alarm_and_drift_day_is_caught_in_its_segment(world)
     from modelwatch.embeddings import EmbeddingCache
 
     client, cfg = world
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     manifest = build_baseline(client, cfg, "support-bot-v3", START, date(2026, 11, 3), progress=lambda _: None,
-                              embed_texts=lambda texts: cache.get_or_embed(texts)[0])
+                              embed_texts=cache)
     assert manifest["embeddings"] == {"prompt": 300, "response": 300}
     clean = _drift_of(client, cfg, "support-bot-v3", date(2026, 11, 4))
     drifted = _drift_of(client, cfg, "support-bot-v3", DRIFT_DAY)

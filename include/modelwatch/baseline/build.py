@@ -163,6 +163,7 @@ def build_baseline(client, cfg: MonitoringConfig, model_id: str, start: date, en
                     "segments": columns.segments, "text": columns.text},
         "kinds": columns.kinds,
         "embeddings": embedded,
+        "embedding": _embedding_identity(embed_texts) if embedded else None,  # how those vectors were made (embeddings.backends.identity)
         "estimation": estimation.store(prefix, progress) if estimation is not None else None,  # its artefacts before the manifest
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "uri": prefix,
@@ -179,6 +180,13 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
     return buffer.getvalue()
+
+
+def _embedding_identity(embed_texts) -> dict[str, str] | None:
+    """The backend identity of an ``EmbeddingCache``; None for any other function (its vectors are re-embedded before a comparison)."""
+    from modelwatch.embeddings import EmbeddingCache
+
+    return embed_texts.identity if isinstance(embed_texts, EmbeddingCache) else None
 
 
 def _store_embeddings(client, prefix: str, sample: pd.DataFrame, text_columns: list[str], n: int, embed_texts) -> dict[str, int]:

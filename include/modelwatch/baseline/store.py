@@ -10,7 +10,8 @@ A baseline is built from the contract-valid rows of every day of the window and 
 - ``profiles.json``: per column, mergeable sketches from Apache DataSketches over every
   row of the window (KLL quantile sketches for numerical columns, frequent-items
   sketches for categorical ones), serialised, plus their readable quantiles and counts;
-- ``embeddings.parquet`` (LLMs): embeddings of a sample of prompts and responses;
+- ``embeddings.parquet`` (LLMs): embeddings of a sample of prompts and responses (their texts beside them), made
+  the way the manifest's ``embedding`` entry says (backend, key, model hash, runtime);
 - ``estimation.json``, ``estimation_reference.parquet`` (classic models with labels for the
   window): the score calibrator or nanny-model inputs and reference-chunk statistics of
   performance estimation (``estimation.reference``); the manifest's ``estimation`` entry
@@ -72,15 +73,25 @@ class Baseline:
     def kinds(self) -> dict[str, str]:
         return self.manifest["kinds"]
 
-    def embeddings(self, client, column: str) -> np.ndarray | None:
-        """The stored embedding sample of a text column, or None when the baseline has none."""
+    def embeddings(self, client, column: str, cache=None) -> np.ndarray | None:
+        """The stored embedding sample of a text column, or None when the baseline has none.
+
+        With ``cache`` (an ``embeddings.EmbeddingCache``) the vectors are the ones that cache's backend
+        makes: the stored ones when the manifest's ``embedding.key`` is the cache's, else the sample's
+        stored texts re-embedded through the cache (once: later days find them there). A baseline built
+        before backends were recorded has no key and is re-embedded too.
+        """
         if column not in self.manifest.get("embeddings", {}):
             return None
         from modelwatch.storage.s3 import get_table
 
         table = get_table(client, f"{self.manifest['uri']}/embeddings.parquet").to_pandas()
         rows = table[table["column"] == column]
-        return np.vstack(rows["vector"].to_numpy()).astype(np.float32) if len(rows) else None
+        if not len(rows):
+            return None
+        if cache is not None and (self.manifest.get("embedding") or {}).get("key") != cache.identity["key"]:
+            return cache.get_or_embed(rows["text"].tolist())[0]
+        return np.vstack(rows["vector"].to_numpy()).astype(np.float32)
 
 
 def load_baseline(client, cfg: MonitoringConfig, model: Model) -> Baseline:

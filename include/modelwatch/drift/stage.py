@@ -35,9 +35,9 @@ def _embedding_drift(client, cfg: MonitoringConfig, model, baseline, current, se
     from modelwatch.embeddings import EmbeddingCache
 
     out = []
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     for column in model.drift.text:
-        reference = baseline.embeddings(client, column)
+        reference = baseline.embeddings(client, column, cache)
         if reference is None:
             out.append({"column": column, "drift": False, "severity": "none", "reason": "the baseline has no embedding sample of this column"})
             continue
@@ -55,7 +55,7 @@ def _segment_embedding_test(client, cfg: MonitoringConfig, model, seed: int):
     from modelwatch.drift.sides import bottom_k_texts
     from modelwatch.embeddings import EmbeddingCache
 
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     rows = model.drift.segment_embedding_rows
 
     def test(reference, current, column: str, permutations: int) -> dict[str, Any]:

