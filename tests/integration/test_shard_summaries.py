@@ -10,7 +10,6 @@ from datetime import date
 
 import pyarrow as pa
 import pytest
-
 from modelwatch import stages
 from modelwatch.core.partition import Partition
 from modelwatch.ingest.stage import plan_shards
@@ -77,7 +76,7 @@ def test_summaries_cover_exactly_the_manifest_rows_across_shards_and_repeats(s3,
 
     shards = plan_shards(s3, cfg, partition)
     checked = [check_shard(s3, cfg, shard) for shard in shards]
-    assert len(shards) > 2 and all(set(c["summaries"]) == {"profile"} for c in checked)
+    assert len(shards) > 2 and all("profile" in c["summaries"] for c in checked)
     assert sum(sum(load(get_bytes(s3, c["summaries"]["profile"])).counts.values()) for c in checked) == sum(c["rows_valid"] for c in checked)
 
     validated = validate(s3, cfg, extract(s3, cfg, partition, checked))
@@ -108,7 +107,7 @@ def test_a_summary_that_cannot_be_built_is_not_written(s3, counting_profile):
     from modelwatch.summaries import summary_modules
 
     cfg = scoped_config(s3, "summaries-none", bundled_config_data("summaries-none"))
-    ctx = StageContext(s3, cfg, Partition("churn-classifier-v2", DAY)  # start() builds none for it)
-    summaries = ShardSummaries(ctx, 0, 1, summary_modules(stages.STAGES))
+    ctx = StageContext(s3, cfg, Partition("churn-classifier-v2", DAY))  # start() builds none for it
+    summaries = ShardSummaries(ctx, 0, 1, summary_modules([s for s in stages.STAGES if s.name == "profile"]))
     summaries.update(pa.table({"request_id": ["a"]}))
     assert summaries.stages == [] and summaries.write() == {}

@@ -4,9 +4,10 @@
 gives the object's size, so no HEAD is needed; a small object arrives whole in that one request.
 pyarrow parses the footer from that tail; the byte ranges of the wanted columns' chunks in
 every row group (``ColumnChunkMetaData``: first page offset, ``total_compressed_size``) are
-merged when the gap between two is under ``HOLE_BYTES`` (reading a gap is cheaper than one
-more request: an S3 request costs tens of milliseconds, about what 1 MiB takes to arrive) and
-each merged range is one GET. pyarrow then decodes from those bytes. Every GET goes through the
+merged when the gap between two is under ``HOLE_BYTES`` (small columns between wanted ones
+are read through; the text columns a stage skips, hundreds of KiB per row group, are not),
+and the merged ranges are fetched ``PARALLEL_GETS`` at a time, so the extra requests cost
+about one round trip, not one each. pyarrow then decodes from those bytes. Every GET goes through the
 caller's boto3 client, so its retries with backoff apply, and a failure names the object and
 the permission it lacks (``S3Error``).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import pyarrow as pa
@@ -27,7 +29,8 @@ from botocore.exceptions import IncompleteReadError, ResponseStreamingError
 from modelwatch.core.uris import split_uri
 
 TAIL_BYTES = 256 * 1024  # first request: the footer of a day's shard (a few KiB per row group) and then some
-HOLE_BYTES = 1024 * 1024  # two wanted ranges closer than this are fetched as one, gap included
+HOLE_BYTES = 128 * 1024  # two wanted ranges closer than this are fetched as one, gap included
+PARALLEL_GETS = 8  # ranged GETs in flight at once (the client's connection pool holds 10)
 _log = logging.getLogger(__name__)
 
 
@@ -40,6 +43,7 @@ class RangedObject(io.RawIOBase):
         self.bucket, self.key = split_uri(uri)
         self.requests = 0
         self.bytes_fetched = 0
+        self._lock = threading.Lock()
         self._etag: str | None = None
         self._position = 0
         tail, self.size = self._fetch(f"bytes=-{tail_bytes}")
@@ -47,11 +51,17 @@ class RangedObject(io.RawIOBase):
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
         """Fetch each ``(start, end)`` range not already held in one GET (the part in the tail is not fetched again)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         tail_start = self._segments[0][0]
-        for start, end in ranges:
-            end = min(end, tail_start) if start < tail_start else end
-            if end > start and self._held(start, end) is None:
-                self._segments.append((start, self._fetch(f"bytes={start}-{end - 1}")[0]))
+        wanted = [(start, min(end, tail_start) if start < tail_start else end) for start, end in ranges]
+        wanted = [(start, end) for start, end in wanted if end > start and self._held(start, end) is None]
+        if len(wanted) == 1:
+            fetched = [self._fetch(f"bytes={wanted[0][0]}-{wanted[0][1] - 1}")[0]]
+        else:
+            with ThreadPoolExecutor(max_workers=PARALLEL_GETS, thread_name_prefix="modelwatch-range") as pool:
+                fetched = [body for body, _ in pool.map(lambda r: self._fetch(f"bytes={r[0]}-{r[1] - 1}"), wanted)]
+        self._segments += [(start, body) for (start, _), body in zip(wanted, fetched, strict=True)]
 
     def _held(self, start: int, end: int) -> bytes | None:
         for first, data in self._segments:
@@ -67,7 +77,8 @@ class RangedObject(io.RawIOBase):
         for attempt in range(1, BODY_READ_ATTEMPTS + 1):
             with _naming("GetObject", self.uri):
                 response = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=byte_range, **extra)
-            self.requests += 1
+            with self._lock:
+                self.requests += 1
             try:
                 body = response["Body"].read()
             except (IncompleteReadError, ResponseStreamingError) as exc:
@@ -76,8 +87,9 @@ class RangedObject(io.RawIOBase):
                 _log.warning("ranged download of %s cut off (%s); attempt %d of %d", self.uri, exc, attempt + 1, BODY_READ_ATTEMPTS)
                 time.sleep(0.2 * 2**attempt)
                 continue
-            self.bytes_fetched += len(body)
-            self._etag = self._etag or response.get("ETag")
+            with self._lock:
+                self.bytes_fetched += len(body)
+                self._etag = self._etag or response.get("ETag")
             return body, _object_size(response, len(body))
         raise AssertionError("unreachable")  # pragma: no cover
 
