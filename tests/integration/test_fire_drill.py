@@ -55,6 +55,7 @@ def test_fire_drill_passes_and_fails_when_the_webhook_is_down(s3, scheduler_conf
             run = _drill(api, "drill-ok")
             assert run["state"] == "success", f"logs under {airflow.home}"
             report = get_json(s3, report_uri)
+            print("passing drill:", json.dumps(report["links"], indent=1))
             assert report["ok"] and [link["name"] for link in report["links"]] == \
                 ["stages", "breach_event", "rollback_audit", "notification", "pushgateway", "alert_rules"]
             assert all(link["ok"] for link in report["links"]), report["links"]
@@ -70,6 +71,7 @@ def test_fire_drill_passes_and_fails_when_the_webhook_is_down(s3, scheduler_conf
             run = _drill(api, "drill-webhook-down")
             assert run["state"] == "failed"
             report = get_json(s3, report_uri)
+            print("failing drill:", json.dumps(report["links"], indent=1))
             broken = {link["name"]: link["detail"] for link in report["links"] if not link["ok"]}
             assert list(broken) == ["notification"] and "503" in broken["notification"], report["links"]
             assert 'modelwatch_fire_drill_link_ok{instance="",job="modelwatch_fire_drill",link="notification"} 0' in _gauges(gateway.url)
