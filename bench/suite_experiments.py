@@ -56,6 +56,17 @@ date, exactly as the DAG does; every decision goes through the library's public 
   verdicts of :func:`modelwatch.experiments.decision.quantile_guardrail` (and, for the old rule, of
   :func:`quantile_difference` at alpha/28) at every look.
 
+* Quantile intervals on a bounded per-arm sample (full: 2,000 runs, small: 300): a large day
+  keeps per arm only a uniform sample of its latencies (``summaries.BottomK``: the k smallest
+  request-id hashes), and the stored days merge to the experiment's bottom-k, so the p95/p99
+  guardrails read order statistics of a sample, not of every request. Each run draws 3 days of
+  5,000 lognormal(0, 1) latencies per arm under fresh request ids, keeps each day's bottom-1,500
+  per arm and merges the days as the stage does (15,000 rows to 1,500, 10%); the coverage of
+  the true p95 and p99 by the exact order-statistic interval on the merged sample, next to the
+  same interval on all 15,000 rows (the exact path), and the Bonferroni p99 difference interval
+  on the samples with the treatment 10% slower. The guardrail is kept on samples only because
+  these hold their nominal coverage (the hash is independent of latency, so the sample is i.i.d.).
+
 Rates carry a 95% Wilson interval in the case text.
 """
 
@@ -72,6 +83,7 @@ from modelwatch.experiments.design import power_analysis, srm_test
 from modelwatch.experiments.inference import mean_test, non_inferiority, sequential_difference
 from modelwatch.experiments.quantiles import order_statistic_ranks, quantile_ci, quantile_difference
 from modelwatch.experiments.stats import SampleStats, alpha_spent, look_alpha
+from modelwatch.summaries import BottomK
 from scipy import special, stats
 
 from bench.common import suite_helpers
@@ -98,12 +110,13 @@ QUANTILE_MARGIN = 0.05
 LATENCY_SIGMA = 0.35  # lognormal, as modelwatch.runtime.generate's latencies
 KEEP_SHARE = (0.07, 0.15)  # top share of each arm's day kept: holds every order statistic the guardrail reads
 OLD_LOOKS = 28  # the old rule: alpha / 28 at every look, whatever the look
+SAMPLED_DAYS, SAMPLED_DAY_ROWS, SAMPLED_K = 3, 5_000, 1_500  # per arm: rows a day, rows each day's (and the merged) sample keeps
 QUANTILE_SCALES = {"A/A": 1.0, "boundary": 1 + QUANTILE_MARGIN, "+10%": 1.10, "+15%": 1.15}  # treatment latency multipliers
 SIZES: dict[str, dict[str, int]] = {
     "full": {"aa_runs": 5_000, "power_runs": 2_000, "srm_skewed_runs": 10_000, "srm_aa_runs": 20_000, "coverage_reps": 2_000,
-             "quantile_runs": 2_000},
+             "quantile_runs": 2_000, "sampled_runs": 2_000},
     "small": {"aa_runs": 300, "power_runs": 300, "srm_skewed_runs": 2_000, "srm_aa_runs": 2_000, "coverage_reps": 300,
-              "quantile_runs": 200},
+              "quantile_runs": 200, "sampled_runs": 300},
 }
 
 Record = dict[str, Any]
@@ -427,6 +440,62 @@ def quantile_looks(runs: int) -> list[Record]:
     return out
 
 
+# -- quantile intervals on a bounded per-arm sample ----------------------------------------------------------
+
+
+def merged_sample(rng: np.random.Generator, first_id: int, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(every latency, the merged bottom-k sample's latencies) of one arm over SAMPLED_DAYS days, as the stage keeps them."""
+    import pyarrow as pa
+
+    merged: BottomK | None = None
+    every = []
+    for day in range(SAMPLED_DAYS):
+        latency = scale * rng.lognormal(0.0, COST_SIGMA, SAMPLED_DAY_ROWS)
+        ids = pa.array(np.arange(SAMPLED_DAY_ROWS) + first_id + day * SAMPLED_DAY_ROWS).cast(pa.string())
+        kept = BottomK(SAMPLED_K)
+        kept.update(pa.table({"request_id": ids, "latency_ms": latency}))
+        merged = kept if merged is None else merged.merge(kept)
+        every.append(latency)
+    return np.sort(np.concatenate(every)), np.sort(merged.table["latency_ms"].to_numpy())
+
+
+def sampled_coverage(runs: int) -> list[Record]:
+    """Coverage of the p95/p99 intervals and of the p99 difference on each arm's merged bottom-k sample, beside all rows."""
+    rng = np.random.default_rng([SEED, 6])
+    total = SAMPLED_DAYS * SAMPLED_DAY_ROWS
+    log(f"sampled quantiles: {runs} runs x {SAMPLED_DAYS} days of {SAMPLED_DAY_ROWS:,} rows/arm, bottom-{SAMPLED_K:,} per day, merged")
+    truth = {q: float(stats.lognorm(COST_SIGMA).ppf(q)) for q in (0.95, P99)}
+    hits = {(q, path): 0 for q in truth for path in ("sample", "all")}
+    difference_hits = 0
+    for run_ in range(runs):
+        every, sample = merged_sample(rng, 2 * run_ * total)
+        if sample.size != SAMPLED_K:
+            raise RuntimeError(f"the merged sample kept {sample.size} rows, not {SAMPLED_K}")
+        for q in truth:
+            for path, values in (("sample", sample), ("all", every)):
+                ci = quantile_ci(values, q, CONFIDENCE)
+                hits[(q, path)] += ci.low <= truth[q] <= ci.high
+        _, slower = merged_sample(rng, (2 * run_ + 1) * total, scale=1.10)
+        result = quantile_difference(sample, slower, P99, CONFIDENCE)
+        difference_hits += result.ci_low <= 0.1 * truth[P99] <= result.ci_high
+    setup = (f"{SAMPLED_DAYS} days x {SAMPLED_DAY_ROWS:,} rows/arm, lognormal, each day's bottom-{SAMPLED_K:,} by request-id hash "
+             f"merged to the experiment's {SAMPLED_K:,} of {total:,}, {runs:,} runs")
+    out = []
+    for q in truth:
+        r, s_ = order_statistic_ranks(SAMPLED_K, q, CONFIDENCE)
+        exact = float(stats.binom.cdf(s_ - 1, SAMPLED_K, q) - stats.binom.cdf(r - 1, SAMPLED_K, q))
+        log(f"p{round(q * 100)} on the sample: {hits[(q, 'sample')]}/{runs} (ranks' exact coverage {exact:.4f}); "
+            f"on all rows {hits[(q, 'all')]}/{runs}")
+        out.append(record(f"p{round(q * 100)} {CONFIDENCE:.0%} order-statistic interval on the merged bounded sample, {setup} "
+                          f"({ci_text(hits[(q, 'sample')], runs)}; exact coverage of the ranks at n {SAMPLED_K:,}: {exact:.4f})",
+                          "coverage", hits[(q, "sample")] / runs, "share", f"the same interval on all {total:,} rows (exact path)",
+                          hits[(q, "all")] / runs, ">= 0.935"))  # at least nominal (the ranks' discreteness adds), within noise
+    log(f"p99 difference on samples: {difference_hits}/{runs}")
+    out.append(record(f"p99 difference, treatment 10% slower, Bonferroni order-statistic interval on each arm's merged bounded sample, {setup} "
+                      f"({ci_text(difference_hits, runs)})", "coverage", difference_hits / runs, "share", target=">= 0.95"))
+    return out
+
+
 def run(size: str) -> list[Record]:
     """Run the experiments suite at ``size`` ("full" or "small") and return its records."""
     if size not in SIZES:
@@ -437,4 +506,5 @@ def run(size: str) -> list[Record]:
     records += srm(config["srm_skewed_runs"], config["srm_aa_runs"])
     records += coverage(config["coverage_reps"])
     records += quantile_looks(config["quantile_runs"])
+    records += sampled_coverage(config["sampled_runs"])
     return records
