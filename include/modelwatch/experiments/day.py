@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelwatch.config import Experiment
-from modelwatch.core.assignment import HashScheme
+from modelwatch.core.assignment import HashScheme, arm_of_bucket
 from modelwatch.summaries import SAMPLE_KEY, BottomK
 
 UNIT_SCHEMA = pa.schema([("arm", pa.string()), ("unit", pa.string()), ("requests", pa.int64())])
@@ -109,7 +109,13 @@ class ExperimentDay:
         if self.scheme is None or not known.any():
             return
         ids = units[known]
-        planned_of = {u: self.scheme.assign(u, self.experiment_id, self.weights) for u in pd.unique(ids)}
+        arm_of: dict[int, str] = {}  # the weights' cut once per bucket, not per unit: the same arm as HashScheme.assign
+        planned_of = {}
+        for u in pd.unique(ids):
+            point = self.scheme.bucket(u, self.experiment_id)
+            if point not in arm_of:
+                arm_of[point] = arm_of_bucket(point, self.scheme.buckets, self.weights)
+            planned_of[u] = arm_of[point]
         planned = ids.map(planned_of)
         wrong = served[known].to_numpy() != planned.to_numpy()
         self.mismatches += int(wrong.sum())
