@@ -45,11 +45,12 @@ def loud_lines(captured) -> list[str]:
 
 
 def test_clean_day(airflow_db, s3, isolated_config, daily_dag, capfd, monkeypatch):
-    from modelwatch import embeddings
+    from modelwatch.embeddings import onnx_backend, torch_backend
 
     cfg = isolated_config
     written = write(s3, cfg, DAY)
-    monkeypatch.setattr(embeddings, "_MODEL", None)  # the run loads the embedding model itself, as a fresh worker does
+    for module, loaded in ((onnx_backend, "_SESSION"), (onnx_backend, "_TOKENIZER"), (torch_backend, "_MODEL")):
+        monkeypatch.setattr(module, loaded, None)  # the run loads the embedding model itself, as a fresh worker does
     capfd.readouterr()
     run = run_day(daily_dag, DAY)
     assert run.state == "success"
