@@ -13,8 +13,11 @@ golden-set share, the diurnal shape and the sticky SHA-256 experiment assignment
   items and devices) and appends an optional context sentence to prompts and a closing
   sentence to answers, so that nearly every prompt and answer is distinct, as in real
   support traffic (a realistic gzip ratio and embedding-cache miss rate);
-- writes one ``part-00000.jsonl.gz`` and one ``part-00000.parquet`` per hour partition,
-  the layout of ``modelwatch.serving``'s emitter, hours in parallel processes.
+- writes each hour as one JSONL.gz and one Parquet file on local disk, hours in parallel
+  processes (``generate_day``; a finished day is kept and reused, its ``day.json`` naming the
+  spec and generator version), then uploads them as one ``part-00000.jsonl.gz`` and one
+  ``part-00000.parquet`` per hour partition, the layout of ``modelwatch.serving``'s emitter
+  (``upload_day``).
 
 The JSON lines are encoded column-wise too (the values are plain ASCII/UTF-8 text without
 control characters; quotes and backslashes are escaped). Parquet keeps ``metadata`` as a
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import string
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -288,7 +293,10 @@ def parquet(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-# -- writing a day -----------------------------------------------------------------------------------------
+# -- writing a day: hour files on local disk (kept as a cache), then uploaded ----------------------------
+
+GENERATOR_VERSION = 1  # bump when the generated rows change: a cached day of another version is generated again
+SUFFIXES = {"jsonl.gz": "jsonl.gz", "parquet": "parquet"}
 
 
 def hour_uri(logs_uri: str, spec: DaySpec, hour: int, suffix: str) -> str:
@@ -297,25 +305,68 @@ def hour_uri(logs_uri: str, spec: DaySpec, hour: int, suffix: str) -> str:
     return f"{Partition(spec.model_id, spec.day, hour).path(logs_uri)}/part-00000.{suffix}"
 
 
-def write_hour(endpoint: str, targets: dict[str, str], spec: DaySpec, hour: int, n: int, first: int) -> dict[str, Any]:
-    """Build one hour and upload it in each format of ``targets`` (format -> logs_uri); returns rows and bytes per format."""
-    from modelwatch.storage.s3 import make_client, put_bytes
+def hour_path(directory: Path, fmt: str, hour: int) -> Path:
+    return directory / fmt / f"hour-{hour:02d}.{SUFFIXES[fmt]}"
 
-    client = make_client(endpoint_url=endpoint)
+
+def write_hour(directory: Path, formats: Sequence[str], spec: DaySpec, hour: int, n: int, first: int) -> dict[str, Any]:
+    """Build one hour and write it in each of ``formats`` under ``directory``; returns rows and bytes per format."""
     table = hour_table(spec, hour, n, first)
     encoders = {"jsonl.gz": jsonl_gz, "parquet": parquet}
     sizes = {}
-    for fmt, logs_uri in targets.items():
+    for fmt in formats:
+        path = hour_path(directory, fmt, hour)
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = encoders[fmt](table)
-        put_bytes(client, hour_uri(logs_uri, spec, hour, fmt), data)
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
         sizes[fmt] = len(data)
     return {"hour": hour, "rows": n, "bytes": sizes}
 
 
-def write_day(endpoint: str, targets: dict[str, str], spec: DaySpec, workers: int = 2) -> dict[str, Any]:
-    """Write the 24 hour partitions of ``spec`` in each format, hours in ``workers`` processes; totals per format."""
+def day_manifest(spec: DaySpec, formats: Sequence[str]) -> dict[str, Any]:
+    """What identifies a generated day: the generator's version and every field of its spec."""
+    return {"generator_version": GENERATOR_VERSION, "model_id": spec.model_id, "day": spec.day.isoformat(), "requests": spec.requests,
+            "seed": spec.seed, "experiment_id": spec.experiment_id, "weights": spec.weights, "formats": sorted(formats)}
+
+
+def generate_day(directory: Path, spec: DaySpec, formats: Sequence[str], workers: int = 2) -> dict[str, Any]:
+    """The 24 hour files of ``spec`` in each format under ``directory``, generated unless a finished copy is there.
+
+    ``directory/day.json`` is written last and names the spec and generator version, so a copy cut
+    off midway, of another spec or of an older generator is generated again. Returns
+    ``{"rows", "bytes": {format: bytes}, "generated": bool}``.
+    """
+    manifest_path = directory / "day.json"
+    wanted = day_manifest(spec, formats)
+    if manifest_path.exists():
+        found = json.loads(manifest_path.read_text())
+        if found.get("spec") == wanted and all(hour_path(directory, fmt, h).exists() for fmt in formats for h in range(24)):
+            return {"rows": found["rows"], "bytes": found["bytes"], "generated": False}
+        manifest_path.unlink()
     counts, starts = spec.hour_counts(), spec.hour_starts()
     hours = sorted(range(24), key=lambda h: -counts[h])  # largest first: better packing across workers
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(write_hour, *zip(*[(endpoint, targets, spec, h, counts[h], starts[h]) for h in hours])))
-    return {"rows": sum(d["rows"] for d in done), "bytes": {fmt: sum(d["bytes"][fmt] for d in done) for fmt in targets}}
+        done = list(pool.map(write_hour, *zip(*[(directory, list(formats), spec, h, counts[h], starts[h]) for h in hours])))
+    totals = {"rows": sum(d["rows"] for d in done), "bytes": {fmt: sum(d["bytes"][fmt] for d in done) for fmt in formats}}
+    manifest_path.write_text(json.dumps({"spec": wanted, **totals}, indent=2))
+    return {**totals, "generated": True}
+
+
+def upload_day(endpoint: str, directory: Path, targets: dict[str, str], spec: DaySpec, workers: int = 2) -> int:
+    """Put every hour file of a generated day under its partition of each format's logs URI (``targets``: format -> logs_uri); bytes sent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelwatch.storage.s3 import make_client, put_bytes
+
+    client = make_client(endpoint_url=endpoint)
+
+    def one(job: tuple[str, int]) -> int:
+        fmt, hour = job
+        data = hour_path(directory, fmt, hour).read_bytes()
+        put_bytes(client, hour_uri(targets[fmt], spec, hour, SUFFIXES[fmt]), data)
+        return len(data)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(one, [(fmt, hour) for fmt in targets for hour in range(24)]))
