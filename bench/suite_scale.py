@@ -53,7 +53,8 @@ Environment: ``MODELWATCH_BENCH_SCALE_TASK_TIMEOUT`` (seconds, default 600, 0: n
 concept or judge running longer (later tasks run without it; the total is then AT LEAST);
 ``MODELWATCH_BENCH_SCALE_PROFILE`` the tasks re-run under cProfile into ``bench/scale_profile.txt``
 ("0": none; default: the two slowest); ``MODELWATCH_BENCH_SCALE_SCHEDULED=0`` skips the scheduled
-repeat; ``MODELWATCH_BENCH_SCALE_CACHE`` (above). Every result, part, S3 count, split, size and
+repeat; ``MODELWATCH_BENCH_SCALE_FORMATS=jsonl.gz`` runs one format; ``MODELWATCH_BENCH_SCALE_BASELINE_ROWS``
+makes the baseline day smaller than the monitored day; ``MODELWATCH_BENCH_SCALE_CACHE`` (above). Every result, part, S3 count, split, size and
 comparison is also written to ``bench/scale_details.json``.
 """
 
@@ -106,6 +107,8 @@ PROFILE = Path(__file__).resolve().parent / "scale_profile.txt"
 ROWS_ENV = "MODELWATCH_BENCH_SCALE_ROWS"
 CACHE_ENV = "MODELWATCH_BENCH_SCALE_CACHE"  # a folder the generated days are kept in and reused from
 SCHEDULED_ENV = "MODELWATCH_BENCH_SCALE_SCHEDULED"  # "0": no scheduled repeat of the run
+FORMATS_ENV = "MODELWATCH_BENCH_SCALE_FORMATS"  # "jsonl.gz": run that format only (default: both)
+BASELINE_ROWS_ENV = "MODELWATCH_BENCH_SCALE_BASELINE_ROWS"  # the baseline day's requests, if fewer than the monitored day's
 SIZES: dict[str, list[int]] = {"small": [100_000], "full": [1_000_000, 10_000_000]}
 SEED = 20_261_104
 WEIGHTS = {"control": 0.9, "treatment": 0.1}
@@ -286,9 +289,10 @@ def prepare_days(rows: int, endpoint: str, targets: dict[str, str], workdir: Pat
     cache = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV, "").strip() else workdir / "days"
     start = time.perf_counter()
     generated, total, monitored = False, dict.fromkeys(targets, 0), dict.fromkeys(targets, 0)
-    for day in (BASELINE_DAY, DAY):
-        spec = DaySpec(MODEL, day, rows, SEED, "exp-042", WEIGHTS)
-        folder = cache / label(rows) / day.isoformat()
+    baseline_rows = min(rows, int(os.environ.get(BASELINE_ROWS_ENV, "").strip() or rows))
+    for day, n in ((BASELINE_DAY, baseline_rows), (DAY, rows)):
+        spec = DaySpec(MODEL, day, n, SEED, "exp-042", WEIGHTS)
+        folder = cache / label(n) / day.isoformat()
         made = generate_day(folder, spec, list(FORMATS))
         generated |= made["generated"]
         upload_day(endpoint, folder, targets, spec)
@@ -316,7 +320,8 @@ def measure_size(rows: int, workdir: Path, alternative: bool = True) -> SizeResu
         names = buckets(client, tag)
         load = {"start": load_average()}
         generation, generated, data_bytes, day_bytes = prepare_days(rows, server.endpoint, logs_uris(names), workdir)
-        worlds = {fmt: make_world(names, fmt, workdir, shard_bytes_for(day_bytes[fmt])) for fmt in FORMATS}
+        chosen = [f.strip() for f in os.environ.get(FORMATS_ENV, "").split(",") if f.strip()] or list(FORMATS)
+        worlds = {fmt: make_world(names, fmt, workdir, shard_bytes_for(day_bytes[fmt])) for fmt in FORMATS if fmt in chosen}
         jsonl = worlds["jsonl.gz"]
         exact = make_world(names, "jsonl.gz", workdir, jsonl.shard_bytes, exact_rows=rows) if rows <= EXACT_MAX_ROWS else None
 
