@@ -38,7 +38,7 @@ run (``/proc/self/clear_refs`` resets the high-water mark; psutil sampling elsew
 Process CPU time is recorded next to wall time: on a shared machine it is the steadier of
 the two.
 
-Segments: seeded days of a support assistant by locale (8 locales of 250-8,000 rows) and topic, A/A
+Segments (the current day through the same per-shard summaries): seeded days of a support assistant by locale (8 locales of 250-8,000 rows) and topic, A/A
 and with a new topic in de-DE, decided by modelwatch's rule (one Holm family a day over every
 segment × column test, the effect floor for every segment) and by the previous one (BH per segment
 key, segments up to 1,000 rows decided by the test alone) on the same tests: the share of A/A days
@@ -48,6 +48,11 @@ Calibration: A/A trials on small frames (2,000 rows per side, the same 15 column
 twice from the reference distribution) give the false-alarm rate of the BH-corrected
 tests (``p_adj < 0.05`` on any column, the floor ignored) and of the full verdict. Power
 trials shift cat_0 by 10 points (a 40% -> 30%, b 30% -> 40%) and num_0 by 0.2 sd.
+The current side goes the stage's way: per-shard drift summaries (``drift.summary``, 4 shards,
+each dumped and loaded) merged and tested as a ``drift.sides.SummarySide``; every trial is also
+tested on the frame itself, and the two must give the same p-values (a day no larger than
+``defaults.summary_sample_rows`` is summarised exactly). One more A/A run keeps only a 500-row
+bottom-k sample of the current side's 2,000 rows (a day larger than the sample) for the numerical tests.
 cat_4 (500 levels, ~4 rows per level per side at 2,000 rows) is sparse on purpose: it
 tests the chi-squared approximation where it is weakest, so the A/A rate is reported with
 and without it.
@@ -137,6 +142,7 @@ REFERENCE: dict[str, Sampler] = {
 }
 NUMERICAL = [c for c in REFERENCE if c.startswith("num_")]
 CATEGORICAL = [c for c in REFERENCE if c.startswith("cat_")]
+KINDS = {c: "numerical" if c in NUMERICAL else "categorical" for c in REFERENCE}
 
 # column -> (current-side sampler, what changed)
 LARGE_SHIFT: dict[str, tuple[Sampler, str]] = {
@@ -270,6 +276,39 @@ def modelwatch_drift(reference: Mapping[str, Any], current: Mapping[str, Any], w
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(one, columns))
     return decide(results, DriftPolicy(alpha=ALPHA))
+
+
+SHARDS = 4  # the current side is summarised in this many shards, each dumped and loaded, then merged
+
+
+def summarised(columns: Mapping[str, Any], prefix: str, kinds: Mapping[str, str] | None = None, segments: tuple[str, ...] = (),
+               sample_rows: int = 200_000) -> Any:
+    """The current side as the drift stage sees it: ``drift.summary.DriftSummary`` of ``SHARDS`` shards (request ids
+    ``<prefix>-<row>``), each through dump and load, merged, as a ``drift.sides.SummarySide``."""
+    from functools import reduce
+
+    from modelwatch.drift.sides import SummarySide
+    from modelwatch.drift.summary import DriftPlan, DriftSummary, load
+
+    frame = pd.DataFrame(columns)
+    frame.insert(0, "request_id", [f"{prefix}-{i}" for i in range(len(frame))])
+    kinds = kinds or KINDS
+    plan = DriftPlan(numerical=[c for c, k in kinds.items() if k == "numerical"], categorical=[c for c, k in kinds.items() if k == "categorical"],
+                     segments=list(segments), sample_rows=sample_rows)
+    shards = []
+    for rows in np.array_split(np.arange(len(frame)), SHARDS):
+        shard = DriftSummary(plan)
+        shard.update_frame(frame.iloc[rows])
+        shards.append(load(shard.dump()))
+    return SummarySide(reduce(lambda a, b: a.merge(b), shards))
+
+
+def modelwatch_side_drift(reference: Mapping[str, Any], current: Any) -> list:
+    """modelwatch's verdicts for every column with the current side a ``drift.sides`` side (the stage's path)."""
+    from modelwatch.drift.families import column_tests
+    from modelwatch.drift.univariate import DriftPolicy, decide
+
+    return decide(column_tests(pd.DataFrame(reference), current, list(REFERENCE), KINDS), DriftPolicy(alpha=ALPHA))
 
 
 def import_evidently() -> dict[str, Any]:
@@ -411,12 +450,14 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
     """
     from modelwatch.drift.univariate import DriftPolicy, decide
 
-    log(f"calibration: {aa_trials} A/A trials, {rows:,} rows per side, alpha {ALPHA}")
+    log(f"calibration: {aa_trials} A/A trials, {rows:,} rows per side, alpha {ALPHA}, the current side through {SHARDS} shard summaries")
     sparse = "cat_4"
-    any_test = any_verdict = any_effect = any_test_dense = 0
+    any_test = any_verdict = any_effect = any_test_dense = same = 0
     raw = {c: 0 for c in REFERENCE}
     for trial in range(aa_trials):
-        results = modelwatch_drift(sample(rows, (SEED, 1_000 + trial, 0)), sample(rows, (SEED, 1_000 + trial, 1)))
+        reference, current = sample(rows, (SEED, 1_000 + trial, 0)), sample(rows, (SEED, 1_000 + trial, 1))
+        results = modelwatch_side_drift(reference, summarised(current, f"aa{trial}"))
+        same += _same_tests(results, modelwatch_drift(reference, current))
         any_test += any(r.p_adjusted < ALPHA for r in results)
         any_verdict += any(r.drift for r in results)
         any_effect += any(r.effect >= r.floor for r in results)
@@ -432,7 +473,9 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
     hits = {c: [0, 0] for c in POWER_SHIFT}  # column -> [p_adj < alpha, drift verdict]
     false_flags = 0
     for trial in range(power_trials):
-        results = modelwatch_drift(sample(rows, (SEED, 5_000 + trial, 0)), sample(rows, (SEED, 5_000 + trial, 1), POWER_SHIFT))
+        reference, current = sample(rows, (SEED, 5_000 + trial, 0)), sample(rows, (SEED, 5_000 + trial, 1), POWER_SHIFT)
+        results = modelwatch_side_drift(reference, summarised(current, f"power{trial}"))
+        same += _same_tests(results, modelwatch_drift(reference, current))
         for r in results:
             if r.column in hits:
                 hits[r.column][0] += r.p_adjusted < ALPHA
@@ -441,12 +484,18 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
                 false_flags += r.p_adjusted < ALPHA
     for column, (tested, flagged) in hits.items():
         log(f"power {column}: p_adj < {ALPHA} in {tested}/{power_trials}, drift verdict in {flagged}/{power_trials}")
+    log(f"summary path = frame path (every p-value and verdict) in {same}/{aa_trials + power_trials} trials")
+    sampled_k = rows // 4
+    sampled = sum(any(r.p_adjusted < ALPHA for r in modelwatch_side_drift(sample(rows, (SEED, 1_000 + t, 0)),
+                                                                         summarised(sample(rows, (SEED, 1_000 + t, 1)), f"aa{t}", sample_rows=sampled_k)))
+                  for t in range(aa_trials))
+    log(f"A/A with the current side's numerical columns on a {sampled_k}-row bottom-k sample: any p_adj < {ALPHA} in {sampled}/{aa_trials}")
 
     def ci(k: int, n: int) -> str:
         low, high = wilson(k, n)
         return f"95% CI {low:.3f}-{high:.3f}"
 
-    frame = f"{rows:,} rows/side, 10 num + 5 cat"
+    frame = f"{rows:,} rows/side, 10 num + 5 cat, current side via {SHARDS} shard summaries"
     dense_raw = sum(k for c, k in raw.items() if c != sparse)
     out = [
         record(f"A/A, {aa_trials} trials, {frame}: any column p_adj < {ALPHA} (BH, test only; {ci(any_test, aa_trials)})",
@@ -467,7 +516,18 @@ def calibration(aa_trials: int, power_trials: int, rows: int = CALIBRATION_ROWS)
         out.append(record(f"{what}: drift verdict after the effect floor", "power", flagged / power_trials, "share"))
     out.append(record(f"power trials, the 13 unshifted cols: p_adj < {ALPHA} (mean per column)", "false_alarm_rate",
                       false_flags / (power_trials * (len(REFERENCE) - len(POWER_SHIFT))), "share"))
+    total = aa_trials + power_trials
+    out.append(record("A/A and power trials: shard summaries merged give the frame's p-values and verdicts (exact below summary_sample_rows)",
+                      "summary_equals_frame", same, "trials", target=f"{total}/{total}"))
+    out.append(record(f"A/A, {aa_trials} trials, {rows:,} rows/side, current numerical columns on a {sampled_k:,}-row bottom-k sample"
+                      f" (a day larger than the sample; {ci(sampled, aa_trials)})", "false_alarm_rate", sampled / aa_trials, "share", target="0.02–0.08"))
     return out
+
+
+def _same_tests(ours: list, frames: list) -> bool:
+    """The same statistic, p-value, effect and verdict for every column."""
+    return all((a.column, a.statistic, a.p_value, a.effect, a.drift) == (b.column, b.statistic, b.p_value, b.effect, b.drift)
+               for a, b in zip(ours, frames, strict=True))
 
 
 # -- segments: one Holm family per day and the effect floor, against per-key BH with small samples deciding alone --
@@ -504,17 +564,26 @@ def segment_day(rng: np.random.Generator, drift: bool = False, mix_variation: fl
     return pd.concat(parts, ignore_index=True)
 
 
-def segment_alarms(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[set[str], set[str]]:
-    """Segments flagged by modelwatch's rule (one Holm family over the day's segment tests, effect floor always) and by the
+SEGMENT_KINDS = {"prompt_tokens": "numerical", "latency_ms": "numerical", "response_tokens": "numerical", "metadata.topic": "categorical",
+                 "status": "categorical"}
+SEGMENT_KEYS = ("metadata.locale", "metadata.topic")
+
+
+def summarised_day(day: pd.DataFrame, prefix: str) -> Any:
+    """A segment day's current side through the per-shard drift summaries."""
+    return summarised(day, prefix, SEGMENT_KINDS, SEGMENT_KEYS)
+
+
+def segment_alarms(reference: pd.DataFrame, current: Any) -> tuple[set[str], set[str]]:
+    """Segments flagged (``current``: a frame, or a ``drift.sides`` side) by modelwatch's rule (one Holm family over the day's segment tests, effect floor always) and by the
     previous rule (Benjamini–Hochberg per segment key, segments of <= 1,000 rows decided by the test alone), on the same tests."""
     from modelwatch.baseline.columns import DriftColumns
     from modelwatch.drift.families import column_tests, decide_segment_column, holm, segment_slices
     from modelwatch.drift.univariate import DriftPolicy, decide
 
-    kinds = {"prompt_tokens": "numerical", "latency_ms": "numerical", "response_tokens": "numerical", "metadata.topic": "categorical",
-             "status": "categorical"}
+    kinds = SEGMENT_KINDS
     columns = DriftColumns(features=["latency_ms", "metadata.topic"], prediction=["response_tokens", "status"], input_length=["prompt_tokens"],
-                           segments=["metadata.locale", "metadata.topic"], text=[], kinds=kinds)
+                           segments=list(SEGMENT_KEYS), text=[], kinds=kinds)
     policy = DriftPolicy(alpha=ALPHA)
     tagged, old = [], set()
     for key in columns.segments:
@@ -537,17 +606,18 @@ def segments(aa_days: int, power_days: int) -> list[Record]:
     new_aa = old_aa = new_mix = old_mix = 0
     for day in range(aa_days):
         reference = segment_day(np.random.default_rng([SEED, 7_000 + day, 0]))
-        new, old = segment_alarms(reference, segment_day(np.random.default_rng([SEED, 7_000 + day, 1])))
+        new, old = segment_alarms(reference, summarised_day(segment_day(np.random.default_rng([SEED, 7_000 + day, 1])), f"aa{day}"))
         new_aa += bool(new)
         old_aa += bool(old)
-        new, old = segment_alarms(reference, segment_day(np.random.default_rng([SEED, 7_000 + day, 2]), mix_variation=MIX_VARIATION))
+        new, old = segment_alarms(reference, summarised_day(segment_day(np.random.default_rng([SEED, 7_000 + day, 2]), mix_variation=MIX_VARIATION),
+                                                            f"mix{day}"))
         new_mix += bool(new)
         old_mix += bool(old)
     found = elsewhere = old_found = 0
     target = f"metadata.locale={DRIFT_LOCALE}"
     for day in range(power_days):
         new, old = segment_alarms(segment_day(np.random.default_rng([SEED, 9_000 + day, 0])),
-                                  segment_day(np.random.default_rng([SEED, 9_000 + day, 1]), drift=True))
+                                  summarised_day(segment_day(np.random.default_rng([SEED, 9_000 + day, 1]), drift=True), f"drift{day}"))
         found += target in new
         old_found += target in old
         elsewhere += bool({s for s in new if s.startswith("metadata.locale=")} - {target})
