@@ -306,10 +306,12 @@ def signal_promotion(published: dict[str, Any]):
     yield Metadata(MODEL_PROMOTED, extra={"promotions": published["promotions"]})
 
 
-def monitor_models(cadence: str):
+def monitor_models(cadence: str, partitions=None):
     """Plan the run's partitions and their shards, check every shard in parallel, then one mapped branch of stages per model.
 
     The branch is the registry's stages for the cadence, in order, each task taking its NEEDS' results.
+    ``partitions``: an upstream task's list of partition dicts to process instead of ``plan_partitions``
+    (modelwatch_hourly_events: the hours it claimed).
     """
     from modelwatch.stages import for_cadence  # light: the registry imports no stage
 
@@ -328,6 +330,6 @@ def monitor_models(cadence: str):
         if cadence == "daily":
             signal_promotion(published)
 
-    partitions = plan_partitions(cadence)
+    partitions = plan_partitions(cadence) if partitions is None else partitions
     checked = check_shard.expand(shard=plan_shards(partitions))  # fan-out: one task per model x shard
     return monitor.partial(checked=checked).expand(partition=partitions)

@@ -478,6 +478,13 @@ class Model(_Strict):
             raise ValueError(f"experiments {routed} take their arms from the spans (feature flags): set assignment: external, or hash to describe the router")
         return self
 
+    @model_validator(mode="after")
+    def _one_hourly_schedule(self) -> Model:
+        if self.source is not None and self.source.otel.events is not None and "hourly" in self.cadence:
+            raise ValueError("source.otel.events runs the hours when their exports land (modelwatch_hourly_events): remove 'hourly' from cadence, "
+                             "or drop events to run them on the hourly timer")
+        return self
+
     def allowed_variants(self) -> list[str]:
         arms = {a for e in self.experiments for a in (e.control, e.treatment)}
         return sorted({"production", "shadow", *arms, *self.variants})

@@ -36,6 +36,29 @@ def _attribute_name(value: str) -> str:
     return value
 
 
+class OtelEvents(_Strict):
+    """Run the model's hours when their exports land (``modelwatch_hourly_events``) instead of on the hourly timer.
+
+    ``queue_url``: the SQS queue the bucket's S3 event notifications (``s3:ObjectCreated:*``, directly or through
+    SNS) are delivered to. An hour is processed once it is closed: ``grace_minutes`` after its read window ends
+    (the hour plus the source's ``late_minutes``), or as soon as an export of a later window has landed.
+    ``lookback_hours``: how far back the timer pass looks for hours whose files landed but that are not closed yet.
+    ``poll_seconds``: how often the triggerer asks the queue when it was empty.
+    """
+
+    queue_url: str
+    grace_minutes: int = Field(10, ge=0, le=24 * 60)
+    lookback_hours: int = Field(48, ge=1, le=24 * 31)
+    poll_seconds: int = Field(30, ge=1, le=3600)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+/[0-9]+/[A-Za-z0-9_-]{1,80}(\.fifo)?$", value):
+            raise ValueError(f"expected an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/otel-exports, got {value!r}")
+        return value
+
+
 class OtelSource(_Strict):
     """A model's traffic read from OpenTelemetry Collector exports (awss3exporter) instead of log lines.
 
@@ -47,6 +70,7 @@ class OtelSource(_Strict):
     conventions, ``feature_flag.key`` and ``feature_flag.result.variant``). ``metadata``: metadata key -> the span
     or resource attribute it comes from (segments and the experiment's assignment unit). ``late_minutes``:
     minutes of exports after a partition's end still read for its spans (the exporter files spans by export time).
+    ``events``: run each hour when its exports land (``OtelEvents``).
     """
 
     uri: str
@@ -59,6 +83,7 @@ class OtelSource(_Strict):
     variant_attribute: str | None = None
     metadata: dict[str, str] = {}
     late_minutes: int = Field(5, ge=0, le=60)
+    events: OtelEvents | None = None  # None: the hours run on modelwatch_hourly's timer (when the model has the hourly cadence)
 
     @field_validator("uri")
     @classmethod

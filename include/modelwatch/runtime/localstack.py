@@ -139,6 +139,23 @@ class LocalS3:
         """The listening sockets of the server's process tree."""
         return listening_sockets([self.proc.pid] if self.proc else [])
 
+    def notify_queue(self, bucket: str, prefix: str, queue: str) -> str:
+        """Create SQS queue ``queue`` in the same server and deliver ``bucket``'s ``s3:ObjectCreated:*`` events under
+        ``prefix`` to it, as S3 event notifications do; returns the queue URL.
+
+        moto's server sends the notifications itself (and the ``s3:TestEvent`` S3 sends when one is configured).
+        """
+        import boto3
+
+        kw = {"endpoint_url": self.endpoint, "region_name": "us-east-1", "aws_access_key_id": "modelwatch", "aws_secret_access_key": "modelwatch"}
+        sqs = boto3.client("sqs", **kw)
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rules = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}} if prefix else {}
+        boto3.client("s3", **kw).put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"], **({"Filter": rules} if rules else {})}]})
+        return url
+
     def stop(self) -> None:
         _stop(self.proc)
 
@@ -236,6 +253,11 @@ class LocalAirflow:
         self._run([str(BIN / "airflow"), "scheduler", "--skip-serve-logs"], logs / "scheduler.log")
         self.wait_for_jobs(["SchedulerJob", "DagProcessorJob"])
         return self
+
+    def start_triggerer(self) -> None:
+        """Start the triggerer (deferred tasks and asset watchers); returns once its job runs."""
+        self._run([str(BIN / "airflow"), "triggerer", "--skip-serve-logs"], self.home / "process-logs" / "triggerer.log")
+        self.wait_for_jobs(["TriggererJob"])
 
     def _write_password(self) -> None:
         """Write ``password`` as the simple auth manager's passwords file, readable by the owner only."""
