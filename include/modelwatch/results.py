@@ -120,6 +120,8 @@ class ProfileRecord(TypedDict):
     segments: list[dict[str, Any]]  # {"segment", "value", <metric>: value}
     prompt_token_histogram: list[dict[str, Any]]
     hard_limits: list[LimitCheckRecord]
+    quantile_method: str  # "exact" (every row) | "kll" (merged KLL sketches: quantile ranks within rank_error)
+    rank_error: float | None  # KLL's normalized rank error (99% confidence); None when exact
 
 
 # -- drift, concept, judge -----------------------------------------------------------------------------------

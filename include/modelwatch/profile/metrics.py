@@ -50,8 +50,11 @@ def to_frame(valid: pa.Table, segments: list[str]) -> pd.DataFrame:
     for source in ("metadata", "features"):
         keys = [s.split(".", 1)[1] for s in segments if s.startswith(source + ".")]
         if keys:
-            for key, values in flatten(frame[source].tolist(), keys).items():
-                frame[f"{source}.{key}"] = pd.Series(values, index=frame.index, dtype="object").map(lambda v: None if v is None else str(v))
+            # each distinct JSON text is parsed once (traffic repeats a few metadata objects): codes -1 are missing objects
+            codes, texts = pd.factorize(frame[source], use_na_sentinel=True)
+            for key, values in flatten([*texts.tolist(), None], keys).items():
+                distinct = np.array([None if v is None else str(v) for v in values], dtype=object)
+                frame[f"{source}.{key}"] = pd.Series(distinct[codes], index=frame.index, dtype="object")
     return frame
 
 

@@ -1,4 +1,8 @@
-"""The profile stage: operational metrics per variant and segment, and the hard limits, of the partition's valid rows."""
+"""The profile stage: operational metrics per variant and segment, and the hard limits, of the partition's valid rows.
+
+The rows are not read again: each shard task summarised its valid rows (``profile.summary``), and
+this stage merges the shards' summaries and computes the metrics from them (``profile.sketched``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.valid import read_valid
 from modelwatch.results import ProfileRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
 from modelwatch.storage.keys import report_uri
@@ -26,13 +29,15 @@ SPAN_SECONDS = {"daily": 86_400.0, "hourly": 3_600.0}
 def _profile(client, cfg: MonitoringConfig, validated: ValidateRecord, cadence: str) -> ProfileRecord:
     """Operational metrics and hard-limit checks for the partition's valid rows."""
     from modelwatch.profile.limits import check_hard_limits
-    from modelwatch.profile.metrics import ALL, compute_metrics, input_columns, metrics_table, to_frame, token_histogram
+    from modelwatch.profile.metrics import ALL, metrics_table
+    from modelwatch.profile.sketched import day_metrics
+    from modelwatch.profile.summary import load
+    from modelwatch.summaries import merged
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
-    valid = read_valid(client, cfg, partition, input_columns(model.segments))
-    frame = to_frame(valid, model.segments)
-    metrics = compute_metrics(frame, model.id, partition.dt.isoformat(), partition.hour, model.segments, SPAN_SECONDS[cadence])
+    day = day_metrics(merged(client, validated["valid_uri"], NAME, load), model.id, partition.dt.isoformat(), partition.hour, SPAN_SECONDS[cadence])
+    metrics = day.metrics
     uri = put_table(client, report_uri(cfg, partition, "metrics.parquet"), metrics_table(metrics))
     overall = metrics[(metrics.segment == ALL)]
     headline = {v: dict(zip(g.metric, g.value)) for v, g in overall.groupby("variant")}
@@ -42,8 +47,10 @@ def _profile(client, cfg: MonitoringConfig, validated: ValidateRecord, cadence: 
         "metrics_uri": uri,
         "headline": headline,
         "segments": _segment_rows(metrics),
-        "prompt_token_histogram": token_histogram(frame),
+        "prompt_token_histogram": day.histogram,
         "hard_limits": checks,
+        "quantile_method": day.quantile_method,
+        "rank_error": day.rank_error,
     }
 
 

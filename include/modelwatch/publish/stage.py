@@ -100,6 +100,7 @@ def _publish(client, cfg: MonitoringConfig, extracted: ExtractRecord, validated:
         "segments": profiled["segments"] if profiled else [],
         "prompt_token_histogram": profiled["prompt_token_histogram"] if profiled else [],
         "hard_limits": profiled["hard_limits"] if profiled else [],
+        "quantiles": {"method": profiled.get("quantile_method", "exact"), "rank_error": profiled.get("rank_error")} if profiled else None,
         "breaches": [{k: v for k, v in b.items() if k != "detected_at"} for b in found],
         "drift": {k: drifted.get(k) for k in ("outcome", "severity", "alert_count", "alerts", "baseline_version", "reason", "segment_embedding", "evidently_ui_url")}
         if drifted else None,
