@@ -75,7 +75,7 @@ def _has_judge(model: Model) -> bool:
 STAGES: tuple[Stage, ...] = (
     Stage("extract", "modelwatch.ingest.stage", ExtractRecord, runs_without_traffic=True),
     Stage("validate", "modelwatch.ingest.validate_stage", ValidateRecord, needs=("extract",)),
-    Stage("profile", "modelwatch.profile.stage", ProfileRecord, needs=("validate",)),
+    Stage("profile", "modelwatch.profile.stage", ProfileRecord, needs=("validate",), summary="modelwatch.profile.summary"),
     Stage("drift", "modelwatch.drift.stage", DriftRecord, needs=("validate",), cadences=DAILY, baseline="drift.json",
           no_baseline={"severity": "none", "alerts": []}, summary="modelwatch.drift.summary"),
     Stage("concept", "modelwatch.concept.stage", ConceptRecord, needs=("validate",), cadences=DAILY),
