@@ -21,9 +21,10 @@ OTEL_EXPORTS = "otel_exports"
 def _watchers(cfg) -> list[AssetWatcher]:
     """One watcher per distinct queue of the event sources (several models may share a bucket's queue)."""
     from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-    from modelwatch.ingest.arrivals import event_sources
 
-    queues = {s.events.queue_url: s.events for s in event_sources(cfg).values()}
+    # read off the config here, not through modelwatch.ingest.arrivals, which imports pyarrow: parsing stays light
+    sources = [m.source.otel for m in cfg.models if m.source is not None and m.source.otel.events is not None]
+    queues = {s.events.queue_url: s.events for s in sources}
     return [AssetWatcher(name=f"otel_exports_{i}", trigger=MessageQueueTrigger(
         scheme="sqs", sqs_queue=url, aws_conn_id=cfg.defaults.aws_conn_id, max_messages=10, wait_time_seconds=1, waiter_delay=events.poll_seconds))
         for i, (url, events) in enumerate(sorted(queues.items()))]
