@@ -92,7 +92,7 @@ def test_each_closed_hour_is_claimed_once_and_a_late_file_is_recorded_not_rerun(
 
     # a lagging file of hour 10, delivered twice, is one late arrival; the hour is not claimed again
     lagging = export(prefix, H10 + timedelta(minutes=58), 4)
-    tally = record_messages(s3, cfg, [s3_event(bucket, lagging.split("/", 3)[3])] * 2, now)
-    assert (len(tally.late), tally.duplicates, tally.arrived) == (1, 1, 0)
+    tally = record_messages(s3, cfg, [s3_event(bucket, lagging.split("/", 3)[3])] * 2 + [s3_event(bucket, keys[1])], now)
+    assert (len(tally.late), tally.duplicates, tally.arrived) == (1, 2, 0)  # a file recorded before the claim is no late arrival
     assert get_json(s3, late_uri(cfg, Partition(MODEL, H10.date(), 10), lagging))["uri"] == lagging
     assert claim_closed_hours(s3, cfg, now + timedelta(hours=5), "run-4") == [Partition(MODEL, H10.date(), 11)]  # hour 11 by grace

@@ -135,10 +135,6 @@ def late_uri(cfg: MonitoringConfig, partition: Partition, uri: str) -> str:
     return report_uri(cfg, partition, f"late_arrivals/{_digest(uri)}.json")
 
 
-def _exists_under(client, prefix: str, name: str) -> bool:
-    return any(found.rsplit("/", 1)[-1] == name for found, _ in list_objects(client, prefix))
-
-
 # -- recording and claiming ----------------------------------------------------------------------------------
 
 
@@ -166,7 +162,10 @@ def record_file(client, cfg: MonitoringConfig, model_id: str, source: OtelSource
         partition = _partition(model_id, hour)
         prefix = arrivals_prefix(cfg, partition)
         body = json.dumps({"uri": uri, "written": written.isoformat(), "landed": landed.isoformat()}).encode()
-        if _exists_under(client, prefix, CLAIM):
+        names = {found.rsplit("/", 1)[-1] for found, _ in list_objects(client, prefix)}
+        if any(name.endswith(f"-{_digest(uri)}.json") for name in names):
+            tally.duplicates += 1  # a re-delivery of a file recorded before the claim
+        elif CLAIM in names:
             if put_if_absent(client, late_uri(cfg, partition, uri), body):
                 tally.late.append(f"{partition.label} {uri}")
             else:
