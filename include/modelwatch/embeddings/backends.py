@@ -43,12 +43,13 @@ def batch_encoder(backend: str) -> Callable[[Sequence[str]], np.ndarray]:
 
 @lru_cache(maxsize=4)
 def backend_key(backend: str) -> str:
-    """``{backend}-{12 hex}``: the hash covers the model's content and, for ONNX, the export recipe. Names a cache prefix."""
+    """``{backend}-{12 hex}``: the hash covers the model's content and, for ONNX, the export recipe and how texts are run. Names a cache prefix."""
     parts = [model_sha256()]
     if check_backend(backend) == "onnx-int8":
+        from modelwatch.embeddings.onnx_backend import ENCODING
         from modelwatch.embeddings.onnx_export import OPSET, RECIPE
 
-        parts += [RECIPE, f"opset{OPSET}"]
+        parts += [RECIPE, f"opset{OPSET}", ENCODING]
     return f"{backend}-{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:12]}"
 
 
