@@ -21,13 +21,14 @@ def test_breach_triggers_rollback_through_the_scheduler(s3, scheduler_config, lo
     airflow.wait_for_dags(["modelwatch_daily", "modelwatch_rollback"])
     airflow.cli("dags", "unpause", "modelwatch_rollback")
     airflow.cli("dags", "unpause", "modelwatch_daily")
+    earlier = {run[0] for run in airflow.runs("modelwatch_rollback")}  # the session's Airflow may have run it already (fire drill)
     airflow.cli("dags", "trigger", "modelwatch_daily", "--run-id", "breach-day",
                 "--conf", json.dumps({"target_date": DAY.isoformat(), "models": [llm.id]}))
     [daily] = airflow.wait_for_runs("modelwatch_daily", 1, timeout=600, where=lambda r: r[0] == "breach-day")
     assert daily[1] == "success", f"logs under {airflow.home}"
-    [rollback] = airflow.wait_for_runs("modelwatch_rollback", 1, timeout=180)
+    [rollback] = airflow.wait_for_runs("modelwatch_rollback", 1, timeout=180, where=lambda r: r[0] not in earlier)
     assert rollback[1] == "success", f"logs under {airflow.home}"
-    run_type = airflow.query("select run_type from dag_run where dag_id = 'modelwatch_rollback'")[0][0]
+    [(run_type,)] = airflow.query("select run_type from dag_run where dag_id = 'modelwatch_rollback' and run_id = ?", (rollback[0],))
     assert run_type == "asset_triggered"
     routing = get_json(s3, llm.rollback.uri)
     assert routing["experiments"][exp.id]["state"] == "rolled_back"

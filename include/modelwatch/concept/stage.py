@@ -7,10 +7,10 @@ from typing import Any
 
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
-from modelwatch.ingest.valid import read_valid, valid_columns
+from modelwatch.ingest.valid import valid_columns
 from modelwatch.results import ConceptRecord, ValidateRecord
 from modelwatch.stages import StageContext, StageResult, Upstream, record
-from modelwatch.storage.keys import report_uri, valid_manifest_uri
+from modelwatch.storage.keys import report_uri
 from modelwatch.storage.s3 import put_json
 
 NAME = "concept"
@@ -41,44 +41,46 @@ def _concept(client, cfg: MonitoringConfig, validated: ValidateRecord) -> Concep
     """
     from datetime import timedelta
 
-    import pandas as pd
+    import pyarrow as pa
 
+    from modelwatch.concept import unlabelled as unlabelled_counts
     from modelwatch.concept.analysis import analyze_concept_drift
     from modelwatch.concept.feedback import feedback_summary
+    from modelwatch.concept.lookback import read_lookback
     from modelwatch.estimation.estimate import estimate_stage
     from modelwatch.ingest.labels import join_labels, read_labels
-    from modelwatch.storage.s3 import exists
 
     partition = Partition.from_dict(validated["partition"])
     model = cfg.model(partition.model_id)
     days = [partition.dt - timedelta(days=i) for i in range(model.drift.label_lookback_days - 1, -1, -1)]
     wanted = ["request_id", "timestamp", "variant", "experiment_id", "prediction", "probability", "class_probabilities", "feedback"]
-    frames, days_used, tables = [], [], {}
-    for day in days:
-        if exists(client, valid_manifest_uri(cfg, Partition(model.id, day))):
-            table = read_valid(client, cfg, Partition(model.id, day), valid_columns(("_source", "_line", "prompt", "response", "reference", "extra")))
-            frames.append(table.select(wanted).to_pandas())
-            days_used.append(day.isoformat())
-            if model.kind != "llm" and model.estimation.enabled:
-                tables[day.isoformat()] = table
-    predictions = pd.concat(frames, ignore_index=True)
     signals = model.feedback.signals
     read = read_labels(client, cfg.defaults.labels_uri, model.id, days, signals)
     labels = read.table.to_pandas()
     end = datetime(partition.dt.year, partition.dt.month, partition.dt.day, tzinfo=UTC) + timedelta(days=1)
     arrived = labels[labels["labelled_at"].isna() | (labels["labelled_at"] < end)]
-    joined = join_labels(predictions, arrived)
+    estimating = model.kind != "llm" and model.estimation.enabled
+    lookback = read_lookback(client, cfg, model, days, pa.array(arrived["request_id"].dropna().astype(str).unique(), pa.string()), wanted,
+                             valid_columns(("_source", "_line", "prompt", "response", "reference", "extra")) if estimating else None)
+    days_used, tables, unlabelled = lookback.days, lookback.tables, lookback.unlabelled
+    joined = join_labels(lookback.predictions, arrived)
     frame = joined.frame
-    labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": joined.counts()}
+    join = joined.counts() if unlabelled is None else unlabelled_counts.join_counts(joined.counts(), unlabelled)
+    labels_info = {"read": read.to_dict(), "not_yet_arrived": int(len(labels) - len(arrived)), "join": join,
+                   "rows_counted_not_kept": 0 if unlabelled is None else int(unlabelled["rows"].sum())}
     estimation, feedback = None, None
     if model.kind == "llm":
         feedback = feedback_summary(frame, signals, partition.dt.isoformat())
-        _store_experiment_feedback(client, cfg, model, frame, signals)
+        if unlabelled is not None:
+            feedback = unlabelled_counts.feedback_summary(feedback, unlabelled, signals)
+        _store_experiment_feedback(client, cfg, model, frame, signals, unlabelled)
         frame = _primary_as_feedback(frame, signals, model.feedback.primary)
     else:
-        estimation = estimate_stage(client, cfg, model, partition.dt, tables, arrived, report_uri(cfg, partition, "estimation.json"))
+        estimation = estimate_stage(client, cfg, model, partition.dt, tables, arrived, report_uri(cfg, partition, "estimation.json"), lookback.sampled)
     report = analyze_concept_drift(frame, model.kind, positive_class=model.drift.positive_class, window="day", by_variant=False,
                                    feedback_name=model.feedback.primary.replace("_", " ")).to_dict()
+    if unlabelled is not None:
+        report = unlabelled_counts.concept_report(report, unlabelled)
     if read.problems:
         report["reason"] += f"; {_rejected_text(read)}"
     result = {"partition": partition.to_dict(), "outcome": "ok", "days": days_used, "labels": labels_info, **report, "feedback": feedback,
@@ -116,7 +118,7 @@ def _primary_as_feedback(frame, signals, primary: str):
     return frame.assign(feedback=np.where(indicator.isna(), np.nan, np.where(indicator == 1, -1.0, 1.0)))
 
 
-def _store_experiment_feedback(client, cfg: MonitoringConfig, model, frame, signals) -> None:
+def _store_experiment_feedback(client, cfg: MonitoringConfig, model, frame, signals, unlabelled=None) -> None:
     """Per experiment and look-back day (from its start): each arm's moments of ``feedback.<signal>_rate``, as known now.
 
     A later run rewrites a day as more feedback arrives, so the experiments stage, which runs after
@@ -125,6 +127,8 @@ def _store_experiment_feedback(client, cfg: MonitoringConfig, model, frame, sign
     import pandas as pd
 
     from modelwatch.concept.feedback import arm_moments, experiment_rows, signal_indicators
+    from modelwatch.concept.unlabelled import arm_requests
+    from modelwatch.core.metric_names import feedback_metric
     from modelwatch.storage.keys import experiment_feedback_uri
 
     if frame.empty or not model.experiments:
@@ -134,9 +138,14 @@ def _store_experiment_feedback(client, cfg: MonitoringConfig, model, frame, sign
     for exp in model.experiments:
         arms = [exp.control, exp.treatment]
         rows = experiment_rows(frame, exp.id, arms)
+        tagged = bool((frame["experiment_id"] == exp.id).any()) if "experiment_id" in frame else False
         for day in sorted(days[rows].dropna().unique()):
             if exp.start and day < exp.start:
                 continue
             on_day = rows & (days == day)
-            put_json(client, experiment_feedback_uri(cfg.defaults.reports_uri, model.id, exp.id, day),
-                     {"day": day, "stats": arm_moments(frame[on_day], indicators[on_day], arms)})
+            stats = arm_moments(frame[on_day], indicators[on_day], arms)
+            for arm, extra in arm_requests(unlabelled, exp.id, arms, day, tagged).items():  # left-out requests: not fired, no sum
+                for name, signal in signals.items():
+                    if not signal.negative:
+                        stats[arm][feedback_metric(name)]["n"] += extra
+            put_json(client, experiment_feedback_uri(cfg.defaults.reports_uri, model.id, exp.id, day), {"day": day, "stats": stats})

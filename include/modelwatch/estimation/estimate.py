@@ -165,7 +165,7 @@ def summary_block(result: dict[str, Any], uri: str | None) -> dict[str, Any]:
                         "upper": m.get("upper"), "realised": m.get("realised"), "estimated_labelled": m.get("estimated_labelled"),
                         "gap": m.get("gap"), "gap_limit": m.get("gap_limit"), "gap_alert": m.get("gap_alert")})
     keys = ("outcome", "method", "calibration", "source", "assumptions", "band", "thresholds", "baseline_version", "chunk_size", "primary_metric",
-            "day", "rows", "metrics", "alerts", "latest_realised", "gap_alert", "reason", "average")
+            "day", "rows", "metrics", "alerts", "latest_realised", "gap_alert", "reason", "average", "sampled_days")
     return {**{k: result.get(k) for k in keys}, "history": history, "estimation_uri": uri}
 
 
@@ -184,10 +184,13 @@ def _with_labels(frame: pd.DataFrame, labels: pd.DataFrame, kind: str) -> pd.Dat
     return out
 
 
-def estimate_stage(client, cfg, model, day: date, tables: dict[str, Any], labels: pd.DataFrame, uri: str) -> dict[str, Any] | None:
+def estimate_stage(client, cfg, model, day: date, tables: dict[str, Any], labels: pd.DataFrame, uri: str,
+                   sampled: dict[str, dict[str, int]] | None = None) -> dict[str, Any] | None:
     """Performance estimation of one partition: write ``estimation.json`` at ``uri`` and return the summary block.
 
-    ``tables`` maps each look-back day (ISO) to its valid rows (Arrow); ``labels`` holds the
+    ``tables`` maps each look-back day (ISO) to its valid rows (Arrow), or for a day in ``sampled``
+    (``{"rows": day's rows, "sampled": rows kept}``) a uniform bottom-k sample of them, on which that
+    day's estimate and its band are computed (``concept.lookback``); ``labels`` holds the
     labels that had arrived as of the partition (the concept stage's as-of filter). None for
     LLMs; an ``outcome`` other than ``ok`` (``disabled``, ``no_baseline``, ``no_reference``) says why
     nothing was estimated.
@@ -210,5 +213,6 @@ def estimate_stage(client, cfg, model, day: date, tables: dict[str, Any], labels
             variants = incumbent_variants(model)
             frames = {d: _with_labels(estimation_frame(t, model, variants), labels, model.kind) for d, t in tables.items()}
             result = estimate_partition(reference, frames, day.isoformat(), model, baseline.manifest["version"])
+            result["sampled_days"] = dict(sampled or {})  # days estimated on a uniform sample of their rows, not every row
     put_json(client, uri, result)
     return summary_block(result, uri)

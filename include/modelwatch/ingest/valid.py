@@ -21,3 +21,19 @@ def valid_columns(exclude: tuple[str, ...]) -> list[str]:
     from modelwatch.ingest.schema import CANONICAL_COLUMNS
 
     return [c for c in CANONICAL_COLUMNS if c not in exclude and c != "_type_errors"]
+
+
+def iter_valid(client, cfg: MonitoringConfig, partition: Partition, columns: list[str]):
+    """The partition's valid rows one Parquet row group at a time (only ``columns``): memory is bounded by a row group.
+
+    Each part's footer and the asked columns' chunks are fetched by range reads as Arrow reads
+    them (``storage.ranged``, nothing prefetched), so a stage can stream a day it does not hold.
+    """
+    import pyarrow.parquet as pq
+
+    from modelwatch.storage.ranged import RangedObject
+
+    for uri in get_json(client, valid_manifest_uri(cfg, partition))["parts"]:
+        parquet = pq.ParquetFile(RangedObject(client, uri))
+        for group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(group, columns=columns).select(columns)
