@@ -75,15 +75,24 @@ def _new_run(api, known: set[str], timeout: float = 180) -> str:
 
 
 def _form(api, run_id: str, index: int, timeout: float = 180) -> dict:
-    """The approval form once the task waits for input."""
+    """The approval form once the task waits for input (state ``awaiting_input``), as a person sees it.
+
+    Answered within a second of that, the resumed try can be queued before the scheduler has seen
+    the waiting task's process exit; Airflow's scheduler tolerates that exit event for a SCHEDULED
+    try but fails a QUEUED one ("task state changed externally"). A person takes longer than the
+    scheduler's loop; the pause stands in for that.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/approve/{index}/hitlDetails")
+            form = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/approve/{index}/hitlDetails")
+            if api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/approve/{index}")["state"] == "awaiting_input":
+                time.sleep(3)
+                return form
         except RuntimeError as exc:
             if "404" not in str(exc):
                 raise
-        time.sleep(2)
+        time.sleep(1)
     raise TimeoutError(f"{DAG} {run_id} approve[{index}] never asked for input")
 
 
