@@ -188,6 +188,10 @@ def alternative_records(name: str, fmt: str, alt: TaskRun) -> list[Record]:
                        f" + run {r['evidently_run_s']:.1f} s + HTML {r['evidently_html_s']:.1f} s ({r['rows_current']:,} vs {r['rows_reference']:,} rows)",
                        "wall", round(alt.wall, 1), "s"),
                 record(f"{name} {fmt}: alternative", "peak_rss", round(alt.peak_mib), "MiB")]
+    if r.get("outcome") == "timed_out":
+        return [record(f"{name} {fmt}: alternative did not finish within {r['timeout_s']:.0f} s (stopped; its time is a lower bound)",
+                       "wall", round(alt.wall, 1), "s"),
+                record(f"{name} {fmt}: alternative, peak RSS when stopped", "peak_rss", round(alt.peak_mib), "MiB")]
     limit = r.get("memory_limit_bytes")
     where = f"in {r.get('failed_at')} after reading {r.get('rows_read', 0):,} rows of 2 days ({r.get('files_read', 0)} files)" if "failed_at" in r else ""
     return [record(f"{name} {fmt}: alternative FAILED ({r.get('error', '?')}) {where} under a {limit / 2**30:.0f} GiB address-space limit"

@@ -49,11 +49,11 @@ Targets: 1M requests in <= 90 s with every task <= 1.5 GiB; 10M in <= 12 min
 with every task <= 4 GiB, on 2 cores. Every size is run; from the second size on, the linear
 projection from the size before is recorded beside the measured run.
 
-Environment: ``MODELWATCH_BENCH_SCALE_TASK_TIMEOUT`` (seconds, default 600, 0: none) stops drift,
+Environment: ``MODELWATCH_BENCH_SCALE_TASK_TIMEOUT`` (seconds, default 600, 0: none) stops the alternative, drift,
 concept or judge running longer (later tasks run without it; the total is then AT LEAST);
 ``MODELWATCH_BENCH_SCALE_PROFILE`` the tasks re-run under cProfile into ``bench/scale_profile.txt``
 ("0": none; default: the two slowest); ``MODELWATCH_BENCH_SCALE_SCHEDULED=0`` skips the scheduled
-repeat; ``MODELWATCH_BENCH_SCALE_FORMATS=jsonl.gz`` runs one format; ``MODELWATCH_BENCH_SCALE_BASELINE_ROWS``
+repeat (``=1000000``: only for days of at most that many requests); ``MODELWATCH_BENCH_SCALE_FORMATS=jsonl.gz`` runs one format; ``MODELWATCH_BENCH_SCALE_BASELINE_ROWS``
 makes the baseline day smaller than the monitored day; ``MODELWATCH_BENCH_SCALE_CACHE`` (above). Every result, part, S3 count, split, size and
 comparison is also written to ``bench/scale_details.json``.
 """
@@ -106,7 +106,7 @@ DETAILS = Path(__file__).resolve().parent / "scale_details.json"
 PROFILE = Path(__file__).resolve().parent / "scale_profile.txt"
 ROWS_ENV = "MODELWATCH_BENCH_SCALE_ROWS"
 CACHE_ENV = "MODELWATCH_BENCH_SCALE_CACHE"  # a folder the generated days are kept in and reused from
-SCHEDULED_ENV = "MODELWATCH_BENCH_SCALE_SCHEDULED"  # "0": no scheduled repeat of the run
+SCHEDULED_ENV = "MODELWATCH_BENCH_SCALE_SCHEDULED"  # "0": no scheduled repeat; "1" (default): every size; N > 1: days of at most N requests
 FORMATS_ENV = "MODELWATCH_BENCH_SCALE_FORMATS"  # "jsonl.gz": run that format only (default: both)
 BASELINE_ROWS_ENV = "MODELWATCH_BENCH_SCALE_BASELINE_ROWS"  # the baseline day's requests, if fewer than the monitored day's
 SIZES: dict[str, list[int]] = {"small": [100_000], "full": [1_000_000, 10_000_000]}
@@ -157,8 +157,8 @@ def child_env(config: Path | None = None) -> dict[str, str]:
 
 
 def task_timeout(task: str) -> float | None:
-    """Seconds after which an optional task (its result is optional downstream) is stopped; None: no limit."""
-    if task not in OPTIONAL_TASKS:
+    """Seconds after which an optional task (its result is optional downstream) or the alternative is stopped; None: no limit."""
+    if task not in OPTIONAL_TASKS and task != "alternative":  # the alternative too: Evidently on a 10M day may not end
         return None
     value = os.environ.get(TIMEOUT_ENV, "").strip()
     try:
@@ -338,7 +338,7 @@ def measure_size(rows: int, workdir: Path, alternative: bool = True) -> SizeResu
             runs[fmt] = daily_run(world, server.endpoint, workdir, prefix=f"{FORMATS[fmt]}-")
             sizes[fmt] = summary_sizes(client, world)
             log(f"{fmt} summaries: " + ", ".join(f"{s} {v['bytes'] / 2**20:.2f} MiB in {v['objects']}" for s, v in sizes[fmt].items()))
-            if os.environ.get(SCHEDULED_ENV, "1") != "0":
+            if scheduled_repeat(rows):
                 scheduled[fmt] = scheduled_run(client, world, server.endpoint, workdir)
             drift_uri = runs[fmt]["drift"].result.get("drift_uri")
             if drift_uri:
@@ -364,6 +364,14 @@ def measure_size(rows: int, workdir: Path, alternative: bool = True) -> SizeResu
     finally:
         server.stop()
     return result
+
+
+def scheduled_repeat(rows: int) -> bool:
+    """Whether the day of ``rows`` requests is run again as Airflow schedules it ($MODELWATCH_BENCH_SCALE_SCHEDULED)."""
+    value = os.environ.get(SCHEDULED_ENV, "1").strip() or "1"
+    if not value.isdigit():
+        raise ValueError(f"{SCHEDULED_ENV} must be 0, 1 or a number of requests, got {value!r}")
+    return value == "1" or (value != "0" and rows <= int(value))
 
 
 def scheduled_run(client, world: World, endpoint: str, workdir: Path) -> ScheduledRun:
