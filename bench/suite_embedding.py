@@ -1,4 +1,4 @@
-"""Benchmark suite "embedding": the MMD drift test's speed and calibration, and embedding throughput.
+"""Benchmark suite "embedding": the MMD drift test's speed and calibration, embedding throughput, and the two embedding backends compared.
 
 ``run(size)`` returns records ``{"suite", "case", "metric", "value", "unit", "alternative",
 "alternative_value", "target"}``; ``size`` is "small" (a quick check) or "full".
@@ -9,12 +9,23 @@
   builds the full pooled kernel and a reference-only bootstrap of 100 draws).
 * MMD calibration: the false-alarm rate over seeded A/A trials (two samples of one
   distribution) at alpha 0.05, and the power on a documented shift, for both methods.
-* Embedding: all-MiniLM-L6-v2 texts/s on short support-style texts, the machine's
-  float32 matmul rate, and the share of that rate the model achieves.
+* Embedding: all-MiniLM-L6-v2 texts/s on short support-style texts with the torch-float32
+  backend, the machine's float32 matmul rate, and the share of that rate the model achieves.
+* Backends (``bench.embedding_backends``), ``onnx-int8`` as the value and ``torch-float32`` as the
+  alternative, in the same run on a generated held set unlike the support texts (1,500 texts;
+  small: 450): texts/s of each and their ratio (target >= 2.5x); the cosine between the two
+  vectors of each text (min, target >= 0.99; 1st percentile; mean; share below 0.99) and the
+  text with the lowest; ``mmd_test`` on each backend's vectors of those texts, 200 rows a side:
+  the false-alarm rate over A/A trials (two disjoint random samples of the held texts) and the
+  power when a new topic (pet care) makes up 10% of the current rows, the same seeded trials
+  for both, and the share of trials whose verdicts differ; and per backend a fresh Python
+  process that imports it and embeds one text: import time, load-and-embed time, wall time,
+  peak RSS, and how many torch modules it loaded (target 0 for int8).
 
-The synthetic "embeddings" are unit-norm rows of an anisotropic Gaussian (a decaying
-spectrum, like real sentence embeddings), not model output: the test's speed does not
-depend on the values and its calibration must hold for any distribution.
+The synthetic "embeddings" of the MMD speed and calibration cases are unit-norm rows of an
+anisotropic Gaussian (a decaying spectrum, like real sentence embeddings), not model output:
+the test's speed does not depend on the values and its calibration must hold for any
+distribution. The backend comparison runs the test on the model's real vectors.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import suite_helpers
+from bench.embedding_backends import compare as compare_backends
 
 SUITE = "embedding"
 _, record = suite_helpers(SUITE)
@@ -37,8 +49,10 @@ DIM = 384
 ALPHA = 0.05
 
 SIZES: dict[str, dict[str, int]] = {
-    "small": {"big_n": 5_000, "compare_n": 2_000, "aa_trials": 100, "power_trials": 40, "trial_n": 500, "texts": 100},
-    "full": {"big_n": 20_000, "compare_n": 2_000, "aa_trials": 400, "power_trials": 100, "trial_n": 500, "texts": 500},
+    "small": {"big_n": 5_000, "compare_n": 2_000, "aa_trials": 40, "power_trials": 16, "trial_n": 500, "texts": 100,
+              "held_texts": 450, "topic_texts": 100, "backend_aa_trials": 30, "backend_power_trials": 30, "process_runs": 1},
+    "full": {"big_n": 20_000, "compare_n": 2_000, "aa_trials": 400, "power_trials": 100, "trial_n": 500, "texts": 500,
+             "held_texts": 1_500, "topic_texts": 300, "backend_aa_trials": 400, "backend_power_trials": 200, "process_runs": 3},
 }
 
 # Power scenario: a new topic appears in 10% of the current rows. Those rows come from the
@@ -225,13 +239,18 @@ def embedding_throughput(cfg: dict[str, int]) -> list[dict[str, Any]]:
 
     load_seconds, model = timed(load_model)
     texts = support_texts(cfg["texts"])
-    embed_texts(texts[:16])  # warm-up: first-call allocations and thread pools
-    seconds, _ = timed(lambda: embed_texts(texts, batch_size=64))
+    embed = partial(embed_texts, batch_size=64, backend="torch-float32")  # the FLOP accounting below is the float32 model's
+    embed(texts[:16])  # warm-up: first-call allocations and thread pools
+    seconds, _ = timed(lambda: embed(texts))
+    int8 = partial(embed_texts, batch_size=64, backend="onnx-int8")  # the same texts on the default backend, for comparison
+    int8(texts[:16])
+    int8_seconds, _ = timed(lambda: int8(texts))
     rate = len(texts) / seconds
     torch_gflops, numpy_gflops = matmul_gflops("torch"), matmul_gflops("numpy")
     model_gflops = rate * flops_per_text(model, texts) / 1e9
     return [
-        record(f"embed {len(texts)} support texts, {MODEL_NAME}, CPU, batch 64", "throughput", rate, "texts/s"),
+        record(f"embed {len(texts)} support texts, {MODEL_NAME}, CPU, batch 64, torch-float32", "throughput", rate, "texts/s",
+               alternative="onnx-int8, the same texts", alternative_value=len(texts) / int8_seconds),
         record(f"load {MODEL_NAME} from the bundled package (first load in process)", "wall_time", load_seconds, "s"),
         record("float32 matmul 2048x2048, torch", "matmul_rate", torch_gflops, "GFLOP/s", alternative="numpy (OpenBLAS)", alternative_value=numpy_gflops),
         record(f"{MODEL_NAME} achieved FLOP rate (2·non-embedding params·T + attention)", "model_rate", model_gflops, "GFLOP/s"),
@@ -246,7 +265,7 @@ def run(size: str) -> list[dict[str, Any]]:
     os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may download a model
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     cfg = SIZES[size]
-    return mmd_speed(cfg) + mmd_calibration(cfg) + embedding_throughput(cfg)
+    return mmd_speed(cfg) + mmd_calibration(cfg) + embedding_throughput(cfg) + compare_backends(cfg)
 
 
 if __name__ == "__main__":
