@@ -49,7 +49,7 @@ def add_to_workspace(workspace_uri: str | Path, project_name: str, snapshot_json
     serialised by a lock file in the workspace, since a local write is not atomic.
     """
     from evidently.core.report import Snapshot
-    from evidently.ui.workspace import Workspace
+    from evidently.ui.storage.local.base import LocalState
 
     snapshot = Snapshot.loads(snapshot_json)
     uri = str(workspace_uri)
@@ -60,10 +60,12 @@ def add_to_workspace(workspace_uri: str | Path, project_name: str, snapshot_json
         Path(uri).mkdir(parents=True, exist_ok=True)
         guard = _locked(Path(uri) / LOCK_FILE)
     with guard:
-        workspace = Workspace(uri)
-        project_id = _project(workspace, project_name, description)
+        # the workspace's file state (what ``Workspace(uri).state`` is) without ``Workspace`` itself, which reads every
+        # snapshot of every project when it opens: O(days) per write, and on S3 it can read a snapshot another writer is replacing
+        state = LocalState(uri)
+        project_id = _project(state, project_name, description)
         run_id = snapshot_id(project_id, _timestamp(snapshot))
-        workspace.state.write_snapshot(project_id, run_id, snapshot.to_snapshot_model())  # what Workspace.add_run writes, under the day's id
+        state.write_snapshot(project_id, run_id, snapshot.to_snapshot_model())  # what Workspace.add_run writes, under the day's id
     return str(project_id), str(run_id)
 
 
@@ -98,20 +100,37 @@ def _timestamp(snapshot: Any) -> datetime:
     return snapshot.to_snapshot_model().timestamp
 
 
-def _project(workspace: Any, name: str, description: str | None) -> Any:
+def _project(state: Any, name: str, description: str | None) -> Any:
     """The id of the project called ``name``: an existing one (the smallest id if several), else one created under
     ``project_id(name)``; a project without a dashboard gets the trend dashboard."""
     from evidently.sdk.models import ProjectModel
 
-    found = sorted((project.id for project in workspace.search_project(name)), key=str)
+    found = sorted(_projects_named(state, name), key=str)
     if found:
         project = found[0]
     else:
         project = project_id(name)
-        workspace.state.write_project(ProjectModel(id=project, name=name, description=description or _default_description(name)))
-    if not workspace.state.read_dashboard(project).tabs:
-        workspace.state.write_dashboard(project, _trend_dashboard())
+        state.write_project(ProjectModel(id=project, name=name, description=description or _default_description(name)))
+    if not state.read_dashboard(project).tabs:
+        state.write_dashboard(project, _trend_dashboard())
     return project
+
+
+def _projects_named(state: Any, name: str) -> list[Any]:
+    """Ids of the workspace's projects called ``name``.
+
+    Not ``Workspace.search_project``: it fails on a project another writer is creating, whose folder
+    (on S3, its directory marker) is listed before its project file exists.
+    """
+    ids = []
+    for candidate in state.list_projects():
+        try:
+            model = state.read_project(candidate)
+        except FileNotFoundError:
+            continue
+        if model.name == name:
+            ids.append(model.id)
+    return ids
 
 
 def _default_description(name: str) -> str:
