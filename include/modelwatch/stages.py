@@ -3,7 +3,8 @@
 A run processes one partition: one model's day (``modelwatch_daily``) or hour (``modelwatch_hourly``),
 a ``core.partition.Partition``. The ingest stage reads its log files in shards (the map step:
 ``ingest.stage.plan_shards`` and ``check_shard``, one Airflow task per shard), ``validate`` is the
-reduce step, and every later stage reads the valid rows (``ingest.valid.read_valid``), writes its
+reduce step, and every later stage reads what the valid rows' manifest lists (its stage's merged
+per-shard summaries, or the valid parts streamed a row group at a time: ``ingest.valid``), writes its
 outputs under keys fixed by model and partition (``storage.keys``: a retry or a re-run overwrites,
 never doubles) and returns a small JSON-able record for the stages after it (the DAG's XCom).
 
