@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.results import ExtractRecord, ValidateRecord
@@ -21,7 +23,7 @@ def run(ctx: StageContext, upstream: Upstream) -> StageResult[ValidateRecord]:
 
 def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord, summarize=None) -> ValidateRecord:
     """The reduce step: repeats across shards, one quarantine, the valid rows' manifest; then the invalid-share limit."""
-    from modelwatch.ingest.shards import cross_shard_repeats, merge_failures
+    from modelwatch.ingest.shards import merge_failures
     from modelwatch.ingest.validation import enforce_invalid_share
 
     partition = Partition.from_dict(extracted["partition"])
@@ -29,7 +31,7 @@ def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord, summarize
     shards = extracted["shards"]
     count = len(shards)
     failures, examples = merge_failures(shards)
-    repeats = cross_shard_repeats([get_table(client, shard_uri(cfg, partition, "ids", i, count)) for i in range(count)]) if count > 1 else {}
+    repeats = _cross_shard_repeats(client, [shard_uri(cfg, partition, "ids", i, count) for i in range(count)]) if count > 1 else {}
     moved = _move_repeats(client, cfg, partition, count, repeats, failures, examples)
     quarantined, by_file = _merge_quarantine(client, cfg, partition, count, moved)
     parts = [shard_uri(cfg, partition, "valid-without-repeats" if i in moved else "valid", i, count) for i in range(count)]
@@ -54,6 +56,21 @@ def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord, summarize
     enforce_invalid_share(rows_in, quarantined, failures, examples, cfg.max_invalid_share(model.id), f"partition {partition.path(cfg.defaults.logs_uri)}",
                           rejects_by_file=by_file, files=extracted["files"])
     return result
+
+
+def _cross_shard_repeats(client, uris: list[str]) -> dict[int, dict[int, str]]:
+    """``ingest.shards.cross_shard_repeats`` over the shards' id tables, reading each one's files and lines only if it has a repeated id."""
+    from modelwatch.ingest.shards import cross_shard_repeats
+
+    places: dict[int, Any] = {}
+
+    def locate(shard: int, position: int) -> str:
+        if shard not in places:
+            places[shard] = get_table(client, uris[shard], ["source", "line"])
+        table = places[shard]
+        return f"{table['source'][position].as_py()}:{table['line'][position].as_py()}"
+
+    return cross_shard_repeats([get_table(client, uri, ["hash", "row_id"]) for uri in uris], locate)
 
 
 def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: int, repeats: dict[int, dict[int, str]],
