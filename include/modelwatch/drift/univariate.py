@@ -29,6 +29,7 @@ either side, all values missing) abstains with a reason instead of returning NaN
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
@@ -170,7 +171,8 @@ def numerical_drift(column: str, reference: np.ndarray, current: np.ndarray, *, 
         reference_bin_counts = binned_counts(ref, edges)
     details = {"reference_mean": float(np.mean(ref)), "current_mean": float(np.mean(cur)),
                "reference_quantiles": _quantiles(ref), "current_quantiles": _quantiles(cur)}
-    return replace(base, test="ks", statistic=ks, p_value=p, effect_method="wasserstein", effect=wasserstein / scale,
+    effect = min(wasserstein / scale, sys.float_info.max)  # values near the float limit over a tiny spread: huge, not inf
+    return replace(base, test="ks", statistic=ks, p_value=p, effect_method="wasserstein", effect=effect,
                    psi=psi(reference_bin_counts, binned_counts(cur, edges)), details=details)
 
 
