@@ -1,8 +1,8 @@
 """The int8 backend: the exported encoder on ONNX Runtime, tokenized by ``tokenizers``, pooled in numpy. No torch.
 
 Tokenization is the bundled ``tokenizer.json`` (the same fast tokenizer sentence-transformers uses),
-truncated at the ``max_seq_length`` of ``sentence_bert_config.json`` (256 word pieces). Pooling is what ``1_Pooling/config.json`` and ``modules.json`` say: the mean
-of the token vectors under the attention mask, then L2 normalisation (sentence-transformers' ``Pooling``
+truncated at the ``max_seq_length`` of ``sentence_bert_config.json`` (256 word pieces). Pooling is
+what ``1_Pooling/config.json`` and ``modules.json`` say: the mean of the token vectors under the attention mask, then L2 normalisation (sentence-transformers' ``Pooling``
 and ``Normalize`` modules).
 
 Each text runs through the session on its own. Dynamic int8 quantization scales a layer's activations

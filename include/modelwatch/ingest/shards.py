@@ -54,25 +54,26 @@ def merge_failures(results: list[dict[str, Any]]) -> tuple[dict[str, int], dict[
     return dict(failures), examples
 
 
-def cross_shard_repeats(ids: list[pa.Table], locate: Callable[[int, int], str] | None = None) -> dict[int, dict[int, str]]:
+def cross_shard_repeats(ids: list[pa.Table], places: Callable[[int], pa.Table] | None = None) -> dict[int, dict[int, str]]:
     """Shard -> {row id: reason} for request ids that an earlier shard already had (first occurrence kept).
 
     ``ids[k]`` holds shard k's first occurrences (``IDS_SCHEMA``: the request id's 64-bit hash,
     where it was, its row id). Within a shard, repeats were found while validating it. With
-    ``locate(shard, position)`` (the file and line of that shard's id table row) the tables need only
-    ``hash`` and ``row_id``: where a first occurrence was is read only for the ids repeated later,
-    which keeps the reduce step's memory to 16 bytes an id (10M ids: 425 MiB more instead of 1,333 MiB
-    with every table's file names and lines held, measured on 12 shards of 833,333 ids).
+    ``places(k)`` (shard k's ``source`` and ``line`` columns, fetched when asked) the tables need only
+    ``hash`` and ``row_id``: where a first occurrence was is read only for shards whose ids repeat
+    later, which keeps the reduce step's memory to 16 bytes an id (10M ids: 425 MiB more instead of
+    1,333 MiB with every table's file names and lines held, measured on 12 shards of 833,333 ids).
     """
     seen_hashes = np.empty(0, np.uint64)
     seen_at = np.empty(0, np.int64)  # shard << 32 | position in that shard's table
     out: dict[int, dict[int, str]] = {}
+    located: dict[int, pa.Table] = {}
 
     def where(code: int) -> str:
         shard, i = code >> 32, code & 0xFFFFFFFF
-        if locate is not None:
-            return locate(shard, i)
-        table = ids[shard]
+        if shard not in located:
+            located[shard] = ids[shard] if places is None else places(shard)
+        table = located[shard]
         return f"{table['source'][i].as_py()}:{table['line'][i].as_py()}"
 
     for shard, table in enumerate(ids):

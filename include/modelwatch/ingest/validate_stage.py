@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from modelwatch.config import MonitoringConfig
 from modelwatch.core.partition import Partition
 from modelwatch.results import ExtractRecord, ValidateRecord
@@ -59,18 +57,11 @@ def _validate(client, cfg: MonitoringConfig, extracted: ExtractRecord, summarize
 
 
 def _cross_shard_repeats(client, uris: list[str]) -> dict[int, dict[int, str]]:
-    """``ingest.shards.cross_shard_repeats`` over the shards' id tables, reading each one's files and lines only if it has a repeated id."""
+    """``ingest.shards.cross_shard_repeats`` over the shards' id tables, reading a shard's files and lines only if its ids repeat later."""
     from modelwatch.ingest.shards import cross_shard_repeats
 
-    places: dict[int, Any] = {}
-
-    def locate(shard: int, position: int) -> str:
-        if shard not in places:
-            places[shard] = get_table(client, uris[shard], ["source", "line"])
-        table = places[shard]
-        return f"{table['source'][position].as_py()}:{table['line'][position].as_py()}"
-
-    return cross_shard_repeats([get_table(client, uri, ["hash", "row_id"]) for uri in uris], locate)
+    return cross_shard_repeats([get_table(client, uri, ["hash", "row_id"]) for uri in uris],
+                               lambda shard: get_table(client, uris[shard], ["source", "line"]))
 
 
 def _move_repeats(client, cfg: MonitoringConfig, partition: Partition, count: int, repeats: dict[int, dict[int, str]],
